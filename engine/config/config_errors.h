@@ -1,0 +1,35 @@
+// engine/config/config_errors.h: collects every problem found in a config, so that
+// `cefd check-config` and start-up print them all at once (exit 2), each with its key's full
+// name ("receive.udp_port: must be between 1 and 65535").
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace cefd {
+
+class ConfigErrors {
+public:
+    void add(std::string_view key, std::string_view problem) {
+        errors_.push_back(std::string(key) + ": " + std::string(problem));
+    }
+    void check(std::string_view key, bool ok, std::string_view problem) {
+        if (!ok) add(key, problem);
+    }
+    template <class T>
+    void check_range(std::string_view key, T value, T min, T max) {
+        if (value < min || value > max)
+            add(key, "must be between " + std::to_string(min) + " and " + std::to_string(max) +
+                         " (got " + std::to_string(value) + ")");
+    }
+
+    [[nodiscard]] bool empty() const noexcept { return errors_.empty(); }
+    [[nodiscard]] const std::vector<std::string>& list() const noexcept { return errors_; }
+
+private:
+    std::vector<std::string> errors_;
+};
+
+}  // namespace cefd

@@ -1,0 +1,1 @@
+// Placeholder: the parse stage's work item writes the encoder here.

@@ -1,0 +1,25 @@
+// engine/row/row_json.h: encodes a Row as one JSON object, the form the Logs Ingestion API
+// takes for CommonSecurityLog: {"TimeGenerated":"2026-11-29T08:28:21.123456Z","Computer":...}.
+//
+// Only set columns are written (plus TimeGenerated from Row::receive_time_ns). string and
+// datetime values are JSON strings; int, long and real values are written as JSON numbers
+// exactly as the parser validated them. Strings are escaped per RFC 8259 (", \, and control
+// characters); the parser has already repaired invalid UTF-8, so bytes >= 0x80 pass through.
+//
+// The caller guarantees room: write_row_json() writes at most row_json_bound(row) bytes.
+// No allocation; safe to call from any thread on distinct rows.
+#pragma once
+
+#include <cstddef>
+
+#include "engine/row/row.h"
+
+namespace cefd {
+
+/// An upper bound on the bytes write_row_json() writes for `row`.
+std::size_t row_json_bound(const Row& row) noexcept;
+
+/// Writes the row's JSON object at `out`; returns one past the last byte written.
+char* write_row_json(const Row& row, char* out) noexcept;
+
+}  // namespace cefd

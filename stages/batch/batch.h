@@ -1,0 +1,79 @@
+// stages/batch/batch.h: a Batcher encodes rows as JSON straight into the current batch buffer
+// and, when the batch is full or old enough, gzips it and hands it to a BatchSink (the spool).
+//
+// Lifecycle: one Batcher per lane, owned by the lane's worker thread; not thread-safe, no lock
+// on the hot path. Buffers (max_bytes + one worst-case row) are allocated at construction;
+// append() never allocates. Sealing (gzip) runs on the worker thread, so compression scales
+// with the number of lanes.
+//
+// Limits: a batch's uncompressed JSON array ("[" row "," row ... "]") is at most max_bytes.
+// A single row larger than max_bytes cannot be sent at all: it is counted (`oversize_rows`) and
+// dropped; with the parser's field limit this needs a message of several hundred KiB.
+// Non-CEF rows for the Syslog table are batched separately (Row::table).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "engine/batch_types.h"
+#include "engine/config/config_errors.h"
+#include "engine/metrics/metrics.h"
+#include "engine/row/row.h"
+
+namespace cefd {
+
+struct BatchConfig {
+    /// Uncompressed JSON bytes per request. Default and maximum: 1 MiB (Azure's limit, read in
+    /// the only way that is safe under every interpretation).
+    std::uint32_t max_bytes = 1'048'576;
+    /// A batch is sealed at most this long after its first row arrived.
+    std::uint32_t linger_ms = 1'000;
+    /// gzip level: 1 (fastest; default) to 9 for libdeflate; igzip maps it onto its levels 0-3.
+    std::uint32_t gzip_level = 1;
+    enum class Compressor : std::uint8_t { automatic, igzip, libdeflate };
+    /// "auto": ISA-L igzip when built with it, else libdeflate.
+    Compressor compressor = Compressor::automatic;
+
+    void validate(ConfigErrors& errors) const;
+};
+
+struct BatchStats {
+    Counter rows{0};            // rows encoded into batches
+    Counter batches{0};         // batches sealed and handed to the sink
+    Counter json_bytes{0};      // uncompressed bytes sealed
+    Counter gzip_bytes{0};      // compressed bytes sealed
+    Counter oversize_rows{0};   // single rows over max_bytes: dropped
+    Counter sink_refused{0};    // batches the sink refused (it counted the reason)
+    Counter sink_refused_rows{0};
+};
+
+class Batcher {
+public:
+    Batcher(const BatchConfig& config, BatchSink& sink);
+    ~Batcher();
+    Batcher(const Batcher&) = delete;
+    Batcher& operator=(const Batcher&) = delete;
+
+    /// Encodes `row` into the batch for its table; seals the batch first if the row would not fit.
+    void append(const Row& row);
+    /// Seals batches whose first row is older than linger_ms. `now_ns` is CLOCK_MONOTONIC.
+    void seal_if_due(std::int64_t now_ns);
+    /// Seals every non-empty batch (shutdown, tests).
+    void seal_all();
+
+    [[nodiscard]] const BatchStats& stats() const noexcept { return stats_; }
+    void register_metrics(MetricsRegistry& registry, const std::string& labels) const;
+    /// "igzip" or "libdeflate".
+    [[nodiscard]] const char* compressor_name() const noexcept;
+
+    class Impl;
+
+private:
+    std::unique_ptr<Impl> impl_;
+    BatchStats stats_;
+};
+
+}  // namespace cefd

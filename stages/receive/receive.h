@@ -1,0 +1,98 @@
+// stages/receive/receive.h: a Receiver reads syslog messages from the network for one lane and
+// writes each into the lane's ByteRing (engine/queue/byte_ring.h) as MessageMeta + bytes.
+//
+// Lifecycle: Pipeline::build opens one Receiver per lane (Receiver::open binds the lane's UDP
+// socket and TCP listener, both with SO_REUSEPORT so the kernel spreads senders over lanes);
+// the lane's receive thread calls run() until its stop_token is set. run() never allocates per
+// message. Only the receive thread touches a Receiver after open(); stats() may be read from
+// any thread.
+//
+// Full ring: UDP datagrams are dropped and counted (`ring_full`); TCP stops reading the
+// connection until the worker frees space (backpressure), so nothing on TCP is dropped.
+// Every other drop has a counter too: see ReceiveStats.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <stop_token>
+#include <string>
+#include <vector>
+
+#include "engine/config/config_errors.h"
+#include "engine/metrics/metrics.h"
+#include "engine/queue/byte_ring.h"
+#include "engine/result.h"
+
+namespace cefd {
+
+struct ReceiveConfig {
+    /// Address every listener binds to. Loopback by default; collector VMs set "0.0.0.0" or "::".
+    std::string listen = "127.0.0.1";
+    /// UDP syslog port; 0 turns UDP off. Ports below 1024 need CAP_NET_BIND_SERVICE.
+    std::uint16_t udp_port = 5514;
+    /// TCP syslog port (RFC 6587 framing); 0 turns TCP off.
+    std::uint16_t tcp_port = 5514;
+    /// Largest datagram kept. Longer ones are counted as `oversize` and dropped.
+    std::uint32_t datagram_bytes_max = 16'384;
+    /// Provided receive buffers per lane (io_uring buffer ring). Must be a power of two.
+    std::uint32_t buffers_per_core = 1'024;
+    /// SO_RCVBUF asked for each UDP socket. The kernel caps it at net.core.rmem_max.
+    std::uint32_t rcvbuf_bytes = 8 * 1024 * 1024;
+    /// Largest TCP frame. Longer frames are counted (`tcp_oversize_frames`) and cut.
+    std::uint32_t max_frame_bytes = 65'536;
+    /// Open TCP connections allowed in total; more are accepted and closed at once (counted).
+    std::uint32_t tcp_max_connections = 4'096;
+    /// A TCP connection with no data for this long is closed.
+    std::uint32_t tcp_idle_timeout_ms = 300'000;
+    enum class Engine : std::uint8_t { automatic, io_uring, recvmmsg };
+    /// "auto" uses io_uring and falls back to recvmmsg/epoll with a log line saying why.
+    Engine engine = Engine::automatic;
+
+    void validate(ConfigErrors& errors) const;
+};
+
+/// One set per lane; the receive thread is the only writer.
+struct ReceiveStats {
+    Counter datagrams{0};       // UDP datagrams written to the ring
+    Counter bytes{0};           // message bytes written to the ring (UDP and TCP)
+    Counter oversize{0};        // datagrams over datagram_bytes_max (MSG_TRUNC), dropped
+    Counter no_buffers{0};      // -ENOBUFS: the provided-buffer ring was empty; multishot re-armed
+    Counter ring_full{0};       // UDP datagrams dropped because the lane ring was full
+    Counter kernel_drops{0};    // SO_RXQ_OVFL: dropped by the kernel before we could read them
+    Counter tcp_accepted{0};    // TCP connections accepted
+    Counter tcp_rejected{0};    // TCP connections closed at once: over tcp_max_connections
+    Counter tcp_closed{0};      // TCP connections closed (peer, idle, error)
+    Counter tcp_frames{0};      // TCP frames written to the ring
+    Counter tcp_oversize_frames{0};  // TCP frames over max_frame_bytes (cut, counted)
+    Counter tcp_bad_frames{0};  // octet-count prefix that is not a number: connection closed
+    Counter tcp_idle_closed{0}; // connections closed by the idle timeout
+};
+
+class Receiver {
+public:
+    /// Binds this lane's sockets. `lane` numbers lanes from 0. Fails with a message naming the
+    /// address and the cause (port in use, permission, io_uring unavailable with engine=io_uring).
+    static Result<std::unique_ptr<Receiver>> open(const ReceiveConfig& config, unsigned lane,
+                                                  ByteRing& ring);
+    ~Receiver();
+    Receiver(const Receiver&) = delete;
+    Receiver& operator=(const Receiver&) = delete;
+
+    /// The receive thread's body: returns soon (within about 100 ms) after `stop` is requested.
+    void run(std::stop_token stop);
+
+    [[nodiscard]] const ReceiveStats& stats() const noexcept { return stats_; }
+    /// Registers every counter with a lane="N" label.
+    void register_metrics(MetricsRegistry& registry) const;
+    /// "io_uring" or "recvmmsg": the engine actually in use.
+    [[nodiscard]] const char* engine_name() const noexcept;
+
+    class Impl;  // the engine (io_uring or recvmmsg/epoll); defined in the stage's .cpp files
+
+private:
+    Receiver(std::unique_ptr<Impl> impl);
+    std::unique_ptr<Impl> impl_;
+    ReceiveStats stats_;
+};
+
+}  // namespace cefd

@@ -1,0 +1,118 @@
+// stages/send/send.h: the Sender delivers spooled batches to the Azure Monitor Logs Ingestion
+// API: POST {endpoint}/dataCollectionRules/{dcr_id}/streams/{stream}?api-version=2023-01-01,
+// Content-Encoding: gzip, a bearer token from Microsoft Entra ID, a fresh x-ms-client-request-id
+// per request. Contract and error handling: ../shared/reference/azure-logs-ingestion.md,
+// summarised in README.md.
+//
+// Lifecycle: one Sender, built after the spool; its thread calls run() until stop is requested
+// and then keeps delivering until the source is empty or drain_deadline passes. Only that thread
+// touches the Sender; stats() may be read from any thread.
+//
+// Outcomes: 204 -> ack. 429/5xx/network -> retry with backoff and jitter, honouring
+// Retry-After, without a count limit (the spool bounds what is kept). 401 -> refresh the token
+// once, then retry. 413 -> split in half and resend both. 400/403/404 -> dead-letter directory,
+// counted and logged with the fix hint. Nothing is dropped without a counter and a log line.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <stop_token>
+#include <string>
+#include <vector>
+
+#include "engine/batch_types.h"
+#include "engine/config/config_errors.h"
+#include "engine/config/secret.h"
+#include "engine/metrics/metrics.h"
+#include "engine/result.h"
+
+namespace cefd {
+
+struct AzureTarget {
+    /// https://<dce-or-dcr>.<region>-1.ingest.monitor.azure.com
+    std::string endpoint;
+    /// dcr- followed by 32 hex digits (the DCR's immutableId).
+    std::string dcr_id;
+    /// The DCR stream for CommonSecurityLog rows.
+    std::string stream = "Custom-CommonSecurityLog";
+    /// The DCR stream for Syslog rows ([parse] non_cef = "syslog_table").
+    std::string syslog_stream = "Microsoft-Syslog";
+    std::uint32_t weight = 1;
+};
+
+struct AzureConfig {
+    /// The first (or only) target; [[azure.targets]] adds more.
+    AzureTarget target;
+    std::vector<AzureTarget> extra_targets;
+
+    enum class Auth : std::uint8_t { client_secret, client_certificate, managed_identity, workload_identity, none };
+    Auth auth = Auth::client_secret;
+    std::string authority_host = "https://login.microsoftonline.com";
+    std::string tenant_id;
+    std::string client_id;
+    /// Inline secret. A config holding one must not be readable by group or others.
+    Secret client_secret;
+    /// File holding the secret (preferred); read at start-up.
+    std::string client_secret_file;
+    /// Token scope. The double slash is what Microsoft's own Logs Ingestion sample sends.
+    std::string scope = "https://monitor.azure.com//.default";
+    /// Managed identity (IMDS) token endpoint; overridable for tests.
+    std::string imds_endpoint = "http://169.254.169.254/metadata/identity/oauth2/token";
+    /// Resource for IMDS tokens.
+    std::string audience = "https://monitor.azure.com";
+    /// Extra CA bundle (PEM), for private endpoints and tests. TLS verification is always on.
+    std::string ca_file;
+    /// HTTPS proxy URL; empty uses the usual environment variables (https_proxy, no_proxy).
+    std::string proxy;
+    std::uint32_t max_in_flight = 4;
+    std::uint32_t connect_timeout_ms = 10'000;
+    std::uint32_t request_timeout_ms = 60'000;
+    /// Where batches Azure refused for good (400/403/404) are kept, zstd-compressed.
+    std::string dead_letter_dir = "/var/lib/cefd/dead-letter";
+    /// Longest a shutdown waits for in-flight and spooled batches before leaving them to the spool.
+    std::uint32_t drain_timeout_ms = 10'000;
+
+    void validate(ConfigErrors& errors) const;
+};
+
+struct SendStats {
+    Counter requests{0};
+    Counter delivered_batches{0};   // 204
+    Counter delivered_rows{0};
+    Counter delivered_bytes{0};     // compressed bytes accepted
+    Counter retries{0};             // every re-send of a batch, any cause
+    Counter throttled{0};           // 429
+    Counter server_errors{0};       // 5xx
+    Counter network_errors{0};      // connect/TLS/timeouts/resets
+    Counter token_refreshes{0};
+    Counter token_errors{0};
+    Counter unauthorized{0};        // 401
+    Counter split_batches{0};       // 413 -> split in two
+    Counter dead_lettered_batches{0};  // 400/403/404
+    Counter dead_lettered_rows{0};
+    Counter in_flight{0};           // gauge
+};
+
+class Sender {
+public:
+    static Result<std::unique_ptr<Sender>> create(const AzureConfig& config, BatchSource& source);
+    ~Sender();
+    Sender(const Sender&) = delete;
+    Sender& operator=(const Sender&) = delete;
+
+    /// The sender thread's body. After `stop` is requested it keeps going until the source
+    /// has nothing pending or drain_timeout_ms passes; then it returns.
+    void run(std::stop_token stop);
+
+    [[nodiscard]] const SendStats& stats() const noexcept { return stats_; }
+    void register_metrics(MetricsRegistry& registry) const;
+
+    class Impl;
+
+private:
+    explicit Sender(std::unique_ptr<Impl> impl);
+    std::unique_ptr<Impl> impl_;
+    SendStats stats_;
+};
+
+}  // namespace cefd
