@@ -1,0 +1,224 @@
+// cefd: the CEF/syslog collector for Microsoft Sentinel.
+//
+//   cefd run --config FILE [--log-level LEVEL]   run until SIGTERM/SIGINT, then drain and exit 0
+//   cefd check-config --config FILE              print every problem at once; exit 2 on any
+//   cefd parse [--config FILE] [FILE...]         one JSON object per input line: the row cefd sends
+//   cefd --version
+//
+// Exit codes: 0 ok, 1 runtime failure, 2 bad usage, bad config or a start-up failure.
+#include <signal.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "engine/clock.h"
+#include "engine/log.h"
+#include "engine/pipeline/config.h"
+#include "engine/pipeline/pipeline.h"
+#include "engine/row/row_json.h"
+
+#ifndef CEFD_VERSION
+#define CEFD_VERSION "0.1.0"
+#endif
+
+namespace cefd {
+namespace {
+
+constexpr const char* usage_text =
+    "usage: cefd run --config FILE [--log-level error|warn|info|debug]\n"
+    "       cefd check-config --config FILE\n"
+    "       cefd parse [--config FILE] [FILE...]   (stdin when no FILE)\n"
+    "       cefd --version\n";
+
+struct Options {
+    std::string command;
+    std::string config_path;
+    std::vector<std::string> files;
+    bool ok = true;
+};
+
+Options parse_options(int argc, char** argv) {
+    Options options;
+    if (argc < 2) {
+        options.ok = false;
+        return options;
+    }
+    options.command = argv[1];
+    for (int i = 2; i < argc; ++i) {
+        const std::string arg = argv[i];
+        if ((arg == "--config" || arg == "-c") && i + 1 < argc) {
+            options.config_path = argv[++i];
+        } else if (arg.rfind("--config=", 0) == 0) {
+            options.config_path = arg.substr(9);
+        } else if (arg == "--log-level" && i + 1 < argc) {
+            log::Level level = log::Level::info;
+            if (log::parse_level(argv[++i], level)) {
+                log::set_level(level);
+            } else {
+                std::fprintf(stderr, "cefd: unknown log level \"%s\"\n", argv[i]);
+                options.ok = false;
+            }
+        } else if (!arg.empty() && arg[0] == '-' && arg != "-") {
+            std::fprintf(stderr, "cefd: unknown option %s\n", arg.c_str());
+            options.ok = false;
+        } else {
+            options.files.push_back(arg);
+        }
+    }
+    return options;
+}
+
+std::optional<Config> load_or_report(const std::string& path) {
+    ConfigErrors errors;
+    auto config = load_config_file(path, errors);
+    if (!config) {
+        std::fprintf(stderr, "cefd: %zu problem%s in %s:\n", errors.list().size(),
+                     errors.list().size() == 1 ? "" : "s", path.c_str());
+        for (const auto& problem : errors.list()) std::fprintf(stderr, "  %s\n", problem.c_str());
+    }
+    return config;
+}
+
+int check_config(const Options& options) {
+    if (options.config_path.empty()) {
+        std::fputs(usage_text, stderr);
+        return 2;
+    }
+    if (!load_or_report(options.config_path)) return 2;
+    std::printf("%s: ok\n", options.config_path.c_str());
+    return 0;
+}
+
+/// Reads lines from `in` and prints one JSON object per line. Uses the pipeline's own Parser
+/// and row encoder, so this prints exactly what cefd would send.
+void parse_stream(std::FILE* in, Parser& parser, Row& row, std::vector<char>& out) {
+    char* line = nullptr;
+    std::size_t capacity = 0;
+    ssize_t length = 0;
+    while ((length = ::getline(&line, &capacity, in)) >= 0) {
+        std::size_t n = static_cast<std::size_t>(length);
+        while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r')) --n;
+        MessageMeta meta;
+        meta.receive_time_ns = wall_clock_ns();
+        meta.length = static_cast<std::uint32_t>(n);
+        const ParseResult result = parser.parse(std::string_view(line, n), meta, row);
+        if (result.outcome == ParseOutcome::row) {
+            out.resize(row_json_bound(row) + 1);
+            char* end = write_row_json(row, out.data());
+            *end++ = '\n';
+            std::fwrite(out.data(), 1, static_cast<std::size_t>(end - out.data()), stdout);
+        } else {
+            std::printf("{\"error\":\"%.*s\"}\n", static_cast<int>(result.reason.size()), result.reason.data());
+        }
+    }
+    std::free(line);
+}
+
+int parse_command(const Options& options) {
+    ParseConfig parse_config;
+    if (!options.config_path.empty()) {
+        auto config = load_or_report(options.config_path);
+        if (!config) return 2;
+        parse_config = config->parse;
+    }
+    log::set_level(log::Level::error);  // counters' rate-limited warnings would mix with the output
+    Parser parser(parse_config);
+    Row row;
+    std::vector<char> out;
+    if (options.files.empty()) {
+        parse_stream(stdin, parser, row, out);
+        return 0;
+    }
+    int status = 0;
+    for (const auto& path : options.files) {
+        std::FILE* in = path == "-" ? stdin : std::fopen(path.c_str(), "r");
+        if (in == nullptr) {
+            std::fprintf(stderr, "cefd: cannot open %s: %s\n", path.c_str(), std::strerror(errno));
+            status = 1;
+            continue;
+        }
+        parse_stream(in, parser, row, out);
+        if (in != stdin) std::fclose(in);
+    }
+    return status;
+}
+
+int run(const Options& options) {
+    if (options.config_path.empty()) {
+        std::fputs(usage_text, stderr);
+        return 2;
+    }
+    auto config = load_or_report(options.config_path);
+    if (!config) return 2;
+
+    // Every thread inherits this mask, so only sigtimedwait() below sees these signals.
+    sigset_t signals;
+    sigemptyset(&signals);
+    sigaddset(&signals, SIGTERM);
+    sigaddset(&signals, SIGINT);
+    sigaddset(&signals, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+    ::signal(SIGPIPE, SIG_IGN);
+
+    auto pipeline = Pipeline::build(*config);
+    if (!pipeline) {
+        CEFD_LOG(error, "cannot start: %s", pipeline.error().describe().c_str());
+        return 2;
+    }
+    Pipeline& p = *pipeline.value();
+    p.start();
+    const auto& r = config->receive;
+    CEFD_LOG(info, "cefd %s running: %zu lanes, udp=%s:%u tcp=%s:%u, metrics=%s, sending to %s",
+             CEFD_VERSION, p.lane_count(), r.listen.c_str(), r.udp_port, r.listen.c_str(), r.tcp_port,
+             config->metrics.listen.empty() ? "off" : config->metrics.listen.c_str(),
+             config->azure.target.endpoint.c_str());
+
+    const std::int64_t interval_s = config->metrics.log_interval_s;
+    for (;;) {
+        timespec timeout{interval_s > 0 ? interval_s : 3600, 0};
+        const int sig = sigtimedwait(&signals, nullptr, &timeout);
+        if (sig == SIGTERM || sig == SIGINT) {
+            CEFD_LOG(info, "%s received: draining", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+            break;
+        }
+        if (sig == SIGHUP) {
+            CEFD_LOG(info, "SIGHUP received: nothing to reload yet");
+            continue;
+        }
+        if (sig < 0 && errno == EAGAIN && interval_s > 0) CEFD_LOG(info, "%s", p.summary().c_str());
+    }
+    p.stop();
+    CEFD_LOG(info, "final: %s", p.summary().c_str());
+    return 0;
+}
+
+}  // namespace
+}  // namespace cefd
+
+int main(int argc, char** argv) {
+    using namespace cefd;
+    const Options options = parse_options(argc, argv);
+    if (options.command == "--version" || options.command == "version") {
+        std::printf("cefd %s\n", CEFD_VERSION);
+        return 0;
+    }
+    if (!options.ok) {
+        std::fputs(usage_text, stderr);
+        return 2;
+    }
+    try {
+        if (options.command == "run") return run(options);
+        if (options.command == "check-config") return check_config(options);
+        if (options.command == "parse") return parse_command(options);
+    } catch (const std::exception& error) {
+        CEFD_LOG(error, "fatal: %s", error.what());
+        return 1;
+    }
+    std::fputs(usage_text, stderr);
+    return 2;
+}

@@ -1,0 +1,184 @@
+#include "engine/pipeline/pipeline.h"
+
+#include <cinttypes>
+#include <cstdio>
+#include <cstring>
+
+#include "engine/clock.h"
+#include "engine/log.h"
+#include "engine/record.h"
+#include "engine/runtime/threads.h"
+
+namespace cefd {
+namespace {
+
+/// Lane i's core from a configured list, or the i-th core this process may use.
+std::uint32_t core_for(unsigned lane, const std::vector<std::uint32_t>& configured,
+                       const std::vector<std::uint32_t>& allowed) {
+    if (!configured.empty()) return configured[lane % configured.size()];
+    return allowed.empty() ? 0 : allowed[lane % allowed.size()];
+}
+
+// A worker drains at most this many messages before it checks linger deadlines again.
+constexpr int worker_burst = 512;
+// The longest a worker sleeps with an empty ring: bounds how late a linger deadline is noticed.
+constexpr std::int64_t worker_idle_wait_ns = 50'000'000;
+
+}  // namespace
+
+Pipeline::Lane::Lane(const Config& config, unsigned lane_index, BatchSink& sink)
+    : index(lane_index),
+      ring(config.runtime.ring_bytes),
+      parser(config.parse),
+      deduper(config.dedupe),
+      batcher(config.batch, sink) {}
+
+Pipeline::Pipeline(const Config& config) : config_(config) {}
+
+// The diagram in pipeline.h, as code. To change the shape of the pipeline, change this function.
+Result<std::unique_ptr<Pipeline>> Pipeline::build(const Config& config) {
+    auto p = std::unique_ptr<Pipeline>(new Pipeline(config));
+    const Config& c = p->config_;
+
+    // The shared tail first, so lanes have somewhere to deliver.
+    auto spool = Spool::open(c.spool);
+    if (!spool) return spool.error();
+    p->spool_ = std::move(spool).value();
+    auto sender = Sender::create(c.azure, *p->spool_);
+    if (!sender) return sender.error();
+    p->sender_ = std::move(sender).value();
+
+    // One lane per worker: receive -> ring -> parse -> dedupe -> batch -> spool.
+    const unsigned lanes = c.runtime.workers != 0 ? c.runtime.workers
+                                                  : static_cast<unsigned>(std::max<std::size_t>(1, allowed_cores().size()));
+    for (unsigned i = 0; i < lanes; ++i) {
+        Lane& lane = p->lanes_.emplace_back(c, i, *p->spool_);
+        auto receiver = Receiver::open(c.receive, i, lane.ring);
+        if (!receiver) return receiver.error();
+        lane.receiver = std::move(receiver).value();
+    }
+
+    if (!c.metrics.listen.empty()) {
+        auto server = MetricsServer::open(c.metrics.listen, p->metrics_);
+        if (!server) return server.error();
+        p->metrics_server_ = std::move(server).value();
+    }
+    p->register_metrics();
+    return p;
+}
+
+Pipeline::~Pipeline() { stop(); }
+
+void Pipeline::start() {
+    CEFD_ASSERT(!started_);
+    started_ = true;
+    const auto allowed = allowed_cores();
+    const bool pin = config_.runtime.pin_threads;
+    for (Lane& lane : lanes_) {
+        const std::uint32_t receive_core = core_for(lane.index, config_.runtime.receive_cores, allowed);
+        const std::uint32_t worker_core = core_for(lane.index, config_.runtime.worker_cores, allowed);
+        lane.receive_thread = std::jthread([&lane, receive_core, pin](std::stop_token stop) {
+            name_current_thread(("cefd-recv-" + std::to_string(lane.index)).c_str());
+            if (pin) pin_current_thread(receive_core);
+            lane.receiver->run(stop);
+        });
+        lane.worker_thread = std::jthread([this, &lane, worker_core, pin] {
+            name_current_thread(("cefd-work-" + std::to_string(lane.index)).c_str());
+            if (pin) pin_current_thread(worker_core);
+            run_worker(lane);
+        });
+    }
+    sender_thread_ = std::jthread([this](std::stop_token stop) {
+        name_current_thread("cefd-send");
+        sender_->run(stop);
+    });
+    if (metrics_server_) metrics_server_->start();
+}
+
+// The worker's loop: everything between the ring and the spool happens here, on one thread,
+// with no allocation per message.
+void Pipeline::run_worker(Lane& lane) {
+    for (;;) {
+        int taken = 0;
+        for (; taken < worker_burst; ++taken) {
+            const std::span<const std::byte> record = lane.ring.front();
+            if (record.empty()) break;
+            MessageMeta meta;
+            std::memcpy(&meta, record.data(), sizeof meta);
+            const std::string_view message(reinterpret_cast<const char*>(record.data()) + sizeof meta, meta.length);
+            if ((meta.flags & message_truncated) != 0) bump(lane.stats.truncated);
+            const ParseResult parsed = lane.parser.parse(message, meta, lane.row);
+            if (parsed.outcome == ParseOutcome::row &&
+                !lane.deduper.is_repeat(meta.source, parsed.dedupe_text, meta.receive_time_ns)) {
+                lane.batcher.append(lane.row);
+            }
+            lane.ring.pop();  // only now: the row's views pointed into the record
+        }
+        if (taken > 0) bump(lane.stats.messages, static_cast<std::uint64_t>(taken));
+        lane.batcher.seal_if_due(monotonic_ns());
+        if (taken == 0) {
+            // The receiver has stopped and the ring is empty: nothing more can arrive.
+            if (lane.draining.load(std::memory_order_acquire) && lane.ring.front().empty()) break;
+            lane.ring.wait_for_data(worker_idle_wait_ns);
+        }
+    }
+    lane.batcher.seal_all();
+}
+
+void Pipeline::stop() {
+    if (!started_ || stopped_) return;
+    stopped_ = true;
+    const std::int64_t started_ns = monotonic_ns();
+    // 1. Intake stops.
+    for (Lane& lane : lanes_) lane.receive_thread.request_stop();
+    for (Lane& lane : lanes_) lane.receive_thread.join();
+    // 2. Workers empty their rings and seal their batches into the spool.
+    for (Lane& lane : lanes_) {
+        lane.draining.store(true, std::memory_order_release);
+        lane.ring.notify();
+    }
+    for (Lane& lane : lanes_) lane.worker_thread.join();
+    // 3. The sender delivers what it can within its drain time; the rest stays spooled.
+    sender_thread_.request_stop();
+    sender_thread_.join();
+    if (metrics_server_) metrics_server_->stop();
+    CEFD_LOG(info, "stopped in %" PRId64 " ms; %zu batches left in the spool for the next start",
+             (monotonic_ns() - started_ns) / 1'000'000, spool_->pending());
+}
+
+void Pipeline::register_metrics() {
+    for (const Lane& lane : lanes_) {
+        const std::string labels = "lane=\"" + std::to_string(lane.index) + "\"";
+        lane.receiver->register_metrics(metrics_);
+        lane.parser.register_metrics(metrics_, labels);
+        lane.deduper.register_metrics(metrics_, labels);
+        lane.batcher.register_metrics(metrics_, labels);
+        metrics_.add("worker_messages_total", "Messages the lane's worker took from its ring.", labels,
+                     &lane.stats.messages);
+        metrics_.add("worker_truncated_messages_total", "Messages the receiver had to cut (TCP frames over max_frame_bytes).",
+                     labels, &lane.stats.truncated);
+        const ByteRing* ring = &lane.ring;
+        metrics_.add_gauge("ring_used_bytes", "Bytes waiting in the lane's ring.", labels,
+                           [ring] { return static_cast<double>(ring->used_bytes()); });
+    }
+    spool_->register_metrics(metrics_);
+    sender_->register_metrics(metrics_);
+}
+
+std::string Pipeline::summary() const {
+    auto total = [this](const char* name) { return static_cast<unsigned long long>(metrics_.value(name)); };
+    char line[512];
+    std::snprintf(line, sizeof line,
+                  "received udp=%llu tcp_frames=%llu | rows=%llu not_cef=%llu rejected=%llu deduplicated=%llu | "
+                  "batches=%llu | delivered rows=%llu batches=%llu retries=%llu dead_lettered=%llu | "
+                  "drops ring_full=%llu oversize=%llu kernel=%llu",
+                  total("receive_datagrams_total"), total("receive_tcp_frames_total"), total("parse_rows_total"),
+                  total("parse_not_cef_total"), total("parse_bad_cef_header_total"), total("dedupe_deduplicated_total"),
+                  total("batch_batches_total"), total("send_delivered_rows_total"),
+                  total("send_delivered_batches_total"), total("send_retries_total"),
+                  total("send_dead_lettered_batches_total"), total("receive_ring_full_total"),
+                  total("receive_oversize_total"), total("receive_kernel_drops_total"));
+    return line;
+}
+
+}  // namespace cefd

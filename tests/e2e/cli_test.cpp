@@ -1,0 +1,110 @@
+// The command line: check-config, parse, --version, and start-up failures.
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <string>
+
+#include "tests/e2e/harness.h"
+
+namespace cefd::test {
+namespace {
+
+std::string quoted(const std::string& s) { return "'" + s + "'"; }
+
+TEST(CheckConfig, ReportsEveryProblemAtOnceWithFullKeyNames) {
+    TempDir dir;
+    write_file(dir.file("bad.toml"),
+               "[receive]\nudp_port = 70000\nlisten = 5\nbogus = 1\n"
+               "[batch]\nmax_bytes = 2000000\n"
+               "[spool]\nwhen_full = \"sometimes\"\n"
+               "[nonsense]\nx = 1\n");
+    std::string out;
+    const int code = run_command(cefd_binary() + " check-config --config " + dir.file("bad.toml") + " 2>&1", &out);
+    EXPECT_EQ(code, 2) << out;
+    EXPECT_NE(out.find("receive.udp_port"), std::string::npos) << out;
+    EXPECT_NE(out.find("receive.listen"), std::string::npos) << out;
+    EXPECT_NE(out.find("receive.bogus: unknown key"), std::string::npos) << out;
+    EXPECT_NE(out.find("batch.max_bytes"), std::string::npos) << out;
+    EXPECT_NE(out.find("spool.when_full"), std::string::npos) << out;
+    EXPECT_NE(out.find("nonsense: unknown table"), std::string::npos) << out;
+}
+
+TEST(CheckConfig, AcceptsTheDocumentedExampleConfig) {
+    TempDir dir;
+    std::string example = read_file(source_path("deploy/cefd.example.toml"));
+    const std::string secret_path = "/etc/cefd/client-secret";
+    example.replace(example.find(secret_path), secret_path.size(), dir.file("client-secret"));
+    write_file(dir.file("client-secret"), "s3cret\n", 0600);
+    write_file(dir.file("cefd.toml"), example);
+    std::string out;
+    EXPECT_EQ(run_command(cefd_binary() + " check-config --config " + dir.file("cefd.toml") + " 2>&1", &out), 0) << out;
+}
+
+TEST(CheckConfig, RefusesAnInlineSecretInAWorldReadableConfig) {
+    TempDir dir;
+    write_file(dir.file("cefd.toml"), "[azure]\nclient_secret = \"hunter2\"\n", 0644);
+    std::string out;
+    EXPECT_EQ(run_command(cefd_binary() + " check-config --config " + dir.file("cefd.toml") + " 2>&1", &out), 2);
+    EXPECT_NE(out.find("azure.client_secret"), std::string::npos) << out;
+    EXPECT_EQ(out.find("hunter2"), std::string::npos) << "the secret itself must never be printed: " << out;
+    write_file(dir.file("cefd.toml"), "[azure]\nclient_secret = \"hunter2\"\n", 0600);
+    EXPECT_EQ(run_command(cefd_binary() + " check-config --config " + dir.file("cefd.toml") + " 2>&1", &out), 0) << out;
+}
+
+TEST(ParseCommand, PrintsOneJsonObjectPerInputLine) {
+    const std::string samples = source_path("tests/data/synthetic-darktrace-cef.log");
+    std::string out;
+    ASSERT_EQ(run_command(cefd_binary() + " parse " + quoted(samples), &out), 0);
+    const auto input = read_lines(samples);
+    std::size_t lines = 0;
+    std::size_t pos = 0;
+    while ((pos = out.find('\n', pos)) != std::string::npos) {
+        ++lines;
+        ++pos;
+    }
+    EXPECT_EQ(lines, input.size()) << "one output line per input line, comments included";
+    EXPECT_NE(out.find("\"DeviceVendor\":\"Darktrace\""), std::string::npos) << out.substr(0, 2000);
+}
+
+TEST(ParseCommand, ReadsStdinAndReportsLinesThatYieldNoRow) {
+    std::string out;
+    ASSERT_EQ(run_command("printf 'hello world\\n' | " + cefd_binary() + " parse", &out), 0);
+    EXPECT_EQ(out.rfind("{\"error\":", 0), 0U) << out;
+}
+
+TEST(Version, PrintsTheVersion) {
+    std::string out;
+    EXPECT_EQ(run_command(cefd_binary() + " --version", &out), 0);
+    EXPECT_EQ(out.rfind("cefd ", 0), 0U) << out;
+}
+
+TEST(Run, FailsAtStartUpWithExitCode2WhenThePortIsTaken) {
+    TempDir dir;
+    const int port = free_port();
+    // Hold the TCP port without SO_REUSEPORT, so cefd cannot bind it.
+    std::string out;
+    write_file(dir.file("cefd.toml"),
+               "[receive]\nudp_port = 0\ntcp_port = " + std::to_string(port) + "\n[spool]\ndir = \"" + dir.file("spool") +
+                   "\"\n[azure]\nauth = \"none\"\nendpoint = \"https://127.0.0.1:1\"\ndead_letter_dir = \"" +
+                   dir.file("dl") + "\"\n[metrics]\nlisten = \"\"\n");
+    int holder = -1;
+    {
+        holder = ::socket(AF_INET, SOCK_STREAM, 0);
+        sockaddr_in addr{};
+        addr.sin_family = AF_INET;
+        addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        addr.sin_port = htons(static_cast<std::uint16_t>(port));
+        ASSERT_EQ(::bind(holder, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+        ASSERT_EQ(::listen(holder, 1), 0);
+    }
+    const int code = run_command(cefd_binary() + " run --config " + dir.file("cefd.toml") + " 2>&1", &out);
+    ::close(holder);
+    EXPECT_EQ(code, 2) << out;
+    EXPECT_NE(out.find(std::to_string(port)), std::string::npos) << "the message names the port: " << out;
+}
+
+}  // namespace
+}  // namespace cefd::test

@@ -1,0 +1,66 @@
+// tests/e2e/harness.h: the real binaries on loopback. AzureStandin runs tools/azure_standin over
+// HTTPS with its generated CA; Cefd writes a config pointing at it and runs `cefd run`.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "tests/support/support.h"
+
+namespace cefd::test {
+
+class AzureStandin {
+public:
+    explicit AzureStandin(const TempDir& dir, std::vector<std::string> extra_args = {});
+    [[nodiscard]] const std::string& url() const { return url_; }
+    [[nodiscard]] std::string ca_file() const { return dir_ + "/standin-ca.pem"; }
+    [[nodiscard]] std::string rows_path() const { return dir_ + "/rows.jsonl"; }
+    /// Every accepted row, parsed: column name -> value as text (numbers as written).
+    [[nodiscard]] std::vector<std::map<std::string, std::string>> rows() const;
+    [[nodiscard]] std::size_t row_count() const;
+    /// GET /stats, raw JSON.
+    [[nodiscard]] std::string stats() const;
+    Process& process() { return *process_; }
+
+private:
+    std::string dir_;
+    std::string url_;
+    std::unique_ptr<Process> process_;
+};
+
+struct CefdOptions {
+    std::string extra_toml;        // appended to the generated config (whole tables)
+    std::string receive_extra;     // lines appended inside [receive]
+    std::string azure_extra;       // lines appended inside [azure]
+    int dedupe_window_ms = 0;      // off by default, so tests can send the same line twice
+    int linger_ms = 100;
+};
+
+class Cefd {
+public:
+    Cefd(const TempDir& dir, const AzureStandin& azure, CefdOptions options = {});
+    ~Cefd();
+    [[nodiscard]] int port() const { return port_; }
+    [[nodiscard]] int metrics_port() const { return metrics_port_; }
+    [[nodiscard]] const std::string& config_path() const { return config_path_; }
+    /// GET /metrics and return the value of one series (summed over labels when `labels` is empty).
+    [[nodiscard]] double metric(const std::string& name) const;
+    int stop();  // SIGTERM, wait; returns the exit code
+    Process& process() { return *process_; }
+
+private:
+    int port_;
+    int metrics_port_;
+    std::string config_path_;
+    std::unique_ptr<Process> process_;
+};
+
+std::string cefd_binary();
+std::string standin_binary();
+std::string loadgen_binary();
+/// HTTP GET on loopback; returns the body ("" on failure).
+std::string http_get(int port, const std::string& path);
+
+}  // namespace cefd::test
