@@ -1,0 +1,234 @@
+// Batcher: limits, tables, linger, both gzip back ends, refusal counting. Real compressors, real
+// decompression with zlib and libdeflate, real JSON parsing with simdjson.
+#include "stages/batch/batch.h"
+
+#include <gtest/gtest.h>
+#include <libdeflate.h>
+#include <simdjson.h>
+#include <zlib.h>
+
+#include <string>
+#include <vector>
+
+#include "engine/clock.h"
+#include "stages/batch/gzip.h"
+#include "tests/support/support.h"
+
+namespace cefd {
+namespace {
+
+struct CollectingSink final : BatchSink {
+    std::vector<SealedBatch> batches;
+    bool refuse = false;
+    bool accept(SealedBatch&& batch) override {
+        if (refuse) return false;
+        batches.push_back(std::move(batch));
+        return true;
+    }
+};
+
+std::string gunzip_zlib(const std::vector<std::byte>& body, std::size_t max_bytes = 2 * 1024 * 1024) {
+    z_stream zs{};
+    EXPECT_EQ(inflateInit2(&zs, 16 + MAX_WBITS), Z_OK);
+    std::string out(max_bytes, '\0');
+    zs.next_in = reinterpret_cast<Bytef*>(const_cast<std::byte*>(body.data()));
+    zs.avail_in = static_cast<uInt>(body.size());
+    zs.next_out = reinterpret_cast<Bytef*>(out.data());
+    zs.avail_out = static_cast<uInt>(out.size());
+    EXPECT_EQ(inflate(&zs, Z_FINISH), Z_STREAM_END);
+    out.resize(zs.total_out);
+    inflateEnd(&zs);
+    return out;
+}
+
+std::string gunzip_libdeflate(const std::vector<std::byte>& body, std::size_t json_bytes) {
+    libdeflate_decompressor* d = libdeflate_alloc_decompressor();
+    std::string out(json_bytes, '\0');
+    std::size_t actual = 0;
+    EXPECT_EQ(libdeflate_gzip_decompress(d, body.data(), body.size(), out.data(), out.size(), &actual),
+              LIBDEFLATE_SUCCESS);
+    libdeflate_free_decompressor(d);
+    out.resize(actual);
+    return out;
+}
+
+/// Parses `json` as an array of objects and returns the element count (-1 if it is not one).
+long count_objects(const std::string& json) {
+    simdjson::dom::parser parser;
+    simdjson::dom::element doc;
+    if (parser.parse(json).get(doc) != simdjson::SUCCESS) return -1;
+    simdjson::dom::array array;
+    if (doc.get_array().get(array) != simdjson::SUCCESS) return -1;
+    long n = 0;
+    for (auto element : array) {
+        if (!element.is_object()) return -1;
+        ++n;
+    }
+    return n;
+}
+
+/// Rows built from the real sample lines (the whole line as Message, plus a few header columns).
+class SampleRows {
+public:
+    SampleRows() {
+        lines_ = test::sample_lines(test::source_path("tests/data/synthetic-darktrace-cef.log"));
+        for (const auto& l : test::sample_lines(test::source_path("tests/data/WithSecureViaConnectorSampleData.txt")))
+            lines_.push_back(l);
+    }
+    const Row& row(std::size_t i, Table table = Table::common_security_log) {
+        const std::string& line = lines_[i % lines_.size()];
+        row_.clear();
+        row_.set(Column::DeviceVendor, "Darktrace");
+        row_.set(Column::DeviceProduct, "AI Analyst");
+        row_.set(Column::Computer, "dt-master-01");
+        row_.set(Column::DestinationPort, "443");
+        row_.set(Column::Message, line);
+        row_.receive_time_ns = 1'700'000'000'000'000'000 + static_cast<std::int64_t>(i) * 1000;
+        row_.table = table;
+        return row_;
+    }
+    [[nodiscard]] std::size_t size() const { return lines_.size(); }
+
+private:
+    std::vector<std::string> lines_;
+    Row row_;
+};
+
+TEST(Batcher, BatchesNeverExceedMaxBytesAndKeepEveryRow) {
+    for (const auto compressor : {BatchConfig::Compressor::igzip, BatchConfig::Compressor::libdeflate}) {
+        if (compressor == BatchConfig::Compressor::igzip && !GzipCompressor::igzip_available()) continue;
+        CollectingSink sink;
+        BatchConfig config{.max_bytes = 8'192, .compressor = compressor};
+        Batcher batcher(config, sink);
+        SampleRows rows;
+        constexpr std::size_t n = 5'000;
+        for (std::size_t i = 0; i < n; ++i) batcher.append(rows.row(i));
+        batcher.seal_all();
+
+        ASSERT_GT(sink.batches.size(), 10U);
+        std::uint64_t total = 0;
+        for (const auto& b : sink.batches) {
+            const std::string json = gunzip_zlib(b.body);
+            EXPECT_EQ(json.size(), b.json_bytes);
+            EXPECT_LE(json.size(), config.max_bytes);
+            // Full batches are really full: the next row would not have fitted.
+            EXPECT_EQ(count_objects(json), static_cast<long>(b.rows)) << json.substr(0, 200);
+            EXPECT_EQ(gunzip_libdeflate(b.body, b.json_bytes), json);
+            total += b.rows;
+        }
+        EXPECT_EQ(total, n) << batcher.compressor_name();
+        EXPECT_EQ(read(batcher.stats().rows), n);
+        EXPECT_EQ(read(batcher.stats().batches), sink.batches.size());
+        EXPECT_EQ(read(batcher.stats().oversize_rows), 0U);
+    }
+}
+
+TEST(Batcher, FullBatchesAreNearlyFull) {
+    CollectingSink sink;
+    BatchConfig config{.max_bytes = 1'048'576};
+    Batcher batcher(config, sink);
+    SampleRows rows;
+    for (std::size_t i = 0; i < 20'000; ++i) batcher.append(rows.row(i));
+    ASSERT_GE(sink.batches.size(), 2U);
+    for (const auto& b : sink.batches) {
+        EXPECT_LE(b.json_bytes, config.max_bytes);
+        // Sample rows are under 2 KiB, so a sealed (not flushed) batch lacks less than that.
+        EXPECT_GT(b.json_bytes, config.max_bytes - 4'096);
+        EXPECT_LT(b.body.size(), b.json_bytes / 3) << "gzip should shrink CEF JSON several times";
+    }
+}
+
+TEST(Batcher, RowAloneOverMaxBytesIsDroppedAndCounted) {
+    CollectingSink sink;
+    Batcher batcher(BatchConfig{.max_bytes = 2'048}, sink);
+    SampleRows rows;
+    batcher.append(rows.row(0));
+    const std::string huge(4'000, 'x');
+    Row big;
+    big.set(Column::Message, huge);
+    batcher.append(big);
+    batcher.append(rows.row(1));
+    batcher.seal_all();
+    EXPECT_EQ(read(batcher.stats().oversize_rows), 1U);
+    std::uint64_t total = 0;
+    for (const auto& b : sink.batches) {
+        EXPECT_EQ(count_objects(gunzip_zlib(b.body)), static_cast<long>(b.rows));
+        total += b.rows;
+    }
+    EXPECT_EQ(total, 2U);
+}
+
+TEST(Batcher, KeepsTablesInSeparateBatches) {
+    CollectingSink sink;
+    Batcher batcher(BatchConfig{}, sink);
+    SampleRows rows;
+    for (std::size_t i = 0; i < 30; ++i)
+        batcher.append(rows.row(i, i % 3 == 0 ? Table::syslog : Table::common_security_log));
+    batcher.seal_all();
+    ASSERT_EQ(sink.batches.size(), 2U);
+    for (const auto& b : sink.batches) {
+        EXPECT_EQ(b.rows, b.table == Table::syslog ? 10U : 20U);
+        EXPECT_EQ(count_objects(gunzip_zlib(b.body)), static_cast<long>(b.rows));
+    }
+}
+
+TEST(Batcher, SealsWhenLingerPasses) {
+    CollectingSink sink;
+    Batcher batcher(BatchConfig{.linger_ms = 50}, sink);
+    SampleRows rows;
+    const std::int64_t before = monotonic_ns();
+    batcher.append(rows.row(0));
+    batcher.append(rows.row(1));
+    batcher.seal_if_due(before);  // not due yet
+    EXPECT_TRUE(sink.batches.empty());
+    batcher.seal_if_due(monotonic_ns() + 51'000'000);
+    ASSERT_EQ(sink.batches.size(), 1U);
+    EXPECT_EQ(sink.batches[0].rows, 2U);
+    EXPECT_EQ(sink.batches[0].first_receive_ns, rows.row(0).receive_time_ns);
+    EXPECT_EQ(sink.batches[0].last_receive_ns, rows.row(1).receive_time_ns);
+    batcher.seal_if_due(monotonic_ns() + 1'000'000'000);  // empty: nothing more
+    EXPECT_EQ(sink.batches.size(), 1U);
+}
+
+TEST(Batcher, CountsBatchesTheSinkRefused) {
+    CollectingSink sink;
+    sink.refuse = true;
+    Batcher batcher(BatchConfig{}, sink);
+    SampleRows rows;
+    for (std::size_t i = 0; i < 7; ++i) batcher.append(rows.row(i));
+    batcher.seal_all();
+    EXPECT_EQ(read(batcher.stats().sink_refused), 1U);
+    EXPECT_EQ(read(batcher.stats().sink_refused_rows), 7U);
+}
+
+TEST(Batcher, RegistersMetricsWithLabels) {
+    CollectingSink sink;
+    Batcher batcher(BatchConfig{}, sink);
+    MetricsRegistry registry;
+    batcher.register_metrics(registry, "lane=\"0\"");
+    SampleRows rows;
+    batcher.append(rows.row(0));
+    batcher.seal_all();
+    EXPECT_EQ(registry.value("batch_rows_total", "lane=\"0\""), 1.0);
+    EXPECT_EQ(registry.value("batch_batches_total"), 1.0);
+}
+
+TEST(GzipCompressor, BothBackEndsWriteStandardGzip) {
+    std::string input;
+    SampleRows rows;
+    for (std::size_t i = 0; input.size() < 200'000; ++i) input += test::sample_lines(
+        test::source_path("tests/data/synthetic-darktrace-cef.log"))[i % 5];
+    for (const auto kind : {GzipCompressor::Kind::igzip, GzipCompressor::Kind::libdeflate}) {
+        for (const std::uint32_t level : {1U, 6U, 9U}) {
+            GzipCompressor gzip(kind, level, input.size());
+            const auto out = gzip.compress({input.data(), input.size()});
+            ASSERT_FALSE(out.empty()) << gzip.name();
+            const std::vector<std::byte> body(out.begin(), out.end());
+            EXPECT_EQ(gunzip_zlib(body), input) << gzip.name() << " level " << level;
+            EXPECT_EQ(gunzip_libdeflate(body, input.size()), input) << gzip.name();
+        }
+    }
+}
+
+}  // namespace
+}  // namespace cefd
