@@ -12,6 +12,7 @@
 // (Computer, AdditionalExtensions, numbers, timestamps, escapes, UTF-8, truncation).
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -24,6 +25,10 @@
 
 namespace cefd {
 
+/// Longest message parsed. Longer input (only possible from TCP frames or `cefd parse`) is cut
+/// here and counted as `oversize_messages`; the scratch arena is sized from this.
+inline constexpr std::size_t parse_message_bytes_max = 65'536;
+
 struct ParseConfig {
     enum class NonCef : std::uint8_t { drop, syslog_table };
     /// What to do with a syslog line that is not CEF: drop it (counted as `not_cef`) or send
@@ -33,6 +38,7 @@ struct ParseConfig {
     std::string collector_host_name;
     /// Longest column value kept. Longer values are cut at a UTF-8 boundary and counted
     /// (`truncated_fields`). 32 KiB: the smaller of the two figures Microsoft documents.
+    /// Between 256 and 65536.
     std::uint32_t field_bytes_max = 32'768;
 
     void validate(ConfigErrors& errors) const;
@@ -49,6 +55,8 @@ struct ParseStats {
     Counter bad_numbers{0};       // int/long/real keys whose value was not a number (kept in AdditionalExtensions)
     Counter bad_timestamps{0};    // start/end values that could not be read as a time (kept in AdditionalExtensions)
     Counter truncated_messages{0};  // messages the receiver had to cut (TCP frames over max_frame_bytes)
+    Counter oversize_messages{0};   // messages over parse_message_bytes_max, cut there and parsed
+    Counter stray_extension_text{0};  // extension text before the first key=, kept in AdditionalExtensions
 };
 
 enum class ParseOutcome : std::uint8_t {

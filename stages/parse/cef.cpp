@@ -1,0 +1,148 @@
+#include "stages/parse/cef.h"
+
+#include <array>
+#include <cstring>
+
+namespace cefd {
+namespace {
+
+constexpr std::array<bool, 256> make_key_chars() {
+    std::array<bool, 256> table{};
+    for (int c = 'a'; c <= 'z'; ++c) table[static_cast<std::size_t>(c)] = true;
+    for (int c = 'A'; c <= 'Z'; ++c) table[static_cast<std::size_t>(c)] = true;
+    for (int c = '0'; c <= '9'; ++c) table[static_cast<std::size_t>(c)] = true;
+    table['_'] = true;
+    table['.'] = true;
+    table['-'] = true;
+    return table;
+}
+constexpr std::array<bool, 256> key_chars = make_key_chars();
+
+constexpr bool is_key_char(char c) noexcept { return key_chars[static_cast<unsigned char>(c)]; }
+
+constexpr bool is_trailing_blank(char c) noexcept { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; }
+
+/// True when the byte at `at` is preceded by an odd number of backslashes.
+bool is_escaped(std::string_view text, std::size_t at) noexcept {
+    std::size_t backslashes = 0;
+    while (at > backslashes && text[at - 1 - backslashes] == '\\') ++backslashes;
+    return (backslashes & 1U) != 0;
+}
+
+/// The next unescaped '|' at or after `from`, or npos.
+std::size_t find_pipe(std::string_view text, std::size_t from) noexcept {
+    for (;;) {
+        const std::size_t at = text.find('|', from);
+        if (at == std::string_view::npos || !is_escaped(text, at)) return at;
+        from = at + 1;
+    }
+}
+
+}  // namespace
+
+CefStatus parse_cef_header(std::string_view text, CefHeader& out) noexcept {
+    if (text.starts_with("CEF:")) text.remove_prefix(4);
+    while (!text.empty() && text.front() == ' ') text.remove_prefix(1);
+    // Version: one or more digits; only 0 and 1 are defined.
+    std::size_t at = 0;
+    int version = 0;
+    while (at < text.size() && at < 3 && text[at] >= '0' && text[at] <= '9') version = version * 10 + (text[at++] - '0');
+    if (at == 0 || at >= text.size() || text[at] != '|' || version > 1) return CefStatus::bad_header;
+    out.version = version;
+    std::size_t from = at + 1;
+
+    std::string_view* fields[] = {&out.vendor, &out.product, &out.device_version, &out.signature_id, &out.name};
+    for (std::string_view* field : fields) {
+        const std::size_t pipe = find_pipe(text, from);
+        if (pipe == std::string_view::npos) return CefStatus::bad_header;
+        *field = text.substr(from, pipe - from);
+        from = pipe + 1;
+    }
+    const std::size_t pipe = find_pipe(text, from);
+    if (pipe == std::string_view::npos) {
+        // No '|' after Severity. Fine when the line just ends there; but "k=v" in this position
+        // means a field is missing and the extension slid into Severity.
+        out.severity = text.substr(from);
+        while (!out.severity.empty() && is_trailing_blank(out.severity.back())) out.severity.remove_suffix(1);
+        if (out.severity.find('=') != std::string_view::npos) return CefStatus::bad_header;
+        out.extension = {};
+        return CefStatus::ok;
+    }
+    out.severity = text.substr(from, pipe - from);
+    out.extension = text.substr(pipe + 1);
+    return CefStatus::ok;
+}
+
+std::size_t unescape_cef_header(std::string_view field, char* out) noexcept {
+    std::size_t n = 0;
+    for (std::size_t i = 0; i < field.size(); ++i) {
+        const char c = field[i];
+        if (c == '\\' && i + 1 < field.size() && (field[i + 1] == '|' || field[i + 1] == '\\')) {
+            out[n++] = field[++i];
+        } else {
+            out[n++] = c;
+        }
+    }
+    return n;
+}
+
+std::size_t unescape_cef_value(std::string_view value, char* out) noexcept {
+    std::size_t n = 0;
+    for (std::size_t i = 0; i < value.size(); ++i) {
+        const char c = value[i];
+        if (c != '\\' || i + 1 >= value.size()) {
+            out[n++] = c;
+            continue;
+        }
+        switch (value[i + 1]) {
+            case '\\': out[n++] = '\\'; ++i; break;
+            case '=': out[n++] = '='; ++i; break;
+            case 'n': out[n++] = '\n'; ++i; break;
+            case 'r': out[n++] = '\r'; ++i; break;
+            default: out[n++] = c; break;  // not an escape: keep the backslash as sent
+        }
+    }
+    return n;
+}
+
+CefExtensionReader::CefExtensionReader(std::string_view extension) noexcept {
+    while (!extension.empty() && is_trailing_blank(extension.back())) extension.remove_suffix(1);
+    while (!extension.empty() && extension.front() == ' ') extension.remove_prefix(1);
+    text_ = extension;
+    has_key_ = find_key(0);
+    leading_ = text_.substr(0, has_key_ ? (key_start_ == 0 ? 0 : key_start_ - 1) : text_.size());
+}
+
+bool CefExtensionReader::find_key(std::size_t from) noexcept {
+    while (from < text_.size()) {
+        const void* hit = std::memchr(text_.data() + from, '=', text_.size() - from);
+        if (hit == nullptr) return false;
+        const auto equals = static_cast<std::size_t>(static_cast<const char*>(hit) - text_.data());
+        from = equals + 1;
+        std::size_t start = equals;
+        while (start > 0 && is_key_char(text_[start - 1])) --start;
+        if (start == equals) continue;                          // "==" or " =": no key
+        if (start != 0 && text_[start - 1] != ' ') continue;    // "a=b=c", "?x=1": inside a value
+        if (is_escaped(text_, equals)) continue;                // cannot happen after key chars, but cheap
+        key_start_ = start;
+        equals_ = equals;
+        return true;
+    }
+    return false;
+}
+
+bool CefExtensionReader::next(CefPair& pair) noexcept {
+    if (!has_key_) return false;
+    pair.key = text_.substr(key_start_, equals_ - key_start_);
+    const std::size_t value_start = equals_ + 1;
+    if (find_key(value_start)) {
+        // The one space before the next key separates; any others belong to this value.
+        pair.value = text_.substr(value_start, key_start_ - 1 - value_start);
+    } else {
+        pair.value = text_.substr(value_start);
+        has_key_ = false;
+    }
+    return true;
+}
+
+}  // namespace cefd

@@ -1,0 +1,329 @@
+#include "stages/parse/mapping.h"
+
+#include <array>
+#include <bit>
+#include <limits>
+
+namespace cefd {
+namespace {
+
+// ---- key table: open addressing over FNV-1a, built at compile time ----
+
+constexpr std::uint32_t fnv1a(std::string_view text) noexcept {
+    std::uint32_t hash = 2166136261U;
+    for (const char c : text) hash = (hash ^ static_cast<unsigned char>(c)) * 16777619U;
+    return hash;
+}
+
+struct KeySlot {
+    std::string_view key;
+    Column column{};
+};
+constexpr std::size_t key_slots = 512;  // about 3.5x the 140-odd keys: probes stay short
+static_assert(std::has_single_bit(key_slots));
+
+constexpr bool is_legacy(Column c) noexcept {
+    // Replaced in Feb 2023 by ExtID and FieldDeviceCustomNumber1..3, which share their keys.
+    return c == Column::ExternalID || c == Column::DeviceCustomNumber1 || c == Column::DeviceCustomNumber2 ||
+           c == Column::DeviceCustomNumber3;
+}
+
+constexpr std::array<KeySlot, key_slots> make_key_table() {
+    std::array<KeySlot, key_slots> table{};
+    for (std::size_t i = 0; i < column_count; ++i) {
+        const ColumnInfo& column = columns[i];
+        const auto c = static_cast<Column>(i);
+        if (column.cef_key.empty() || column.cef_key.starts_with("header:") ||
+            column.cef_key.starts_with("syslog:") || is_legacy(c))
+            continue;
+        std::size_t slot = fnv1a(column.cef_key) & (key_slots - 1);
+        while (!table[slot].key.empty()) slot = (slot + 1) & (key_slots - 1);
+        table[slot] = {column.cef_key, c};
+    }
+    return table;
+}
+constexpr std::array<KeySlot, key_slots> key_table = make_key_table();
+
+constexpr bool is_digit(char c) noexcept { return c >= '0' && c <= '9'; }
+
+std::string_view trim_spaces(std::string_view text) noexcept {
+    while (!text.empty() && text.front() == ' ') text.remove_prefix(1);
+    while (!text.empty() && text.back() == ' ') text.remove_suffix(1);
+    return text;
+}
+
+// ---- time ----
+
+int month_index(std::string_view text) noexcept {
+    static constexpr std::array<std::string_view, 12> months = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                                                "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+    for (std::size_t i = 0; i < months.size(); ++i)
+        if (text == months[i]) return static_cast<int>(i) + 1;
+    return 0;
+}
+
+/// Reads exactly `n` digits at `at`.
+bool read_digits(std::string_view s, std::size_t& at, std::size_t n, int& value) noexcept {
+    if (at + n > s.size()) return false;
+    int v = 0;
+    for (std::size_t i = 0; i < n; ++i) {
+        if (!is_digit(s[at + i])) return false;
+        v = v * 10 + (s[at + i] - '0');
+    }
+    value = v;
+    at += n;
+    return true;
+}
+
+/// Reads a zone at `at` (after an optional space); sets offset in minutes east of UTC.
+bool read_zone(std::string_view s, std::size_t at, int& offset_minutes) noexcept {
+    std::string_view zone = trim_spaces(s.substr(at));
+    if (zone.empty()) {
+        offset_minutes = 0;
+        return true;
+    }
+    if (zone[0] == '+' || zone[0] == '-') {
+        const int sign = zone[0] == '-' ? -1 : 1;
+        std::size_t i = 1;
+        int hours = 0;
+        int minutes = 0;
+        if (!read_digits(zone, i, 2, hours)) return false;
+        if (i < zone.size() && zone[i] == ':') ++i;
+        if (i < zone.size() && !read_digits(zone, i, 2, minutes)) return false;
+        if (i != zone.size() || hours > 23 || minutes > 59) return false;
+        offset_minutes = sign * (hours * 60 + minutes);
+        return true;
+    }
+    struct Named {
+        std::string_view name;
+        int offset_minutes;
+    };
+    static constexpr Named named[] = {
+        {"Z", 0},       {"UTC", 0},     {"GMT", 0},      {"UT", 0},      {"WET", 0},
+        {"WEST", 60},   {"BST", 60},    {"CET", 60},     {"CEST", 120},  {"EET", 120},
+        {"EEST", 180},  {"JST", 540},   {"EST", -300},   {"EDT", -240},  {"CST", -360},
+        {"CDT", -300},  {"MST", -420},  {"MDT", -360},   {"PST", -480},  {"PDT", -420},
+    };
+    for (const Named& n : named) {
+        if (zone == n.name) {
+            offset_minutes = n.offset_minutes;
+            return true;
+        }
+    }
+    return false;
+}
+
+/// "HH:mm:ss[.SSS]" at `at`; milliseconds of the day.
+bool read_clock(std::string_view s, std::size_t& at, std::int64_t& ms_of_day) noexcept {
+    int h = 0;
+    int m = 0;
+    int sec = 0;
+    if (!read_digits(s, at, 2, h) || at >= s.size() || s[at++] != ':' || !read_digits(s, at, 2, m) ||
+        at >= s.size() || s[at++] != ':' || !read_digits(s, at, 2, sec))
+        return false;
+    if (h > 23 || m > 59 || sec > 60) return false;
+    int ms = 0;
+    if (at < s.size() && (s[at] == '.' || s[at] == ',')) {
+        ++at;
+        std::size_t digits = 0;
+        while (at < s.size() && is_digit(s[at])) {
+            if (digits < 3) ms = ms * 10 + (s[at] - '0');
+            ++digits;
+            ++at;
+        }
+        if (digits == 0) return false;
+        for (std::size_t d = digits; d < 3; ++d) ms *= 10;
+    }
+    ms_of_day = ((static_cast<std::int64_t>(h) * 60 + m) * 60 + sec) * 1000 + ms;
+    return true;
+}
+
+bool valid_day(std::int64_t year, int month, int day) noexcept {
+    if (month < 1 || month > 12 || day < 1) return false;
+    static constexpr int days[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    if (day > days[month - 1]) return false;
+    if (month == 2 && day == 29) return (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+    return true;
+}
+
+constexpr std::int64_t ms_per_day = 86'400'000;
+
+std::optional<std::int64_t> parse_iso(std::string_view s) noexcept {
+    std::size_t at = 0;
+    int year = 0;
+    int month = 0;
+    int day = 0;
+    if (!read_digits(s, at, 4, year) || s[at++] != '-' || !read_digits(s, at, 2, month) || at >= s.size() ||
+        s[at++] != '-' || !read_digits(s, at, 2, day) || at >= s.size() || (s[at] != 'T' && s[at] != ' '))
+        return std::nullopt;
+    ++at;
+    std::int64_t ms_of_day = 0;
+    if (!valid_day(year, month, day) || !read_clock(s, at, ms_of_day)) return std::nullopt;
+    int offset = 0;
+    if (!read_zone(s, at, offset)) return std::nullopt;
+    return days_from_civil(year, static_cast<unsigned>(month), static_cast<unsigned>(day)) * ms_per_day +
+           ms_of_day - std::int64_t{offset} * 60'000;
+}
+
+}  // namespace
+
+std::optional<Column> column_for_cef_key(std::string_view key) noexcept {
+    std::size_t slot = fnv1a(key) & (key_slots - 1);
+    // Bounded: the table is never full, so an empty slot ends every probe.
+    while (!key_table[slot].key.empty()) {
+        if (key_table[slot].key == key) return key_table[slot].column;
+        slot = (slot + 1) & (key_slots - 1);
+    }
+    return std::nullopt;
+}
+
+std::string_view checked_integer(std::string_view text, std::int64_t min, std::int64_t max) noexcept {
+    text = trim_spaces(text);
+    if (text.empty()) return {};
+    std::size_t at = 0;
+    const bool negative = text[0] == '-';
+    if (negative) ++at;
+    if (at >= text.size()) return {};
+    const std::size_t first_digit = at;
+    // Leading zeros are not JSON; they are dropped (a non-negative value stays a view).
+    while (at + 1 < text.size() && text[at] == '0') ++at;
+    if (negative && at != first_digit) return {};
+    const std::size_t digits_start = at;
+    if (text.size() - digits_start > 19) return {};
+    std::uint64_t magnitude = 0;
+    for (; at < text.size(); ++at) {
+        if (!is_digit(text[at])) return {};
+        magnitude = magnitude * 10 + static_cast<std::uint64_t>(text[at] - '0');
+    }
+    if (negative) {
+        if (magnitude > static_cast<std::uint64_t>(-(min + 1)) + 1) return {};
+        if (magnitude == 0) return {};  // "-0": valid JSON, but not an integer anyone sends
+        return text;
+    }
+    if (magnitude > static_cast<std::uint64_t>(max)) return {};
+    return text.substr(digits_start);
+}
+
+std::string_view checked_real(std::string_view text) noexcept {
+    text = trim_spaces(text);
+    std::size_t at = 0;
+    if (at < text.size() && text[at] == '-') ++at;
+    if (at >= text.size() || !is_digit(text[at])) return {};
+    if (text[at] == '0') {
+        ++at;
+    } else {
+        while (at < text.size() && is_digit(text[at])) ++at;
+    }
+    if (at < text.size() && text[at] == '.') {
+        ++at;
+        if (at >= text.size() || !is_digit(text[at])) return {};
+        while (at < text.size() && is_digit(text[at])) ++at;
+    }
+    if (at < text.size() && (text[at] == 'e' || text[at] == 'E')) {
+        ++at;
+        if (at < text.size() && (text[at] == '+' || text[at] == '-')) ++at;
+        if (at >= text.size() || !is_digit(text[at])) return {};
+        std::size_t exponent_digits = 0;
+        while (at < text.size() && is_digit(text[at])) {
+            ++at;
+            ++exponent_digits;
+        }
+        if (exponent_digits > 3) return {};  // 1e400 is a valid token but not a finite double
+    }
+    return at == text.size() ? text : std::string_view{};
+}
+
+std::optional<std::int64_t> parse_cef_time_ms(std::string_view text, std::int64_t now_ms) noexcept {
+    text = trim_spaces(text);
+    if (text.empty()) return std::nullopt;
+    if (is_digit(text[0]) && text.size() <= 15) {
+        bool all_digits = true;
+        std::int64_t value = 0;
+        for (const char c : text) {
+            if (!is_digit(c)) {
+                all_digits = false;
+                break;
+            }
+            value = value * 10 + (c - '0');
+        }
+        if (all_digits) return value;  // epoch milliseconds
+    }
+    if (is_digit(text[0])) return parse_iso(text);
+
+    // MMM dd [yyyy] HH:mm:ss[.SSS] [zzz]
+    if (text.size() < 15 || text[3] != ' ') return std::nullopt;
+    const int month = month_index(text.substr(0, 3));
+    if (month == 0) return std::nullopt;
+    std::size_t at = 4;
+    int day = 0;
+    if (at < text.size() && text[at] == ' ') ++at;
+    if (!read_digits(text, at, 2, day)) {
+        if (!read_digits(text, at, 1, day)) return std::nullopt;
+    }
+    if (at >= text.size() || text[at++] != ' ') return std::nullopt;
+    std::int64_t year = 0;
+    bool has_year = false;
+    if (at + 5 <= text.size() && text[at + 4] == ' ') {
+        int y = 0;
+        if (!read_digits(text, at, 4, y)) return std::nullopt;
+        ++at;
+        year = y;
+        has_year = true;
+    }
+    std::int64_t ms_of_day = 0;
+    if (!read_clock(text, at, ms_of_day)) return std::nullopt;
+    int offset = 0;
+    if (!read_zone(text, at, offset)) return std::nullopt;
+    const auto to_ms = [&](std::int64_t y) {
+        return days_from_civil(y, static_cast<unsigned>(month), static_cast<unsigned>(day)) * ms_per_day +
+               ms_of_day - std::int64_t{offset} * 60'000;
+    };
+    if (has_year) {
+        if (!valid_day(year, month, day)) return std::nullopt;
+        return to_ms(year);
+    }
+    // No year: pick the one nearest to now (a December event read in January is last year's).
+    const std::int64_t this_year = civil_from_days(now_ms / ms_per_day).year;
+    std::optional<std::int64_t> best;
+    for (std::int64_t y = this_year - 1; y <= this_year + 1; ++y) {
+        if (!valid_day(y, month, day)) continue;
+        const std::int64_t candidate = to_ms(y);
+        const auto distance = [&](std::int64_t v) { return v > now_ms ? v - now_ms : now_ms - v; };
+        if (!best || distance(candidate) < distance(*best)) best = candidate;
+    }
+    return best;
+}
+
+std::size_t format_iso_ms(std::int64_t epoch_ms, char* out) noexcept {
+    std::int64_t days = epoch_ms / ms_per_day;
+    std::int64_t ms_of_day = epoch_ms % ms_per_day;
+    if (ms_of_day < 0) {
+        ms_of_day += ms_per_day;
+        --days;
+    }
+    const CivilDate date = civil_from_days(days);
+    const auto put = [&out](std::size_t at, std::int64_t value, int width) {
+        for (int i = width - 1; i >= 0; --i) {
+            out[at + static_cast<std::size_t>(i)] = static_cast<char>('0' + value % 10);
+            value /= 10;
+        }
+    };
+    const std::int64_t year = date.year < 0 ? 0 : (date.year > 9999 ? 9999 : date.year);
+    put(0, year, 4);
+    out[4] = '-';
+    put(5, date.month, 2);
+    out[7] = '-';
+    put(8, date.day, 2);
+    out[10] = 'T';
+    put(11, ms_of_day / 3'600'000, 2);
+    out[13] = ':';
+    put(14, ms_of_day / 60'000 % 60, 2);
+    out[16] = ':';
+    put(17, ms_of_day / 1000 % 60, 2);
+    out[19] = '.';
+    put(20, ms_of_day % 1000, 3);
+    out[23] = 'Z';
+    return 24;
+}
+
+}  // namespace cefd
