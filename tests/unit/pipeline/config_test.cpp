@@ -1,0 +1,144 @@
+#include "engine/pipeline/config.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+
+#include "tests/support/support.h"
+
+namespace cefd {
+namespace {
+
+bool has_error(const ConfigErrors& errors, const std::string& text) {
+    return std::any_of(errors.list().begin(), errors.list().end(),
+                       [&](const std::string& e) { return e.find(text) != std::string::npos; });
+}
+
+std::string all(const ConfigErrors& errors) {
+    std::string out;
+    for (const auto& e : errors.list()) out += e + "\n";
+    return out;
+}
+
+TEST(Config, EmptyTextGivesTheDocumentedDefaults) {
+    ConfigErrors errors;
+    auto config = load_config_text("", "<test>", errors);
+    ASSERT_TRUE(config) << all(errors);
+    EXPECT_EQ(config->receive.listen, "127.0.0.1");
+    EXPECT_EQ(config->receive.udp_port, 5514);
+    EXPECT_EQ(config->batch.max_bytes, 1'048'576U);
+    EXPECT_EQ(config->azure.target.stream, "Custom-CommonSecurityLog");
+    EXPECT_EQ(config->metrics.listen, "127.0.0.1:9514");
+}
+
+TEST(Config, ReadsTheKeysOtherToolsRelyOn) {
+    ConfigErrors errors;
+    auto config = load_config_text(R"(
+[receive]
+listen = "0.0.0.0"
+udp_port = 514
+tcp_port = 0
+[azure]
+endpoint = "https://x.westeurope-1.ingest.monitor.azure.com"
+dcr_id = "dcr-0123456789abcdef0123456789abcdef"
+stream = "Custom-CommonSecurityLog"
+auth = "managed_identity"
+authority_host = "https://login.microsoftonline.us"
+tenant_id = "t"
+client_id = "c"
+ca_file = "/tmp/ca.pem"
+[spool]
+dir = "/tmp/spool"
+[metrics]
+listen = "127.0.0.1:9999"
+)", "<test>", errors);
+    ASSERT_TRUE(config) << all(errors);
+    EXPECT_EQ(config->receive.listen, "0.0.0.0");
+    EXPECT_EQ(config->receive.udp_port, 514);
+    EXPECT_EQ(config->receive.tcp_port, 0);
+    EXPECT_EQ(config->azure.auth, AzureConfig::Auth::managed_identity);
+    EXPECT_EQ(config->azure.authority_host, "https://login.microsoftonline.us");
+    EXPECT_EQ(config->azure.target.dcr_id, "dcr-0123456789abcdef0123456789abcdef");
+    EXPECT_EQ(config->spool.dir, "/tmp/spool");
+    EXPECT_EQ(config->metrics.listen, "127.0.0.1:9999");
+}
+
+TEST(Config, ReportsEveryProblemWithItsFullKeyName) {
+    ConfigErrors errors;
+    auto config = load_config_text(R"(
+[receive]
+udp_port = -1
+tcp_prot = 5514
+engine = "epoll"
+[runtime]
+ring_bytes = 1000
+[azure]
+max_in_flight = "many"
+[[azure.targets]]
+endpoint = "https://a"
+colour = "blue"
+[extra]
+)", "<test>", errors);
+    EXPECT_FALSE(config);
+    EXPECT_TRUE(has_error(errors, "receive.udp_port")) << all(errors);
+    EXPECT_TRUE(has_error(errors, "receive.tcp_prot: unknown key")) << all(errors);
+    EXPECT_TRUE(has_error(errors, "receive.engine: must be one of")) << all(errors);
+    EXPECT_TRUE(has_error(errors, "runtime.ring_bytes")) << all(errors);
+    EXPECT_TRUE(has_error(errors, "azure.max_in_flight: must be an integer")) << all(errors);
+    EXPECT_TRUE(has_error(errors, "azure.targets[0].colour: unknown key")) << all(errors);
+    EXPECT_TRUE(has_error(errors, "extra: unknown table")) << all(errors);
+}
+
+TEST(Config, ReportsTomlSyntaxErrorsWithLineAndColumn) {
+    ConfigErrors errors;
+    EXPECT_FALSE(load_config_text("[receive]\nudp_port = = 3\n", "cefd.toml", errors));
+    EXPECT_TRUE(has_error(errors, "cefd.toml:2:")) << all(errors);
+}
+
+TEST(Config, ReadsTheSecretFileAndNeverPrintsIt) {
+    test::TempDir dir;
+    test::write_file(dir.file("secret"), "s3cret-value\n", 0600);
+    ConfigErrors errors;
+    auto config = load_config_text("[azure]\nclient_secret_file = \"" + dir.file("secret") + "\"\n", "<test>", errors);
+    ASSERT_TRUE(config) << all(errors);
+    EXPECT_EQ(config->azure.client_secret.reveal(), "s3cret-value");
+    EXPECT_EQ(config->azure.client_secret.redacted(), "***");
+}
+
+TEST(Config, RefusesASecretFileOthersCanRead) {
+    test::TempDir dir;
+    test::write_file(dir.file("secret"), "s3cret-value\n", 0644);
+    ConfigErrors errors;
+    EXPECT_FALSE(load_config_text("[azure]\nclient_secret_file = \"" + dir.file("secret") + "\"\n", "<test>", errors));
+    EXPECT_TRUE(has_error(errors, "readable by other users")) << all(errors);
+    EXPECT_FALSE(has_error(errors, "s3cret")) << "the secret must never appear in a message";
+}
+
+TEST(Config, LoadsTheExampleConfigWithEveryKey) {
+    test::TempDir dir;
+    std::string example = test::read_file(test::source_path("deploy/cefd.example.toml"));
+    const std::string secret_path = "/etc/cefd/client-secret";
+    example.replace(example.find(secret_path), secret_path.size(), dir.file("secret"));
+    test::write_file(dir.file("secret"), "x\n", 0600);
+    ConfigErrors errors;
+    auto config = load_config_text(example, "deploy/cefd.example.toml", errors);
+    ASSERT_TRUE(config) << all(errors);
+    // The example must show the defaults: loading it equals loading nothing, apart from the
+    // values an operator has to fill in.
+    ConfigErrors none;
+    auto defaults = load_config_text("", "<empty>", none);
+    ASSERT_TRUE(defaults);
+    EXPECT_EQ(config->batch.max_bytes, defaults->batch.max_bytes);
+    EXPECT_EQ(config->batch.linger_ms, defaults->batch.linger_ms);
+    EXPECT_EQ(config->receive.datagram_bytes_max, defaults->receive.datagram_bytes_max);
+    EXPECT_EQ(config->receive.buffers_per_core, defaults->receive.buffers_per_core);
+    EXPECT_EQ(config->dedupe.window_ms, defaults->dedupe.window_ms);
+    EXPECT_EQ(config->spool.max_bytes, defaults->spool.max_bytes);
+    EXPECT_EQ(config->spool.segment_bytes, defaults->spool.segment_bytes);
+    EXPECT_EQ(config->parse.field_bytes_max, defaults->parse.field_bytes_max);
+    EXPECT_EQ(config->runtime.ring_bytes, defaults->runtime.ring_bytes);
+    EXPECT_EQ(config->azure.max_in_flight, defaults->azure.max_in_flight);
+}
+
+}  // namespace
+}  // namespace cefd
