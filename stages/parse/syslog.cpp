@@ -100,7 +100,8 @@ std::string_view strip_bom(std::string_view s) noexcept {
     return s;
 }
 
-bool starts_with_cef(std::string_view s) noexcept { return s.starts_with("CEF:"); }
+/// "CEF:0|..." starts the message; "CEF: 0|..." is `logger -t CEF`: a tag, then the message.
+bool starts_with_cef(std::string_view s) noexcept { return s.starts_with("CEF:") && (s.size() == 4 || s[4] != ' '); }
 
 /// RFC 5424, `rest` starting after "<PRI>". Returns false when the line is not RFC 5424.
 bool parse_rfc5424(std::string_view rest, SyslogMessage& out) noexcept {

@@ -1,0 +1,143 @@
+#include "stages/parse/cef.h"
+
+#include <gtest/gtest.h>
+
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace cefd {
+namespace {
+
+std::vector<std::pair<std::string, std::string>> pairs_of(std::string_view extension) {
+    std::vector<std::pair<std::string, std::string>> out;
+    CefExtensionReader reader(extension);
+    CefPair pair;
+    while (reader.next(pair)) {
+        std::string value(pair.value.size(), '\0');
+        value.resize(unescape_cef_value(pair.value, value.data()));
+        out.emplace_back(std::string(pair.key), value);
+    }
+    return out;
+}
+
+using Pairs = std::vector<std::pair<std::string, std::string>>;
+
+TEST(CefHeader, ReadsSevenFieldsAndExtension) {
+    CefHeader h;
+    ASSERT_EQ(parse_cef_header("CEF:0|Darktrace|Enterprise Immune System|6.1|26|Name here|7|a=b", h), CefStatus::ok);
+    EXPECT_EQ(h.version, 0);
+    EXPECT_EQ(h.vendor, "Darktrace");
+    EXPECT_EQ(h.product, "Enterprise Immune System");
+    EXPECT_EQ(h.device_version, "6.1");
+    EXPECT_EQ(h.signature_id, "26");
+    EXPECT_EQ(h.name, "Name here");
+    EXPECT_EQ(h.severity, "7");
+    EXPECT_EQ(h.extension, "a=b");
+}
+
+TEST(CefHeader, AcceptsVersionOneAndLoggerSpace) {
+    CefHeader h;
+    ASSERT_EQ(parse_cef_header("CEF:1|v|p|1|2|n|3|", h), CefStatus::ok);
+    EXPECT_EQ(h.version, 1);
+    ASSERT_EQ(parse_cef_header("CEF: 0|v|p|1|2|n|3|", h), CefStatus::ok);
+    ASSERT_EQ(parse_cef_header("0|v|p|1|2|n|3|", h), CefStatus::ok);  // after a "CEF" tag
+    EXPECT_EQ(h.vendor, "v");
+}
+
+TEST(CefHeader, RejectsUnknownVersionAndShortHeader) {
+    CefHeader h;
+    EXPECT_EQ(parse_cef_header("CEF:2|v|p|1|2|n|3|", h), CefStatus::bad_header);
+    EXPECT_EQ(parse_cef_header("CEF:x|v|p|1|2|n|3|", h), CefStatus::bad_header);
+    EXPECT_EQ(parse_cef_header("CEF:0|v|p|1|2", h), CefStatus::bad_header);
+    // Microsoft's six-field mock line: the extension slides into Severity.
+    EXPECT_EQ(parse_cef_header("CEF:0|Mock-test|MOCK|common=event-format-test|end|TRAFFIC|rt=1 deviceDirection=1", h),
+              CefStatus::bad_header);
+}
+
+TEST(CefHeader, AcceptsMissingPipeAfterSeverityWhenNothingFollows) {
+    CefHeader h;
+    ASSERT_EQ(parse_cef_header("CEF:0|v|p|1|2|n|High", h), CefStatus::ok);
+    EXPECT_EQ(h.severity, "High");
+    EXPECT_EQ(h.extension, "");
+}
+
+TEST(CefHeader, KeepsEmptyFields) {
+    CefHeader h;
+    ASSERT_EQ(parse_cef_header("CEF:0|F-Secure|EDR||evt|Name|4|a=b", h), CefStatus::ok);
+    EXPECT_EQ(h.device_version, "");
+    EXPECT_EQ(h.signature_id, "evt");
+}
+
+TEST(CefHeader, KeepsEscapedPipeInHeaderField) {
+    CefHeader h;
+    ASSERT_EQ(parse_cef_header(R"(CEF:0|v|p|1|2|RDP \| via C:\\Tools\\rdp.exe|3|a=b)", h), CefStatus::ok);
+    std::string name(h.name.size(), '\0');
+    name.resize(unescape_cef_header(h.name, name.data()));
+    EXPECT_EQ(name, R"(RDP | via C:\Tools\rdp.exe)");
+    EXPECT_EQ(h.severity, "3");
+}
+
+TEST(CefHeader, KeepsALoneBackslashAsSent) {
+    std::string out(8, '\0');
+    out.resize(unescape_cef_header(R"(a\b\)", out.data()));
+    EXPECT_EQ(out, R"(a\b\)");
+}
+
+TEST(CefExtension, SplitsOnlyAtSpaceKeyEquals) {
+    EXPECT_EQ(pairs_of("a=1 b=two words c=3"), (Pairs{{"a", "1"}, {"b", "two words"}, {"c", "3"}}));
+}
+
+TEST(CefExtension, KeepsEqualsInUrlsAndBase64InsideValues) {
+    EXPECT_EQ(pairs_of("request=https://x.example/?a=b&c=d cs1=YWJj== cs2=k=v"),
+              (Pairs{{"request", "https://x.example/?a=b&c=d"}, {"cs1", "YWJj=="}, {"cs2", "k=v"}}));
+}
+
+TEST(CefExtension, UnescapesEqualsBackslashNewlineAndReturn) {
+    EXPECT_EQ(pairs_of(R"(msg=set A\=1 C:\\Temp\nline\rend x=1)"), (Pairs{{"msg", "set A=1 C:\\Temp\nline\rend"}, {"x", "1"}}));
+}
+
+TEST(CefExtension, KeepsUnknownEscapesAndPipes) {
+    EXPECT_EQ(pairs_of(R"(msg=a\tb | c\|d)"), (Pairs{{"msg", R"(a\tb | c\|d)"}}));
+}
+
+TEST(CefExtension, ReadsEmptyValues) {
+    EXPECT_EQ(pairs_of("dhost= message=x cs2="), (Pairs{{"dhost", ""}, {"message", "x"}, {"cs2", ""}}));
+}
+
+TEST(CefExtension, GivesExtraSpacesBeforeAKeyToThePreviousValue) {
+    EXPECT_EQ(pairs_of("message=padded value   url=x"), (Pairs{{"message", "padded value  "}, {"url", "x"}}));
+}
+
+TEST(CefExtension, DropsTrailingSpacesAndCarriageReturnAtTheEnd) {
+    EXPECT_EQ(pairs_of("a=1 b=last   \r\n"), (Pairs{{"a", "1"}, {"b", "last"}}));
+}
+
+TEST(CefExtension, AcceptsKeysWithDotsUnderscoresAndDashes) {
+    EXPECT_EQ(pairs_of("ad.tag=lab dt_score=0.87 x-custom=yes"),
+              (Pairs{{"ad.tag", "lab"}, {"dt_score", "0.87"}, {"x-custom", "yes"}}));
+}
+
+TEST(CefExtension, SplitsAtAnUnescapedSpaceKeyEqualsInsideProse) {
+    // Reference §3.1: a value ends where the next " key=" begins, even inside prose.
+    EXPECT_EQ(pairs_of("message=query string a=b was seen"), (Pairs{{"message", "query string"}, {"a", "b was seen"}}));
+    EXPECT_EQ(pairs_of(R"(message=query string a\=b was seen)"), (Pairs{{"message", "query string a=b was seen"}}));
+}
+
+TEST(CefExtension, ReportsTextBeforeTheFirstKey) {
+    CefExtensionReader reader("garbage here a=1");
+    EXPECT_EQ(reader.leading_text(), "garbage here");
+    CefExtensionReader none("just text");
+    EXPECT_EQ(none.leading_text(), "just text");
+    CefPair pair;
+    EXPECT_FALSE(none.next(pair));
+}
+
+TEST(CefExtension, HandlesEmptyAndBlankExtensions) {
+    EXPECT_TRUE(pairs_of("").empty());
+    EXPECT_TRUE(pairs_of("   ").empty());
+    EXPECT_EQ(pairs_of("  a=1"), (Pairs{{"a", "1"}}));
+}
+
+}  // namespace
+}  // namespace cefd
