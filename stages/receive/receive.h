@@ -66,6 +66,8 @@ struct ReceiveStats {
     Counter tcp_oversize_frames{0};  // TCP frames over max_frame_bytes (cut, counted)
     Counter tcp_bad_frames{0};  // octet-count prefix that is not a number: connection closed
     Counter tcp_idle_closed{0}; // connections closed by the idle timeout
+    Counter empty{0};           // empty datagrams / TCP frames (health probes): not written
+    Counter tcp_partial_frames{0};  // octet-counted frame cut short by the peer closing: kept, flagged
 };
 
 class Receiver {
@@ -90,8 +92,9 @@ public:
     class Impl;  // the engine (io_uring or recvmmsg/epoll); defined in the stage's .cpp files
 
 private:
-    Receiver(std::unique_ptr<Impl> impl);
+    Receiver(std::unique_ptr<Impl> impl, unsigned lane);
     std::unique_ptr<Impl> impl_;
+    unsigned lane_;
     ReceiveStats stats_;
 };
 

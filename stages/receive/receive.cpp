@@ -1,0 +1,104 @@
+#include "stages/receive/receive.h"
+
+#include <bit>
+
+#include "engine/log.h"
+#include "stages/receive/engine_base.h"
+
+namespace cefd {
+
+void ReceiveConfig::validate(ConfigErrors& errors) const {
+    if (receive::ListenAddress::parse(listen, 0).ok() == false)
+        errors.add("receive.listen", "\"" + listen + "\" is not an IPv4 or IPv6 address");
+    errors.check("receive", udp_port != 0 || tcp_port != 0,
+                 "udp_port and tcp_port are both 0: nothing to receive");
+    // 2048: what RFC 5426 asks receivers to accept. 65507: the largest IPv4 UDP payload.
+    errors.check_range<std::uint32_t>("receive.datagram_bytes_max", datagram_bytes_max, 2'048,
+                                      65'507);
+    errors.check("receive.buffers_per_core", std::has_single_bit(buffers_per_core),
+                 "must be a power of two");
+    // 32768: the kernel's limit on provided-buffer ring entries.
+    errors.check_range<std::uint32_t>("receive.buffers_per_core", buffers_per_core, 16, 32'768);
+    errors.check_range<std::uint32_t>("receive.rcvbuf_bytes", rcvbuf_bytes, 65'536,
+                                      1024 * 1024 * 1024);
+    errors.check_range<std::uint32_t>("receive.max_frame_bytes", max_frame_bytes, 2'048,
+                                      16 * 1024 * 1024);
+    errors.check_range<std::uint32_t>("receive.tcp_max_connections", tcp_max_connections, 1,
+                                      1'000'000);
+    errors.check_range<std::uint32_t>("receive.tcp_idle_timeout_ms", tcp_idle_timeout_ms, 10,
+                                      86'400'000);
+}
+
+Receiver::Receiver(std::unique_ptr<Impl> impl, unsigned lane) : impl_(std::move(impl)), lane_(lane) {
+    impl_->stats = &stats_;
+}
+
+Receiver::~Receiver() = default;
+
+Result<std::unique_ptr<Receiver>> Receiver::open(const ReceiveConfig& config, unsigned lane,
+                                                 ByteRing& ring) {
+    bool use_uring = config.engine != ReceiveConfig::Engine::recvmmsg;
+    if (use_uring) {
+        const Status& probe = receive::probe_uring();
+        if (!probe.ok()) {
+            if (config.engine == ReceiveConfig::Engine::io_uring)
+                return Error{Errc::uring_unavailable, probe.error().sys,
+                             "receive: engine = \"io_uring\" but io_uring is unusable here: " +
+                                 probe.error().message +
+                                 ". Fix that, or set receive.engine = \"recvmmsg\" or \"auto\""};
+            if (lane == 0)
+                CEFD_LOG(warn, "receive: io_uring unusable (%s); using recvmmsg/epoll instead",
+                         probe.error().message.c_str());
+            use_uring = false;
+        }
+    }
+    auto impl = use_uring ? receive::open_uring_engine(config, lane, ring)
+                          : receive::open_epoll_engine(config, lane, ring);
+    if (!impl) return impl.error();
+    return std::unique_ptr<Receiver>(new Receiver(std::move(impl).value(), lane));
+}
+
+void Receiver::run(std::stop_token stop) { impl_->run(std::move(stop)); }
+
+const char* Receiver::engine_name() const noexcept { return impl_->name(); }
+
+void Receiver::register_metrics(MetricsRegistry& registry) const {
+    const std::string labels = "lane=\"" + std::to_string(lane_) + "\"";
+    struct Entry {
+        const char* name;
+        const char* help;
+        const Counter* counter;
+    };
+    const Entry entries[] = {
+        {"receive_datagrams_total", "UDP datagrams written to the lane ring", &stats_.datagrams},
+        {"receive_bytes_total", "Message bytes written to the lane ring (UDP and TCP)",
+         &stats_.bytes},
+        {"receive_oversize_total", "UDP datagrams over datagram_bytes_max, dropped",
+         &stats_.oversize},
+        {"receive_no_buffers_total", "io_uring provided-buffer ring empty (-ENOBUFS), re-armed",
+         &stats_.no_buffers},
+        {"receive_ring_full_total", "UDP datagrams dropped because the lane ring was full",
+         &stats_.ring_full},
+        {"receive_kernel_drops_total", "UDP datagrams the kernel dropped (SO_RXQ_OVFL)",
+         &stats_.kernel_drops},
+        {"receive_tcp_accepted_total", "TCP connections accepted", &stats_.tcp_accepted},
+        {"receive_tcp_rejected_total", "TCP connections closed at once: over tcp_max_connections",
+         &stats_.tcp_rejected},
+        {"receive_tcp_closed_total", "TCP connections closed (peer, idle, error)",
+         &stats_.tcp_closed},
+        {"receive_tcp_frames_total", "TCP frames written to the lane ring", &stats_.tcp_frames},
+        {"receive_tcp_oversize_frames_total", "TCP frames over max_frame_bytes, cut",
+         &stats_.tcp_oversize_frames},
+        {"receive_tcp_bad_frames_total", "TCP streams closed for an invalid octet count",
+         &stats_.tcp_bad_frames},
+        {"receive_tcp_idle_closed_total", "TCP connections closed by the idle timeout",
+         &stats_.tcp_idle_closed},
+        {"receive_empty_total", "Empty datagrams and TCP frames, not written", &stats_.empty},
+        {"receive_tcp_partial_frames_total",
+         "Octet-counted frames cut short by the peer closing, kept and flagged",
+         &stats_.tcp_partial_frames},
+    };
+    for (const Entry& entry : entries) registry.add(entry.name, entry.help, labels, entry.counter);
+}
+
+}  // namespace cefd

@@ -1,0 +1,68 @@
+// stages/receive/socket.h: the lane's listening sockets, opened once by Receiver::open.
+//
+// Every listener is bound with SO_REUSEPORT, so each lane owns one UDP socket and one TCP
+// listener on the same port and the kernel spreads senders over lanes. "::" is dual-stack
+// (IPV6_V6ONLY off), so IPv4 senders arrive as ::ffff:a.b.c.d and SourceAddress unmaps them.
+// UDP sockets get SO_RCVBUF from the config (read back; capped sizes are logged once with the
+// sysctl that lifts the cap) and SO_RXQ_OVFL, whose cmsg carries the kernel's drop count.
+#pragma once
+
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cstdint>
+#include <string>
+#include <utility>
+
+#include "engine/result.h"
+
+namespace cefd::receive {
+
+/// An owned file descriptor: move-only, closed on destruction.
+class UniqueFd {
+public:
+    UniqueFd() = default;
+    explicit UniqueFd(int fd) noexcept : fd_(fd) {}
+    ~UniqueFd() { reset(); }
+    UniqueFd(UniqueFd&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
+    UniqueFd& operator=(UniqueFd&& other) noexcept {
+        if (this != &other) {
+            reset();
+            fd_ = std::exchange(other.fd_, -1);
+        }
+        return *this;
+    }
+    UniqueFd(const UniqueFd&) = delete;
+    UniqueFd& operator=(const UniqueFd&) = delete;
+
+    [[nodiscard]] int get() const noexcept { return fd_; }
+    [[nodiscard]] bool valid() const noexcept { return fd_ >= 0; }
+    void reset() noexcept {
+        if (fd_ >= 0) ::close(fd_);
+        fd_ = -1;
+    }
+
+private:
+    int fd_ = -1;
+};
+
+/// A parsed listen address ("127.0.0.1", "0.0.0.0", "::1", "::").
+struct ListenAddress {
+    sockaddr_storage storage{};
+    socklen_t length = 0;
+    int family = 0;
+
+    static Result<ListenAddress> parse(const std::string& text, std::uint16_t port);
+    [[nodiscard]] const sockaddr* get() const noexcept {
+        return reinterpret_cast<const sockaddr*>(&storage);
+    }
+};
+
+/// A bound UDP socket with SO_REUSEPORT, SO_RCVBUF (`rcvbuf_bytes`) and SO_RXQ_OVFL.
+Result<UniqueFd> open_udp_socket(const ListenAddress& address, std::uint32_t rcvbuf_bytes,
+                                 const std::string& text);
+/// A listening TCP socket with SO_REUSEPORT. `nonblocking` for the epoll engine.
+Result<UniqueFd> open_tcp_listener(const ListenAddress& address, bool nonblocking,
+                                   const std::string& text);
+
+}  // namespace cefd::receive

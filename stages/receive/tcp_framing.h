@@ -1,0 +1,179 @@
+// stages/receive/tcp_framing.h: RFC 6587 framing of a syslog TCP stream. The one place that
+// defines how cefd splits a TCP byte stream into messages.
+//
+// Each frame decides its own framing by its first bytes (senders may mix them):
+//   octet counting  MSG-LEN SP MSG     MSG-LEN is 1-9 digits, the first not '0'; exactly
+//                                      MSG-LEN bytes of MSG follow. One trailing LF (and CR)
+//                                      inside MSG is removed.
+//   non-transparent MSG LF             anything else: MSG runs to the next LF; a CR before the
+//                                      LF is removed (CRLF senders).
+// LF and CR bytes between frames are skipped (empty lines are not messages).
+//
+// Limits and what happens at them (the caller counts each case):
+//   - A frame longer than `frame_bytes_max` is delivered cut to that many bytes with
+//     Cut::oversize; the rest of it is skipped (by count, or up to the next LF), so the stream
+//     stays in sync.
+//   - A digit run followed by SP that is longer than 9 digits cannot be a count we accept: the
+//     stream is out of sync and drain() returns bad_frame (the caller closes the connection).
+//   - At end of stream, a last frame without its LF is delivered as is; an octet-counted frame
+//     shorter than its count is delivered with Cut::partial_at_eof.
+//
+// The framer is a pure function over a byte view plus a little state for skipping; it never
+// allocates. Frames are views into the caller's buffer, valid until the caller moves it.
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+#include <string_view>
+
+namespace cefd::receive {
+
+enum class Cut : std::uint8_t { none, oversize, partial_at_eof };
+enum class FrameStatus : std::uint8_t {
+    need_more,  // every complete frame was delivered; `pending` holds a partial one (or nothing)
+    blocked,    // deliver() refused a frame (ring full); it stays at the front of `pending`
+    bad_frame,  // the stream cannot be framed; close the connection
+};
+
+class TcpFramer {
+public:
+    explicit TcpFramer(std::uint32_t frame_bytes_max) noexcept : max_(frame_bytes_max) {}
+
+    /// Delivers every complete frame at the front of `pending` and removes it (and skipped
+    /// bytes) from the view. `deliver(std::string_view frame, Cut cut) -> bool` returns false
+    /// when it cannot take the frame now. `eof`: no more bytes will come.
+    template <class Deliver>
+    FrameStatus drain(std::string_view& pending, bool eof, Deliver&& deliver) {
+        // Bounded: every turn consumes bytes or returns.
+        for (;;) {
+            if (skip_bytes_ != 0) {
+                const std::size_t n = pending.size() < skip_bytes_ ? pending.size() : skip_bytes_;
+                pending.remove_prefix(n);
+                skip_bytes_ -= n;
+                if (skip_bytes_ != 0) return FrameStatus::need_more;
+            }
+            if (skip_to_newline_) {
+                const void* lf = std::memchr(pending.data(), '\n', pending.size());
+                if (lf == nullptr) {
+                    pending.remove_prefix(pending.size());
+                    return FrameStatus::need_more;
+                }
+                pending.remove_prefix(offset_of(pending, lf) + 1);
+                skip_to_newline_ = false;
+            }
+            while (!pending.empty() && (pending.front() == '\n' || pending.front() == '\r'))
+                pending.remove_prefix(1);
+            if (pending.empty()) return FrameStatus::need_more;
+
+            Step step;
+            if (pending.front() >= '1' && pending.front() <= '9') {
+                std::size_t digits = 1;
+                while (digits < pending.size() && digits < scan_digits_max &&
+                       is_digit(pending[digits]))
+                    ++digits;
+                if (digits == pending.size() && digits < scan_digits_max && !eof)
+                    return FrameStatus::need_more;  // the count may go on in the next read
+                if (digits < pending.size() && pending[digits] == ' ') {
+                    if (digits > count_digits_max) return FrameStatus::bad_frame;
+                    step = octet_counted(pending, digits, eof, deliver);
+                } else {
+                    // Digits followed by anything else: a non-transparent frame (a timestamp).
+                    step = newline_terminated(pending, eof, deliver);
+                }
+            } else {
+                step = newline_terminated(pending, eof, deliver);
+            }
+            switch (step) {
+                case Step::consumed: continue;
+                case Step::incomplete: return FrameStatus::need_more;
+                case Step::blocked: return FrameStatus::blocked;
+            }
+        }
+    }
+
+    /// The smallest read buffer that always makes progress: a whole cut frame, its count prefix
+    /// and a CR fit.
+    static constexpr std::size_t buffer_bytes_min(std::uint32_t frame_bytes_max) noexcept {
+        return std::size_t{frame_bytes_max} + scan_digits_max + 8;
+    }
+
+    /// True while the framer is skipping the rest of a cut frame.
+    [[nodiscard]] bool skipping() const noexcept { return skip_bytes_ != 0 || skip_to_newline_; }
+
+private:
+    enum class Step : std::uint8_t { consumed, incomplete, blocked };
+    static constexpr std::size_t count_digits_max = 9;  // counts up to 999,999,999 bytes
+    static constexpr std::size_t scan_digits_max = 20;  // a longer digit run is not a count
+    static std::size_t offset_of(std::string_view view, const void* p) noexcept {
+        return static_cast<std::size_t>(static_cast<const char*>(p) - view.data());
+    }
+    static constexpr bool is_digit(char c) noexcept { return c >= '0' && c <= '9'; }
+
+    static std::string_view strip_line_end(std::string_view frame) noexcept {
+        if (!frame.empty() && frame.back() == '\n') frame.remove_suffix(1);
+        if (!frame.empty() && frame.back() == '\r') frame.remove_suffix(1);
+        return frame;
+    }
+
+    // `incomplete` leaves `pending` untouched; `consumed` delivered the frame and removed it.
+    template <class Deliver>
+    Step octet_counted(std::string_view& pending, std::size_t digits, bool eof, Deliver& deliver) {
+        std::uint64_t count = 0;
+        for (std::size_t i = 0; i < digits; ++i)
+            count = count * 10 + static_cast<std::uint64_t>(pending[i] - '0');
+        const std::string_view body = pending.substr(digits + 1);
+        if (count <= max_) {
+            if (body.size() < count) {
+                if (!eof) return Step::incomplete;
+                if (!deliver(strip_line_end(body), Cut::partial_at_eof)) return Step::blocked;
+                pending.remove_prefix(pending.size());
+                return Step::consumed;
+            }
+            if (!deliver(strip_line_end(body.substr(0, count)), Cut::none)) return Step::blocked;
+            pending.remove_prefix(digits + 1 + count);
+            return Step::consumed;
+        }
+        if (body.size() < max_) {
+            if (!eof) return Step::incomplete;
+            if (!deliver(body, Cut::partial_at_eof)) return Step::blocked;
+            pending.remove_prefix(pending.size());
+            return Step::consumed;
+        }
+        if (!deliver(body.substr(0, max_), Cut::oversize)) return Step::blocked;
+        pending.remove_prefix(digits + 1 + max_);
+        skip_bytes_ = count - max_;
+        return Step::consumed;
+    }
+
+    template <class Deliver>
+    Step newline_terminated(std::string_view& pending, bool eof, Deliver& deliver) {
+        const void* lf = std::memchr(pending.data(), '\n', pending.size());
+        if (lf == nullptr) {
+            // + 1: a frame of exactly max_ bytes may be waiting for the LF after its CR.
+            if (pending.size() > std::size_t{max_} + 1) {
+                if (!deliver(pending.substr(0, max_), Cut::oversize)) return Step::blocked;
+                pending.remove_prefix(max_);
+                skip_to_newline_ = true;
+                return Step::consumed;
+            }
+            if (!eof) return Step::incomplete;
+            if (!deliver(strip_line_end(pending), Cut::none)) return Step::blocked;
+            pending.remove_prefix(pending.size());
+            return Step::consumed;
+        }
+        const std::size_t end = offset_of(pending, lf);
+        std::string_view frame = pending.substr(0, end);
+        if (!frame.empty() && frame.back() == '\r') frame.remove_suffix(1);
+        const bool cut = frame.size() > max_;
+        if (cut) frame = frame.substr(0, max_);
+        if (!deliver(frame, cut ? Cut::oversize : Cut::none)) return Step::blocked;
+        pending.remove_prefix(end + 1);
+        return Step::consumed;
+    }
+
+    std::uint32_t max_;
+    std::uint64_t skip_bytes_ = 0;
+    bool skip_to_newline_ = false;
+};
+
+}  // namespace cefd::receive

@@ -1,0 +1,532 @@
+// stages/receive/uring_engine.cpp: the io_uring receive engine.
+//
+// UDP: one multishot IORING_OP_RECVMSG per lane socket, reading into a provided-buffer ring
+// (buffers_per_core buffers, each an io_uring_recvmsg_out header + sender address + SO_RXQ_OVFL
+// cmsg + datagram_bytes_max payload). Each datagram is copied into the lane ring and its buffer
+// goes back to the buffer ring at once. -ENOBUFS (all buffers in use) ends the multishot; it is
+// counted and re-armed.
+// TCP: a multishot accept on the lane listener, then one single-shot recv per connection into
+// the connection's own buffer, re-armed after each completion unless the lane ring is full
+// (then the connection pauses; a 1 ms wait retries it).
+// The loop waits at most 50 ms for completions, so run() notices a stop request in time.
+#include <liburing.h>
+#include <netinet/in.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <vector>
+
+#include "engine/clock.h"
+#include "engine/log.h"
+#include "stages/receive/engine_base.h"
+
+namespace cefd::receive {
+namespace {
+
+constexpr unsigned submission_entries = 1024;
+constexpr unsigned completion_entries = 16384;
+constexpr unsigned cqes_per_pass_max = 4096;
+constexpr std::uint16_t buffer_group = 0;
+constexpr std::int64_t wait_idle_ns = 50'000'000;   // stop requests are seen within this
+constexpr std::int64_t wait_paused_ns = 1'000'000;  // how soon a paused connection retries
+constexpr std::int64_t accept_retry_ns = 100'000'000;
+
+// Room in every provided buffer in front of the payload: the header the kernel writes, the
+// sender's address and the SO_RXQ_OVFL control message.
+constexpr std::size_t name_bytes = sizeof(sockaddr_storage);
+constexpr std::size_t control_bytes = CMSG_SPACE(sizeof(std::uint32_t)) + 16;
+constexpr std::size_t header_bytes = sizeof(io_uring_recvmsg_out) + name_bytes + control_bytes;
+
+std::string uring_reason(int err) {
+    switch (err) {
+        case EPERM:  // sysctl kernel.io_uring_disabled=2 (or 1 without the group), or seccomp
+            return "io_uring_setup: permission denied (kernel.io_uring_disabled or a seccomp "
+                   "profile, e.g. Docker's default, blocks io_uring)";
+        case ENOSYS:  // kernel built without io_uring, or seccomp returning ENOSYS
+            return "io_uring_setup: not implemented (kernel without io_uring, or seccomp)";
+        case ENOMEM:  // RLIMIT_MEMLOCK too small on kernels before 5.12
+            return "io_uring_setup: out of memory (RLIMIT_MEMLOCK too small on an old kernel)";
+        default:
+            return std::string("io_uring_setup failed: ") + std::strerror(err);
+    }
+}
+
+/// An owned io_uring instance.
+class Ring {
+public:
+    Ring() = default;
+    ~Ring() {
+        if (live_) io_uring_queue_exit(&ring_);
+    }
+    Ring(const Ring&) = delete;
+    Ring& operator=(const Ring&) = delete;
+
+    int init(unsigned entries, unsigned cq_entries) {
+        io_uring_params params{};
+        // COOP_TASKRUN: completions run when we enter the kernel anyway, no IPI (5.19+).
+        params.flags = IORING_SETUP_CQSIZE | IORING_SETUP_COOP_TASKRUN;
+        params.cq_entries = cq_entries;
+        int rc = io_uring_queue_init_params(entries, &ring_, &params);
+        if (rc == -EINVAL) {  // an older kernel without COOP_TASKRUN
+            params = {};
+            params.flags = IORING_SETUP_CQSIZE;
+            params.cq_entries = cq_entries;
+            rc = io_uring_queue_init_params(entries, &ring_, &params);
+        }
+        live_ = rc == 0;
+        return rc;
+    }
+    io_uring* get() noexcept { return &ring_; }
+
+    io_uring_sqe* sqe() noexcept {
+        io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
+        if (sqe == nullptr) {  // the submission queue is full: hand it to the kernel first
+            io_uring_submit(&ring_);
+            sqe = io_uring_get_sqe(&ring_);
+        }
+        CEFD_ASSERT(sqe != nullptr);
+        return sqe;
+    }
+
+private:
+    io_uring ring_{};
+    bool live_ = false;
+};
+
+/// An anonymous mapping, unmapped on destruction.
+class Mapping {
+public:
+    Mapping() = default;
+    ~Mapping() {
+        if (data_ != nullptr) ::munmap(data_, bytes_);
+    }
+    Mapping(const Mapping&) = delete;
+    Mapping& operator=(const Mapping&) = delete;
+    bool map(std::size_t bytes) {
+        void* p = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (p == MAP_FAILED) return false;
+        data_ = static_cast<std::byte*>(p);
+        bytes_ = bytes;
+        return true;
+    }
+    [[nodiscard]] std::byte* data() const noexcept { return data_; }
+
+private:
+    std::byte* data_ = nullptr;
+    std::size_t bytes_ = 0;
+};
+
+/// Provided buffers for multishot recvmsg, registered with io_uring_register_buf_ring (liburing
+/// 2.3 has no io_uring_setup_buf_ring, so the ring memory is mapped here).
+class BufferRing {
+public:
+    int init(io_uring* ring, std::uint32_t entries, std::size_t buffer_bytes) {
+        entries_ = entries;
+        buffer_bytes_ = buffer_bytes;
+        mask_ = io_uring_buf_ring_mask(entries);
+        if (!ring_memory_.map(entries * sizeof(io_uring_buf)) ||
+            !buffers_.map(entries * buffer_bytes))
+            return -ENOMEM;
+        ring_ = reinterpret_cast<io_uring_buf_ring*>(ring_memory_.data());
+        io_uring_buf_ring_init(ring_);
+        io_uring_buf_reg reg{};
+        reg.ring_addr = reinterpret_cast<std::uint64_t>(ring_);
+        reg.ring_entries = entries;
+        reg.bgid = buffer_group;
+        if (const int rc = io_uring_register_buf_ring(ring, &reg, 0); rc != 0) return rc;
+        for (std::uint32_t i = 0; i < entries; ++i)
+            io_uring_buf_ring_add(ring_, buffer(i), static_cast<unsigned>(buffer_bytes),
+                                  static_cast<unsigned short>(i), mask_, static_cast<int>(i));
+        io_uring_buf_ring_advance(ring_, static_cast<int>(entries));
+        return 0;
+    }
+    [[nodiscard]] std::byte* buffer(std::uint32_t id) const noexcept {
+        return buffers_.data() + std::size_t{id} * buffer_bytes_;
+    }
+    /// Hands buffer `id` back to the kernel.
+    void give_back(std::uint32_t id) noexcept {
+        io_uring_buf_ring_add(ring_, buffer(id), static_cast<unsigned>(buffer_bytes_),
+                              static_cast<unsigned short>(id), mask_, 0);
+        io_uring_buf_ring_advance(ring_, 1);
+    }
+    [[nodiscard]] std::size_t buffer_bytes() const noexcept { return buffer_bytes_; }
+
+private:
+    Mapping ring_memory_;
+    Mapping buffers_;
+    io_uring_buf_ring* ring_ = nullptr;
+    std::uint32_t entries_ = 0;
+    std::size_t buffer_bytes_ = 0;
+    int mask_ = 0;
+};
+
+msghdr recvmsg_template() {
+    msghdr msg{};
+    msg.msg_namelen = name_bytes;
+    msg.msg_controllen = control_bytes;
+    return msg;
+}
+
+class UringEngine final : public EngineBase {
+public:
+    using EngineBase::EngineBase;
+
+    ~UringEngine() override {
+        // The ring goes first (its destructor cancels every request), then the connections'
+        // buffers the kernel could have been writing into.
+        for (std::size_t i = 0; i < connections_.size(); ++i) release_connection();
+    }
+
+    Status open() {
+        if (const int rc = ring_.init(submission_entries, completion_entries); rc < 0)
+            return Error{Errc::uring_unavailable, -rc, "receive: " + uring_reason(-rc)};
+        if (config_.udp_port != 0) {
+            auto address = ListenAddress::parse(config_.listen, config_.udp_port);
+            if (!address) return address.error();
+            auto fd = open_udp_socket(address.value(), config_.rcvbuf_bytes, udp_text_);
+            if (!fd) return fd.error();
+            udp_fd_ = std::move(fd).value();
+            const std::size_t buffer_bytes = (header_bytes + datagram_limit_ + 63) & ~std::size_t{63};
+            if (const int rc = buffers_.init(ring_.get(), config_.buffers_per_core, buffer_bytes);
+                rc != 0)
+                return Error{Errc::uring_unavailable, -rc,
+                             "receive: registering the provided-buffer ring failed (kernel "
+                             "older than 5.19?)"};
+        }
+        if (config_.tcp_port != 0) {
+            auto address = ListenAddress::parse(config_.listen, config_.tcp_port);
+            if (!address) return address.error();
+            auto fd = open_tcp_listener(address.value(), false, tcp_text_);
+            if (!fd) return fd.error();
+            tcp_fd_ = std::move(fd).value();
+            connections_.reserve(std::min<std::uint32_t>(config_.tcp_max_connections, 65'536));
+        }
+        return ok_status();
+    }
+
+    [[nodiscard]] const char* name() const noexcept override { return "io_uring"; }
+
+    void run(std::stop_token stop) override {
+        if (udp_fd_.valid()) arm_udp();
+        if (tcp_fd_.valid()) arm_accept();
+        const std::int64_t idle_ns = std::int64_t{config_.tcp_idle_timeout_ms} * 1'000'000;
+        const std::int64_t idle_scan_ns = std::clamp<std::int64_t>(idle_ns / 4, 1'000'000,
+                                                                   1'000'000'000);
+        std::int64_t next_idle_scan_ns = monotonic_ns() + idle_scan_ns;
+        while (!stop.stop_requested()) {
+            const std::int64_t wait_ns = paused_.empty() ? wait_idle_ns : wait_paused_ns;
+            __kernel_timespec timeout{.tv_sec = 0, .tv_nsec = wait_ns};
+            io_uring_cqe* first = nullptr;
+            const int rc = io_uring_submit_and_wait_timeout(ring_.get(), &first, 1, &timeout,
+                                                            nullptr);
+            if (rc < 0 && rc != -ETIME && rc != -EINTR && rc != -EBUSY)
+                CEFD_LOG_EVERY(10, error, "receive: lane %u io_uring wait failed: %s", lane_,
+                               std::strerror(-rc));
+            now_ns_ = wall_clock_ns();
+            monotonic_now_ns_ = monotonic_ns();
+            drain_completions();
+            flush(batch_);
+            batch_ = {};
+            if (!paused_.empty()) resume_paused();
+            if (udp_rearm_) arm_udp();
+            if (accept_rearm_ && monotonic_now_ns_ >= accept_retry_at_ns_) arm_accept();
+            if (monotonic_now_ns_ >= next_idle_scan_ns) {
+                close_idle(idle_ns);
+                next_idle_scan_ns = monotonic_now_ns_ + idle_scan_ns;
+            }
+        }
+        io_uring_submit(ring_.get());  // cancels queued by close() still reach the kernel
+    }
+
+private:
+    void arm_udp() {
+        io_uring_sqe* sqe = ring_.sqe();
+        io_uring_prep_recvmsg_multishot(sqe, udp_fd_.get(), &udp_msg_, 0);
+        sqe->flags |= IOSQE_BUFFER_SELECT;
+        sqe->buf_group = buffer_group;
+        io_uring_sqe_set_data(sqe, &udp_completion_);
+        udp_rearm_ = false;
+    }
+
+    void arm_accept() {
+        io_uring_sqe* sqe = ring_.sqe();
+        io_uring_prep_multishot_accept(sqe, tcp_fd_.get(), nullptr, nullptr, SOCK_CLOEXEC);
+        io_uring_sqe_set_data(sqe, &listener_completion_);
+        accept_rearm_ = false;
+    }
+
+    void arm_recv(Connection& connection) {
+        io_uring_sqe* sqe = ring_.sqe();
+        io_uring_prep_recv(sqe, connection.fd.get(), connection.buffer.get() + connection.end,
+                           connection.room(), 0);
+        io_uring_sqe_set_data(sqe, &connection);
+        connection.in_flight = true;
+    }
+
+    void drain_completions() {
+        io_uring_cqe* cqe = nullptr;
+        unsigned head = 0;
+        unsigned seen = 0;
+        io_uring_for_each_cqe(ring_.get(), head, cqe) {
+            auto* completion = static_cast<Completion*>(io_uring_cqe_get_data(cqe));
+            if (completion != nullptr) {
+                switch (completion->kind) {
+                    case Completion::Kind::udp: on_udp(*cqe); break;
+                    case Completion::Kind::listener: on_accept(*cqe); break;
+                    case Completion::Kind::connection:
+                        on_recv(static_cast<Connection&>(*completion), cqe->res);
+                        break;
+                }
+            }  // else: the completion of a cancel request; nothing to do
+            if (++seen == cqes_per_pass_max) break;
+        }
+        io_uring_cq_advance(ring_.get(), seen);
+    }
+
+    void on_udp(const io_uring_cqe& cqe) {
+        if ((cqe.flags & IORING_CQE_F_MORE) == 0) udp_rearm_ = true;
+        if (cqe.res < 0) {
+            if (cqe.res == -ENOBUFS) {
+                // Every provided buffer was in use: the kernel kept the datagrams in the socket
+                // buffer (or dropped them, which SO_RXQ_OVFL reports). Re-armed this pass.
+                bump(stats->no_buffers);
+            } else {
+                CEFD_LOG_EVERY(10, error, "receive: lane %u UDP recvmsg failed: %s", lane_,
+                               std::strerror(-cqe.res));
+            }
+            return;
+        }
+        if ((cqe.flags & IORING_CQE_F_BUFFER) == 0) return;
+        const auto id = static_cast<std::uint32_t>(cqe.flags >> IORING_CQE_BUFFER_SHIFT);
+        std::byte* buffer = buffers_.buffer(id);
+        io_uring_recvmsg_out* out = io_uring_recvmsg_validate(buffer, cqe.res, &udp_msg_);
+        if (out != nullptr) {
+            for (cmsghdr* c = io_uring_recvmsg_cmsg_firsthdr(out, &udp_msg_); c != nullptr;
+                 c = io_uring_recvmsg_cmsg_nexthdr(out, &udp_msg_, c)) {
+                if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SO_RXQ_OVFL) {
+                    std::uint32_t drops = 0;
+                    std::memcpy(&drops, CMSG_DATA(c), sizeof drops);
+                    batch_.kernel_drops = std::max(batch_.kernel_drops, drops);
+                }
+            }
+            const auto* payload = static_cast<const char*>(io_uring_recvmsg_payload(out, &udp_msg_));
+            const auto length = io_uring_recvmsg_payload_length(out, cqe.res, &udp_msg_);
+            const bool truncated = (out->flags & MSG_TRUNC) != 0;
+            const auto* peer = out->namelen != 0
+                                   ? static_cast<const sockaddr*>(io_uring_recvmsg_name(out))
+                                   : nullptr;
+            on_datagram(peer, std::string_view(payload, length), truncated, now_ns_, batch_);
+        }
+        buffers_.give_back(id);
+    }
+
+    void on_accept(const io_uring_cqe& cqe) {
+        if ((cqe.flags & IORING_CQE_F_MORE) == 0) accept_rearm_ = true;
+        if (cqe.res < 0) {
+            switch (-cqe.res) {
+                case EMFILE:  // RLIMIT_NOFILE reached: wait a little before accepting again
+                case ENFILE:
+                case ENOBUFS:
+                case ENOMEM:
+                    accept_retry_at_ns_ = monotonic_now_ns_ + accept_retry_ns;
+                    CEFD_LOG_EVERY(10, error, "receive: lane %u TCP accept failed: %s", lane_,
+                                   std::strerror(-cqe.res));
+                    break;
+                case ECONNABORTED:  // the peer gave up before we accepted
+                case ECANCELED:
+                    break;
+                default:
+                    CEFD_LOG_EVERY(10, error, "receive: lane %u TCP accept failed: %s", lane_,
+                                   std::strerror(-cqe.res));
+            }
+            return;
+        }
+        UniqueFd fd{cqe.res};
+        if (!try_reserve_connection(config_.tcp_max_connections)) {
+            bump(stats->tcp_rejected);
+            CEFD_LOG_EVERY(10, warn,
+                           "receive: lane %u TCP connection refused: %u open, the limit "
+                           "(receive.tcp_max_connections)",
+                           lane_, config_.tcp_max_connections);
+            return;  // closed by UniqueFd
+        }
+        sockaddr_storage peer{};
+        socklen_t peer_length = sizeof peer;
+        const sockaddr* peer_address = reinterpret_cast<const sockaddr*>(&peer);
+        if (::getpeername(fd.get(), reinterpret_cast<sockaddr*>(&peer), &peer_length) != 0)
+            peer_address = nullptr;
+        auto connection = std::make_unique<Connection>(
+            std::move(fd), SourceAddress::from_sockaddr(peer_address), frame_limit_,
+            monotonic_now_ns_);
+        connection->index = connections_.size();
+        Connection& c = *connections_.emplace_back(std::move(connection));
+        bump(stats->tcp_accepted);
+        arm_recv(c);
+    }
+
+    void on_recv(Connection& connection, int res) {
+        connection.in_flight = false;
+        if (connection.closing) {
+            finish_close(connection);
+            return;
+        }
+        if (res > 0) {
+            connection.end += static_cast<std::size_t>(res);
+            connection.last_activity_ns = monotonic_now_ns_;
+        } else if (res == 0 || res == -ECONNRESET || res == -ETIMEDOUT || res == -EPIPE) {
+            connection.eof = true;  // closed or reset by the peer: deliver what is left
+        } else {
+            CEFD_LOG_EVERY(10, warn, "receive: lane %u TCP recv from %s failed: %s", lane_,
+                           connection.source.to_string().c_str(), std::strerror(-res));
+            connection.eof = true;
+        }
+        process(connection);
+    }
+
+    // Frames what the connection holds, then reads again, pauses, or closes.
+    void process(Connection& connection) {
+        switch (deliver_frames(connection, now_ns_)) {
+            case FrameStatus::bad_frame:
+                close(connection);
+                return;
+            case FrameStatus::blocked:
+                if (!connection.paused) {
+                    connection.paused = true;
+                    paused_.push_back(&connection);
+                }
+                return;
+            case FrameStatus::need_more:
+                break;
+        }
+        if (connection.eof) {
+            close(connection);
+            return;
+        }
+        CEFD_ASSERT(connection.room() != 0);
+        arm_recv(connection);
+    }
+
+    void resume_paused() {
+        // Backwards, so that a connection closing (and leaving the list) skips nothing.
+        for (std::size_t i = paused_.size(); i-- > 0;) {
+            Connection& connection = *paused_[i];
+            connection.paused = false;
+            paused_[i] = paused_.back();
+            paused_.pop_back();
+            process(connection);  // may pause it again
+        }
+    }
+
+    void close(Connection& connection) {
+        if (connection.in_flight) {
+            connection.closing = true;
+            io_uring_prep_cancel(ring_.sqe(), &connection, 0);  // its CQE carries no data
+            return;
+        }
+        finish_close(connection);
+    }
+
+    void finish_close(Connection& connection) {
+        if (connection.paused) std::erase(paused_, &connection);
+        bump(stats->tcp_closed);
+        release_connection();
+        const std::size_t index = connection.index;
+        if (index + 1 != connections_.size()) {
+            connections_[index] = std::move(connections_.back());
+            connections_[index]->index = index;
+        }
+        connections_.pop_back();  // frees the connection and closes its socket
+    }
+
+    void close_idle(std::int64_t idle_ns) {
+        for (std::size_t i = connections_.size(); i-- > 0;) {
+            Connection& connection = *connections_[i];
+            if (connection.closing || connection.paused) continue;
+            if (monotonic_now_ns_ - connection.last_activity_ns < idle_ns) continue;
+            bump(stats->tcp_idle_closed);
+            close(connection);
+        }
+    }
+
+    UniqueFd udp_fd_;
+    UniqueFd tcp_fd_;
+    Completion udp_completion_{Completion::Kind::udp};
+    Completion listener_completion_{Completion::Kind::listener};
+    msghdr udp_msg_ = recvmsg_template();
+    std::vector<std::unique_ptr<Connection>> connections_;
+    std::vector<Connection*> paused_;
+    BufferRing buffers_;
+    UdpBatch batch_;
+    std::int64_t now_ns_ = 0;
+    std::int64_t monotonic_now_ns_ = 0;
+    std::int64_t accept_retry_at_ns_ = 0;
+    bool udp_rearm_ = false;
+    bool accept_rearm_ = false;
+    // Last, so it is destroyed first: no request may outlive the memory it points into.
+    Ring ring_;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<Receiver::Impl>> open_uring_engine(const ReceiveConfig& config,
+                                                          unsigned lane, ByteRing& ring) {
+    auto engine = std::make_unique<UringEngine>(config, lane, ring);
+    if (auto status = engine->open(); !status) return status.error();
+    return std::unique_ptr<Receiver::Impl>(std::move(engine));
+}
+
+const Status& probe_uring() {
+    static const Status result = []() -> Status {
+        BufferRing buffers;  // declared first: it must outlive the ring it is registered with
+        Ring ring;
+        if (const int rc = ring.init(8, 16); rc < 0)
+            return Error{Errc::uring_unavailable, -rc, uring_reason(-rc)};
+        io_uring_probe* probe = io_uring_get_probe_ring(ring.get());
+        if (probe == nullptr)
+            return Error{Errc::uring_unavailable, "io_uring opcode probe failed (kernel < 5.6)"};
+        const bool opcodes = io_uring_opcode_supported(probe, IORING_OP_RECVMSG) &&
+                             io_uring_opcode_supported(probe, IORING_OP_ACCEPT) &&
+                             io_uring_opcode_supported(probe, IORING_OP_RECV) &&
+                             io_uring_opcode_supported(probe, IORING_OP_ASYNC_CANCEL);
+        io_uring_free_probe(probe);
+        if (!opcodes)
+            return Error{Errc::uring_unavailable,
+                         "io_uring lacks RECVMSG/ACCEPT/RECV/ASYNC_CANCEL (kernel too old)"};
+        if (const int rc = buffers.init(ring.get(), 2, header_bytes + 64); rc != 0)
+            return Error{Errc::uring_unavailable, -rc,
+                         "io_uring provided-buffer rings unsupported (kernel older than 5.19)"};
+        // Multishot is a flag, not an opcode, so the probe above cannot see it: try one.
+        auto address = ListenAddress::parse("127.0.0.1", 0);
+        auto fd = open_udp_socket(address.value(), 65'536, "probe");
+        if (!fd) return Error{Errc::uring_unavailable, fd.error().describe()};
+        sockaddr_storage bound{};
+        socklen_t bound_length = sizeof bound;
+        ::getsockname(fd->get(), reinterpret_cast<sockaddr*>(&bound), &bound_length);
+        msghdr msg = recvmsg_template();
+        io_uring_sqe* sqe = ring.sqe();
+        io_uring_prep_recvmsg_multishot(sqe, fd->get(), &msg, 0);
+        sqe->flags |= IOSQE_BUFFER_SELECT;
+        sqe->buf_group = buffer_group;
+        io_uring_submit(ring.get());
+        const char byte = 'x';
+        ::sendto(fd->get(), &byte, 1, 0, reinterpret_cast<const sockaddr*>(&bound), bound_length);
+        io_uring_cqe* cqe = nullptr;
+        __kernel_timespec timeout{.tv_sec = 1, .tv_nsec = 0};
+        if (io_uring_wait_cqe_timeout(ring.get(), &cqe, &timeout) != 0 || cqe == nullptr)
+            return Error{Errc::uring_unavailable, "multishot recvmsg probe got no completion"};
+        const bool works = cqe->res > 0 && (cqe->flags & IORING_CQE_F_MORE) != 0 &&
+                           (cqe->flags & IORING_CQE_F_BUFFER) != 0;
+        const int res = cqe->res;
+        io_uring_cqe_seen(ring.get(), cqe);
+        if (!works)
+            return Error{Errc::uring_unavailable, res < 0 ? -res : 0,
+                         "multishot recvmsg unsupported (kernel older than 6.0)"};
+        return ok_status();
+    }();
+    return result;
+}
+
+}  // namespace cefd::receive

@@ -1,0 +1,159 @@
+// Unit tests of the RFC 6587 framer (stages/receive/tcp_framing.h): pure, no sockets.
+#include "stages/receive/tcp_framing.h"
+
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+namespace cefd::receive {
+namespace {
+
+struct Frame {
+    std::string bytes;
+    Cut cut;
+    bool operator==(const Frame&) const = default;
+    friend void PrintTo(const Frame& frame, std::ostream* out) {
+        *out << '"' << frame.bytes << "\" cut=" << static_cast<int>(frame.cut);
+    }
+};
+
+// Feeds `chunks` the way a connection does: append to a buffer, drain, keep the rest.
+struct Harness {
+    explicit Harness(std::uint32_t max) : framer(max) {}
+    TcpFramer framer;
+    std::string buffer;
+    std::vector<Frame> frames;
+    std::size_t refuse_after = SIZE_MAX;  // deliver() refuses once this many frames are in
+
+    FrameStatus feed(std::string_view chunk, bool eof = false) {
+        buffer.append(chunk);
+        std::string_view pending(buffer);
+        const FrameStatus status = framer.drain(pending, eof, [&](std::string_view f, Cut cut) {
+            if (frames.size() >= refuse_after) return false;
+            frames.push_back({std::string(f), cut});
+            return true;
+        });
+        buffer.erase(0, buffer.size() - pending.size());
+        return status;
+    }
+};
+
+const std::string mixed_stream =
+    "<13>1 2024-01-01T00:00:00Z host app - - - newline one\n"
+    "26 <13>1 octet counted frame\n"          // the count includes the LF, which is removed
+    "<14>CRLF frame\r\n"
+    "\n"                                      // an empty line between frames is skipped
+    "15 no newline here"
+    "2024-05-01 starts with digits\n"
+    "7 CEF:0|a";
+
+const std::vector<Frame> mixed_frames = {
+    {"<13>1 2024-01-01T00:00:00Z host app - - - newline one", Cut::none},
+    {"<13>1 octet counted frame", Cut::none},
+    {"<14>CRLF frame", Cut::none},
+    {"no newline here", Cut::none},
+    {"2024-05-01 starts with digits", Cut::none},
+    {"CEF:0|a", Cut::none},
+};
+
+TEST(TcpFraming, MixedFramesInOneRead) {
+    Harness h(1024);
+    EXPECT_EQ(h.feed(mixed_stream), FrameStatus::need_more);
+    EXPECT_EQ(h.frames, mixed_frames);
+    EXPECT_TRUE(h.buffer.empty());
+}
+
+TEST(TcpFraming, SplitsAtEveryBytePosition) {
+    for (std::size_t split = 0; split <= mixed_stream.size(); ++split) {
+        Harness h(1024);
+        EXPECT_EQ(h.feed(std::string_view(mixed_stream).substr(0, split)), FrameStatus::need_more);
+        EXPECT_EQ(h.feed(std::string_view(mixed_stream).substr(split)), FrameStatus::need_more);
+        EXPECT_EQ(h.frames, mixed_frames) << "split at " << split;
+    }
+}
+
+TEST(TcpFraming, OneByteAtATime) {
+    Harness h(1024);
+    for (const char c : mixed_stream) EXPECT_EQ(h.feed(std::string_view(&c, 1)), FrameStatus::need_more);
+    EXPECT_EQ(h.frames, mixed_frames);
+}
+
+TEST(TcpFraming, LastFrameWithoutNewlineIsDeliveredAtEof) {
+    Harness h(1024);
+    h.feed("first\nsecond without newline");
+    ASSERT_EQ(h.frames.size(), 1U);
+    h.feed("", true);
+    ASSERT_EQ(h.frames.size(), 2U);
+    EXPECT_EQ(h.frames[1], (Frame{"second without newline", Cut::none}));
+}
+
+TEST(TcpFraming, ShortOctetFrameAtEofIsFlagged) {
+    Harness h(1024);
+    h.feed("20 only ten b");
+    EXPECT_TRUE(h.frames.empty());
+    h.feed("", true);
+    ASSERT_EQ(h.frames.size(), 1U);
+    EXPECT_EQ(h.frames[0], (Frame{"only ten b", Cut::partial_at_eof}));
+}
+
+TEST(TcpFraming, OversizeNewlineFrameIsCutAndStreamStaysInSync) {
+    Harness h(100);
+    const std::string big(250, 'a');
+    for (std::size_t i = 0; i < big.size(); i += 37) h.feed(std::string_view(big).substr(i, 37));
+    h.feed("\nnext\n");
+    ASSERT_EQ(h.frames.size(), 2U);
+    EXPECT_EQ(h.frames[0], (Frame{std::string(100, 'a'), Cut::oversize}));
+    EXPECT_EQ(h.frames[1], (Frame{"next", Cut::none}));
+}
+
+TEST(TcpFraming, OversizeOctetFrameIsCutAndRestSkipped) {
+    Harness h(100);
+    const std::string body(300, 'b');
+    h.feed("300 " + body.substr(0, 150));
+    h.feed(body.substr(150) + "4 next");
+    ASSERT_EQ(h.frames.size(), 2U);
+    EXPECT_EQ(h.frames[0], (Frame{std::string(100, 'b'), Cut::oversize}));
+    EXPECT_EQ(h.frames[1], (Frame{"next", Cut::none}));
+}
+
+TEST(TcpFraming, FrameOfExactlyTheLimitIsNotCut) {
+    Harness h(100);
+    const std::string exact(100, 'c');
+    h.feed(exact + "\r");
+    h.feed("\n100 " + exact);
+    ASSERT_EQ(h.frames.size(), 2U);
+    EXPECT_EQ(h.frames[0], (Frame{exact, Cut::none}));
+    EXPECT_EQ(h.frames[1], (Frame{exact, Cut::none}));
+}
+
+TEST(TcpFraming, CountOfTenDigitsIsABadFrame) {
+    Harness h(1024);
+    EXPECT_EQ(h.feed("ok\n1234567890 x"), FrameStatus::bad_frame);
+    ASSERT_EQ(h.frames.size(), 1U);
+    EXPECT_EQ(h.frames[0].bytes, "ok");
+}
+
+TEST(TcpFraming, RefusedFrameStaysAtTheFront) {
+    Harness h(1024);
+    h.refuse_after = 1;
+    EXPECT_EQ(h.feed("a\nb\nc\n"), FrameStatus::blocked);
+    EXPECT_EQ(h.frames.size(), 1U);
+    EXPECT_EQ(h.buffer, "b\nc\n");
+    h.refuse_after = SIZE_MAX;
+    EXPECT_EQ(h.feed(""), FrameStatus::need_more);
+    ASSERT_EQ(h.frames.size(), 3U);
+    EXPECT_EQ(h.frames[2].bytes, "c");
+}
+
+TEST(TcpFraming, BinaryGarbageBecomesNewlineFrames) {
+    Harness h(1024);
+    const std::string garbage("\x01\x02\xff\x00zz\n\x7f", 8);
+    h.feed(garbage, true);
+    ASSERT_EQ(h.frames.size(), 2U);
+    EXPECT_EQ(h.frames[0].bytes, std::string("\x01\x02\xff\x00zz", 6));
+    EXPECT_EQ(h.frames[1].bytes, "\x7f");
+}
+
+}  // namespace
+}  // namespace cefd::receive
