@@ -1,0 +1,177 @@
+#include "tools/azure_standin/tables.h"
+
+#include <cstdlib>
+#include <cstring>
+
+#include "engine/log.h"
+#include "standin_columns_tsv.h"
+
+namespace cefd::standin {
+namespace {
+
+std::uint32_t hash_key(std::string_view key) noexcept {
+    std::uint32_t hash = 2166136261u;  // FNV-1a
+    for (const char c : key) hash = (hash ^ static_cast<unsigned char>(c)) * 16777619u;
+    return hash;
+}
+
+bool parse_type(std::string_view text, ColumnType& out) noexcept {
+    constexpr std::array<std::pair<std::string_view, ColumnType>, 5> names{{
+        {"string", ColumnType::string},
+        {"datetime", ColumnType::datetime},
+        {"int", ColumnType::int_},
+        {"long", ColumnType::long_},
+        {"real", ColumnType::real},
+    }};
+    for (const auto& [name, type] : names) {
+        if (name == text) {
+            out = type;
+            return true;
+        }
+    }
+    return false;
+}
+
+Table build_common_security_log() {
+    // Columns the service fills in itself. Sending one is a client bug, so the stand-in
+    // refuses the batch and names the column.
+    constexpr std::array<std::string_view, 7> reserved{"TenantId", "Type", "_BilledSize", "_IsBillable",
+                                                       "_ItemId", "_ResourceId", "_SubscriptionId"};
+    std::vector<ColumnInfo> columns;
+    std::string_view tsv(standin_columns_tsv, standin_columns_tsv_size);
+    bool header = true;
+    while (!tsv.empty()) {
+        const std::size_t end = tsv.find('\n');
+        std::string_view line = tsv.substr(0, end);
+        tsv = end == std::string_view::npos ? std::string_view{} : tsv.substr(end + 1);
+        if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+        if (line.empty()) continue;
+        if (header) {  // "column\ttype\tcef_key"
+            header = false;
+            continue;
+        }
+        const std::size_t tab1 = line.find('\t');
+        const std::size_t tab2 = line.find('\t', tab1 == std::string_view::npos ? tab1 : tab1 + 1);
+        ColumnInfo info;
+        CEFD_ASSERT(tab1 != std::string_view::npos);
+        info.name = std::string(line.substr(0, tab1));
+        const bool known_type = parse_type(line.substr(tab1 + 1, tab2 - tab1 - 1), info.type);
+        CEFD_ASSERT(known_type);  // the TSV is ours: an unknown type is a bug in this folder
+        for (const std::string_view name : reserved) info.reserved = info.reserved || name == info.name;
+        columns.push_back(std::move(info));
+    }
+    return Table("CommonSecurityLog", std::move(columns));
+}
+
+Table build_syslog() {
+    std::vector<ColumnInfo> columns{
+        {"TimeGenerated", ColumnType::datetime}, {"Computer", ColumnType::string},
+        {"HostName", ColumnType::string},        {"HostIP", ColumnType::string},
+        {"Facility", ColumnType::string},        {"SeverityLevel", ColumnType::string},
+        {"SyslogMessage", ColumnType::string},   {"ProcessName", ColumnType::string},
+        {"ProcessID", ColumnType::int_},         {"EventTime", ColumnType::datetime},
+        {"CollectorHostName", ColumnType::string}, {"SourceSystem", ColumnType::string},
+    };
+    return Table("Syslog", std::move(columns));
+}
+
+bool digits(std::string_view text, std::size_t at, std::size_t count, int& value) noexcept {
+    if (at + count > text.size()) return false;
+    value = 0;
+    for (std::size_t i = at; i < at + count; ++i) {
+        const char c = text[i];
+        if (c < '0' || c > '9') return false;
+        value = value * 10 + (c - '0');
+    }
+    return true;
+}
+
+}  // namespace
+
+std::string_view column_type_name(ColumnType type) noexcept {
+    switch (type) {
+        case ColumnType::string: return "string";
+        case ColumnType::datetime: return "datetime";
+        case ColumnType::int_: return "int";
+        case ColumnType::long_: return "long";
+        case ColumnType::real: return "real";
+    }
+    return "?";
+}
+
+Table::Table(std::string name, std::vector<ColumnInfo> columns) : name_(std::move(name)), columns_(std::move(columns)) {
+    CEFD_ASSERT(columns_.size() * 4 < slot_count);
+    slots_.fill(-1);
+    for (std::size_t index = 0; index < columns_.size(); ++index) {
+        std::size_t slot = hash_key(columns_[index].name) & (slot_count - 1);
+        while (slots_[slot] >= 0) slot = (slot + 1) & (slot_count - 1);
+        slots_[slot] = static_cast<std::int16_t>(index);
+    }
+}
+
+int Table::find(std::string_view key) const noexcept {
+    std::size_t slot = hash_key(key) & (slot_count - 1);
+    // Bounded: the table is at most a quarter full, so an empty slot ends every probe.
+    for (std::size_t probe = 0; probe < slot_count; ++probe) {
+        const int index = slots_[slot];
+        if (index < 0) return -1;
+        if (columns_[static_cast<std::size_t>(index)].name == key) return index;
+        slot = (slot + 1) & (slot_count - 1);
+    }
+    return -1;
+}
+
+const Table& common_security_log_table() {
+    static const Table table = build_common_security_log();
+    return table;
+}
+
+const Table& syslog_table() {
+    static const Table table = build_syslog();
+    return table;
+}
+
+const Table& table_for_stream(std::string_view stream) {
+    constexpr std::string_view suffix = "-Syslog";
+    if (stream.size() >= suffix.size() && stream.substr(stream.size() - suffix.size()) == suffix) {
+        return syslog_table();
+    }
+    return common_security_log_table();
+}
+
+bool is_iso8601_datetime(std::string_view text) noexcept {
+    int year = 0, month = 0, day = 0, hour = 0, minute = 0, second = 0;
+    if (!digits(text, 0, 4, year) || text.size() < 16 || text[4] != '-' || !digits(text, 5, 2, month) ||
+        text[7] != '-' || !digits(text, 8, 2, day) || (text[10] != 'T' && text[10] != ' ') ||
+        !digits(text, 11, 2, hour) || text[13] != ':' || !digits(text, 14, 2, minute)) {
+        return false;
+    }
+    std::size_t at = 16;
+    if (at < text.size() && text[at] == ':') {
+        if (!digits(text, at + 1, 2, second)) return false;
+        at += 3;
+        if (at < text.size() && text[at] == '.') {
+            const std::size_t start = ++at;
+            while (at < text.size() && text[at] >= '0' && text[at] <= '9') ++at;
+            if (at == start) return false;
+        }
+    }
+    if (at < text.size()) {
+        if (text[at] == 'Z' || text[at] == 'z') {
+            ++at;
+        } else if (text[at] == '+' || text[at] == '-') {
+            int offset_hours = 0, offset_minutes = 0;
+            if (!digits(text, at + 1, 2, offset_hours) || at + 3 >= text.size() || text[at + 3] != ':' ||
+                !digits(text, at + 4, 2, offset_minutes) || offset_hours > 14 || offset_minutes > 59) {
+                return false;
+            }
+            at += 6;
+        }
+    }
+    if (at != text.size()) return false;
+    constexpr std::array<int, 12> days_in_month{31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    return month >= 1 && month <= 12 && day >= 1 && day <= days_in_month[static_cast<std::size_t>(month - 1)] &&
+           hour <= 23 && minute <= 59 && second <= 60;
+}
+
+}  // namespace cefd::standin
