@@ -223,12 +223,12 @@ std::string_view checked_real(std::string_view text) noexcept {
         ++at;
         if (at < text.size() && (text[at] == '+' || text[at] == '-')) ++at;
         if (at >= text.size() || !is_digit(text[at])) return {};
-        std::size_t exponent_digits = 0;
+        int exponent = 0;
         while (at < text.size() && is_digit(text[at])) {
+            if (exponent < 1000) exponent = exponent * 10 + (text[at] - '0');
             ++at;
-            ++exponent_digits;
         }
-        if (exponent_digits > 3) return {};  // 1e400 is a valid token but not a finite double
+        if (exponent > 307) return {};  // 1e400 is a valid token but not a finite double
     }
     return at == text.size() ? text : std::string_view{};
 }

@@ -114,6 +114,7 @@ bool parse_rfc5424(std::string_view rest, SyslogMessage& out) noexcept {
     const std::string_view timestamp = rest.substr(at, ts_end - at);
     if (timestamp != "-" && iso_timestamp_length(timestamp) == 0) return false;
     out.form = SyslogForm::rfc5424;
+    out.message = {};  // a header that ends early leaves no message
     out.timestamp = nil_to_empty(timestamp);
     at = ts_end < rest.size() ? ts_end + 1 : ts_end;
     out.after_timestamp = rest.substr(at);
@@ -155,6 +156,7 @@ bool take_tag(std::string_view token, SyslogMessage& out) noexcept {
 
 void parse_rfc3164(std::string_view rest, std::size_t ts_length, SyslogMessage& out) noexcept {
     out.form = SyslogForm::rfc3164;
+    out.message = {};  // a header that ends early leaves no message
     out.timestamp = rest.substr(0, ts_length);
     std::size_t at = skip_spaces(rest, ts_length);
     out.after_timestamp = rest.substr(at);

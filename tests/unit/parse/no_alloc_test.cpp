@@ -1,0 +1,81 @@
+// parse() allocates nothing per message (STYLE.md §5). Global operator new is replaced with a
+// counting one; after construction and a warm-up, 10,000 sample lines must not call it once.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <new>
+#include <string>
+#include <vector>
+
+#include "engine/row/row_json.h"
+#include "stages/parse/parse.h"
+#include "tests/support/support.h"
+
+namespace {
+std::atomic<std::uint64_t> allocations{0};
+}
+
+void* operator new(std::size_t size) {
+    allocations.fetch_add(1, std::memory_order_relaxed);
+    if (void* p = std::malloc(size == 0 ? 1 : size)) return p;
+    throw std::bad_alloc();
+}
+void* operator new[](std::size_t size) { return operator new(size); }
+void* operator new(std::size_t size, std::align_val_t align) {
+    allocations.fetch_add(1, std::memory_order_relaxed);
+    const auto a = static_cast<std::size_t>(align);
+    if (void* p = std::aligned_alloc(a, (size + a - 1) / a * a)) return p;
+    throw std::bad_alloc();
+}
+void operator delete(void* p) noexcept { std::free(p); }
+void operator delete(void* p, std::size_t) noexcept { std::free(p); }
+void operator delete[](void* p) noexcept { std::free(p); }
+void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
+void operator delete(void* p, std::align_val_t) noexcept { std::free(p); }
+void operator delete(void* p, std::size_t, std::align_val_t) noexcept { std::free(p); }
+
+namespace cefd {
+namespace {
+
+TEST(ParserAllocation, ParsesAndEncodesTenThousandSamplesWithoutAllocating) {
+    std::vector<std::string> lines;
+    for (const char* file : {"tests/data/synthetic-darktrace-cef.log", "tests/data/WithSecureViaConnectorSampleData.txt",
+                             "tests/data/RadiflowIsid_RawLogs.txt"})
+        for (std::string& line : test::sample_lines(test::source_path(file))) lines.push_back(std::move(line));
+    // Lines that take the slow paths too: invalid UTF-8, escapes, bad numbers and times, non-CEF.
+    lines.push_back("CEF:0|V\\|x|P|1|2|N|3|msg=caf\xC3 dpt=abc start=yesterday end=1710409890000 a\\=b");
+    lines.push_back("<13>Mar 14 09:15:02 host sshd[22]: not cef");
+    lines.push_back("CEF:0|short");
+    ASSERT_GT(lines.size(), 100U);
+
+    Parser parser(ParseConfig{.collector_host_name = "collector"});
+    Row row;
+    MessageMeta meta;
+    meta.receive_time_ns = 1'710'409'920'123'456'789;
+    meta.source.family = AF_INET;
+    meta.source.addr[0] = 127;
+    meta.source.addr[3] = 1;
+    std::vector<char> out(1 << 20);
+    std::size_t encoded = 0;
+    const auto run = [&](std::size_t count) {
+        for (std::size_t i = 0; i < count; ++i) {
+            const ParseResult r = parser.parse(lines[i % lines.size()], meta, row);
+            if (r.outcome == ParseOutcome::row) {
+                encoded += static_cast<std::size_t>(write_row_json(row, out.data()) - out.data());
+            }
+        }
+    };
+    run(lines.size());  // warm-up: rate-limited log statics, thread_local time cache
+
+    const std::uint64_t before = allocations.load();
+    ASSERT_GT(before, 0U) << "the counting operator new is not in use";
+    run(10'000);
+    const std::uint64_t after = allocations.load();
+    EXPECT_EQ(after - before, 0U) << "allocations while parsing 10,000 messages";
+    EXPECT_GT(encoded, 0U);
+    EXPECT_GT(parser.stats().rows.load(), 9'000U);
+}
+
+}  // namespace
+}  // namespace cefd
