@@ -71,6 +71,10 @@ struct AzureConfig {
     std::string dead_letter_dir = "/var/lib/cefd/dead-letter";
     /// Longest a shutdown waits for in-flight and spooled batches before leaving them to the spool.
     std::uint32_t drain_timeout_ms = 10'000;
+    /// First retry delay after a 5xx or network error; doubles per attempt (with jitter) up to
+    /// retry_max_ms. 429 waits for Retry-After instead when the server sends one.
+    std::uint32_t retry_initial_ms = 1'000;
+    std::uint32_t retry_max_ms = 60'000;
 
     void validate(ConfigErrors& errors) const;
 };
@@ -90,6 +94,7 @@ struct SendStats {
     Counter split_batches{0};       // 413 -> split in two
     Counter dead_lettered_batches{0};  // 400/403/404
     Counter dead_lettered_rows{0};
+    Counter dead_letter_errors{0};  // could not write the dead letter: the batch is kept, retried
     Counter in_flight{0};           // gauge
 };
 

@@ -1,0 +1,50 @@
+// stages/send/curl_handle.h: RAII for libcurl handles (CurlEasy, CurlMulti, CurlHeaders) and the
+// one-time global initialisation. Move-only; destructors are noexcept.
+#pragma once
+
+#include <curl/curl.h>
+
+#include <string>
+#include <utility>
+
+namespace cefd {
+
+/// curl_global_init, once per process, before the first handle.
+void curl_init_once();
+
+class CurlEasy {
+public:
+    CurlEasy() : handle_(curl_easy_init()) {}
+    ~CurlEasy() { if (handle_ != nullptr) curl_easy_cleanup(handle_); }
+    CurlEasy(CurlEasy&& other) noexcept : handle_(std::exchange(other.handle_, nullptr)) {}
+    CurlEasy& operator=(CurlEasy&& other) noexcept { std::swap(handle_, other.handle_); return *this; }
+    CurlEasy(const CurlEasy&) = delete;
+    CurlEasy& operator=(const CurlEasy&) = delete;
+    [[nodiscard]] CURL* get() const noexcept { return handle_; }
+
+private:
+    CURL* handle_;
+};
+
+class CurlHeaders {
+public:
+    CurlHeaders() = default;
+    ~CurlHeaders() { reset(); }
+    CurlHeaders(const CurlHeaders&) = delete;
+    CurlHeaders& operator=(const CurlHeaders&) = delete;
+    void append(const std::string& line) { list_ = curl_slist_append(list_, line.c_str()); }
+    void reset() noexcept {
+        if (list_ != nullptr) curl_slist_free_all(list_);
+        list_ = nullptr;
+    }
+    [[nodiscard]] curl_slist* get() const noexcept { return list_; }
+
+private:
+    curl_slist* list_ = nullptr;
+};
+
+/// Appends the response body to a std::string, up to 64 KiB (error bodies are small; a
+/// misbehaving proxy must not make us buffer megabytes).
+size_t curl_append_to_string(char* data, size_t size, size_t count, void* user) noexcept;
+
+}  // namespace cefd

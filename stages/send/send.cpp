@@ -1,0 +1,598 @@
+// stages/send/send.cpp: the Sender. One thread, one libcurl multi handle, max_in_flight easy
+// handles (one per slot, reused so connections stay open). The loop:
+//
+//   token due?  -> fetch it (blocking, short; see token.h)
+//   free slot?  -> start the earliest due retry, else take a new batch from the source
+//   curl_multi_perform / curl_multi_poll, then handle every finished transfer
+//
+// The sender holds at most max_in_flight batches (in slots or waiting for a retry), so memory
+// is bounded and a long outage leaves everything else in the spool. 413 splits a batch into
+// two parts that share the spool id; the original is acknowledged when both are done.
+#include "stages/send/send.h"
+
+#include <algorithm>
+#include <cinttypes>
+#include <cstring>
+#include <deque>
+#include <fstream>
+#include <mutex>
+#include <optional>
+#include <random>
+#include <unordered_map>
+
+#include "engine/clock.h"
+#include "engine/log.h"
+#include "stages/send/body.h"
+#include "stages/send/curl_handle.h"
+#include "stages/send/dead_letter.h"
+#include "stages/send/token.h"
+
+namespace cefd {
+
+void curl_init_once() {
+    static std::once_flag once;
+    std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
+}
+
+size_t curl_append_to_string(char* data, size_t size, size_t count, void* user) noexcept {
+    auto* out = static_cast<std::string*>(user);
+    const std::size_t n = size * count;
+    const std::size_t room = out->size() < 65'536 ? 65'536 - out->size() : 0;
+    out->append(data, std::min(n, room));
+    return n;
+}
+
+void AzureConfig::validate(ConfigErrors& errors) const {
+    std::vector<const AzureTarget*> all{&target};
+    for (const auto& t : extra_targets) all.push_back(&t);
+    for (std::size_t i = 0; i < all.size(); ++i) {
+        const std::string key = i == 0 ? "azure" : "azure.targets[" + std::to_string(i - 1) + "]";
+        const AzureTarget& t = *all[i];
+        // TLS is always on; http:// only for loopback test endpoints.
+        errors.check(key + ".endpoint",
+                     t.endpoint.starts_with("https://") || t.endpoint.starts_with("http://127.0.0.1") ||
+                         t.endpoint.starts_with("http://[::1]") || t.endpoint.starts_with("http://localhost"),
+                     "must be an https:// URL (the DCR's or DCE's logsIngestion endpoint)");
+        errors.check(key + ".dcr_id", t.dcr_id.starts_with("dcr-") && t.dcr_id.size() == 36,
+                     "must be the DCR's immutableId: dcr- followed by 32 hex digits");
+        errors.check(key + ".stream", !t.stream.empty(), "must not be empty");
+        errors.check_range<std::uint32_t>(key + ".weight", t.weight, 1, 1000);
+    }
+    switch (auth) {
+        case Auth::client_secret:
+            errors.check("azure.client_secret", !client_secret.empty() || !client_secret_file.empty(),
+                         "auth = \"client_secret\" needs client_secret or client_secret_file");
+            [[fallthrough]];
+        case Auth::client_certificate:
+            errors.check("azure.tenant_id", !tenant_id.empty(), "must be set for this auth");
+            errors.check("azure.client_id", !client_id.empty(), "must be set for this auth");
+            break;
+        case Auth::managed_identity:
+        case Auth::workload_identity:
+        case Auth::none: break;
+    }
+    errors.check("azure.auth", auth != Auth::client_certificate,
+                 "\"client_certificate\" is not implemented yet; use client_secret, managed_identity or workload_identity");
+    errors.check_range<std::uint32_t>("azure.max_in_flight", max_in_flight, 1, 64);
+    errors.check_range<std::uint32_t>("azure.connect_timeout_ms", connect_timeout_ms, 100, 120'000);
+    errors.check_range<std::uint32_t>("azure.request_timeout_ms", request_timeout_ms, 1'000, 600'000);
+    errors.check_range<std::uint32_t>("azure.retry_initial_ms", retry_initial_ms, 1, 60'000);
+    errors.check_range<std::uint32_t>("azure.retry_max_ms", retry_max_ms, retry_initial_ms, 3'600'000);
+    errors.check("azure.dead_letter_dir", !dead_letter_dir.empty(), "must not be empty");
+}
+
+namespace {
+
+constexpr std::int64_t ms = 1'000'000;
+
+/// A batch, or a part of a split one, that the sender holds.
+struct Work {
+    SpooledBatch item;          // item.id is the spool id (shared by the parts of a split)
+    bool part = false;          // a half of a split batch
+    bool retried_401 = false;   // the one refresh-and-retry on 401 was used
+    std::int64_t ready_ns = 0;  // monotonic time the next attempt may start
+};
+
+struct Target {
+    AzureTarget config;
+    std::string url_common_security_log;
+    std::string url_syslog;
+    std::int64_t paused_until_ns = 0;  // after a 429
+    std::int64_t current_weight = 0;   // smooth weighted round robin
+};
+
+struct Slot {
+    CurlEasy easy;
+    CurlHeaders headers;
+    std::string response;
+    std::optional<Work> work;
+    std::size_t target = 0;
+    std::uint64_t token_generation = 0;
+    char request_id[37]{};
+};
+
+}  // namespace
+
+class Sender::Impl {
+public:
+    Impl(const AzureConfig& config, BatchSource& source, std::string client_secret)
+        : config_(config), source_(source), tokens_(config_, std::move(client_secret)),
+          slots_(config.max_in_flight), random_(std::random_device{}()) {
+        targets_.push_back(make_target(config.target));
+        for (const auto& t : config.extra_targets) targets_.push_back(make_target(t));
+    }
+    ~Impl() {
+        for (auto& slot : slots_)
+            if (slot.work) curl_multi_remove_handle(multi_, slot.easy.get());
+        if (multi_ != nullptr) curl_multi_cleanup(multi_);
+    }
+
+    Status init() {
+        multi_ = curl_multi_init();
+        if (multi_ == nullptr) return Error{Errc::unexpected, "curl_multi_init failed"};
+        curl_multi_setopt(multi_, CURLMOPT_MAX_HOST_CONNECTIONS, static_cast<long>(config_.max_in_flight));
+        for (auto& slot : slots_) {
+            CURL* c = slot.easy.get();
+            if (c == nullptr) return Error{Errc::unexpected, "curl_easy_init failed"};
+            curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+            curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 1L);  // always: see AzureConfig::ca_file
+            curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 2L);
+            if (!config_.ca_file.empty()) curl_easy_setopt(c, CURLOPT_CAINFO, config_.ca_file.c_str());
+            if (!config_.proxy.empty()) curl_easy_setopt(c, CURLOPT_PROXY, config_.proxy.c_str());
+            curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(config_.connect_timeout_ms));
+            curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, static_cast<long>(config_.request_timeout_ms));
+            curl_easy_setopt(c, CURLOPT_TCP_KEEPALIVE, 1L);
+            curl_easy_setopt(c, CURLOPT_POST, 1L);
+            curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, &curl_append_to_string);
+            curl_easy_setopt(c, CURLOPT_WRITEDATA, &slot.response);
+            curl_easy_setopt(c, CURLOPT_PRIVATE, &slot);
+        }
+        return ok_status();
+    }
+
+    void bind(SendStats& stats) { stats_ = &stats; }
+
+    void run(std::stop_token stop) {
+        std::int64_t drain_deadline = 0;
+        CEFD_LOG(info, "send: delivering to %zu target(s), up to %u requests in flight", targets_.size(),
+                 config_.max_in_flight);
+        while (true) {
+            const std::int64_t now = monotonic_ns();
+            if (stop.stop_requested()) {
+                if (drain_deadline == 0) {
+                    drain_deadline = now + static_cast<std::int64_t>(config_.drain_timeout_ms) * ms;
+                    CEFD_LOG(info, "send: draining (%zu batches pending, up to %u ms)", source_.pending(),
+                             config_.drain_timeout_ms);
+                }
+                if (busy_slots() == 0 && waiting_.empty() && source_.pending() == 0) break;
+                if (now >= drain_deadline) {
+                    CEFD_LOG(warn, "send: drain timeout; %zu batches stay in the spool for the next start",
+                             source_.pending());
+                    break;
+                }
+            }
+            refresh_token_if_due(now);
+            start_requests(now, drain_deadline != 0);
+            int running = 0;
+            curl_multi_perform(multi_, &running);
+            handle_completions();
+            wait_for_work();
+        }
+        give_back_everything();
+    }
+
+private:
+    Target make_target(const AzureTarget& t) {
+        Target target;
+        target.config = t;
+        std::string base = t.endpoint;
+        while (!base.empty() && base.back() == '/') base.pop_back();
+        base += "/dataCollectionRules/" + t.dcr_id + "/streams/";
+        target.url_common_security_log = base + t.stream + "?api-version=2023-01-01";
+        target.url_syslog = base + t.syslog_stream + "?api-version=2023-01-01";
+        return target;
+    }
+
+    std::size_t busy_slots() const {
+        return static_cast<std::size_t>(std::count_if(slots_.begin(), slots_.end(), [](const Slot& s) { return s.work.has_value(); }));
+    }
+
+    // ---- token ---------------------------------------------------------------------------
+
+    [[nodiscard]] bool token_usable(std::int64_t now) const {
+        return config_.auth == AzureConfig::Auth::none || (!token_.empty() && now < token_expires_ns_);
+    }
+
+    void refresh_token_if_due(std::int64_t now) {
+        if (config_.auth == AzureConfig::Auth::none) return;
+        if (!token_.empty() && now < token_refresh_ns_) return;
+        if (now < token_retry_ns_) return;
+        auto token = tokens_.fetch();
+        const std::int64_t after = monotonic_ns();
+        if (!token) {
+            bump(stats_->token_errors);
+            // A refresh that fails while the old token is valid costs nothing yet: try again soon.
+            token_retry_ns_ = after + std::min<std::int64_t>(30'000, 1'000LL << std::min(token_failures_++, 5U)) * ms;
+            CEFD_LOG_EVERY(10, error, "send: cannot get a token (%s)%s", token.error().message.c_str(),
+                           token_usable(after) ? "; the current one is still valid" : "; deliveries wait");
+            return;
+        }
+        bump(stats_->token_refreshes);
+        token_failures_ = 0;
+        token_ = "Authorization: Bearer " + token->value;
+        token_expires_ns_ = now + token->lifetime_s * 1'000 * ms;
+        token_refresh_ns_ = now + token_refresh_after_ns(token->lifetime_s);
+        ++token_generation_;
+        CEFD_LOG(info, "send: token from %s valid for %" PRId64 " s", tokens_.endpoint().c_str(), token->lifetime_s);
+    }
+
+    // ---- starting requests ---------------------------------------------------------------
+
+    std::size_t pick_target(std::int64_t now) {
+        std::int64_t total = 0;
+        std::size_t best = targets_.size();
+        for (std::size_t i = 0; i < targets_.size(); ++i) {
+            Target& t = targets_[i];
+            if (t.paused_until_ns > now) continue;
+            t.current_weight += t.config.weight;
+            total += t.config.weight;
+            if (best == targets_.size() || t.current_weight > targets_[best].current_weight) best = i;
+        }
+        if (best < targets_.size()) targets_[best].current_weight -= total;
+        return best;
+    }
+
+    void start_requests(std::int64_t now, bool draining) {
+        if (!token_usable(now)) return;
+        for (auto& slot : slots_) {
+            if (slot.work) continue;
+            std::optional<Work> work = take_due_retry(now);
+            if (!work && waiting_.size() + busy_slots() < config_.max_in_flight) {
+                // Wait briefly for a batch only when there is nothing else to do.
+                const bool idle = busy_slots() == 0 && waiting_.empty();
+                auto next = source_.next(idle && !draining ? 50 * ms : 0);
+                if (next) work = Work{.item = std::move(*next), .ready_ns = now};
+            }
+            if (!work) return;
+            const std::size_t target = pick_target(now);
+            if (target == targets_.size()) {  // every target is backed off (429)
+                work->ready_ns = earliest_unpause();
+                waiting_.push_back(std::move(*work));
+                return;
+            }
+            start(slot, std::move(*work), target);
+        }
+    }
+
+    std::optional<Work> take_due_retry(std::int64_t now) {
+        auto due = waiting_.end();
+        for (auto it = waiting_.begin(); it != waiting_.end(); ++it)
+            if (it->ready_ns <= now && (due == waiting_.end() || it->ready_ns < due->ready_ns)) due = it;
+        if (due == waiting_.end()) return std::nullopt;
+        Work work = std::move(*due);
+        waiting_.erase(due);
+        return work;
+    }
+
+    std::int64_t earliest_unpause() const {
+        std::int64_t t = INT64_MAX;
+        for (const auto& target : targets_) t = std::min(t, target.paused_until_ns);
+        return t;
+    }
+
+    void new_request_id(char* out) {
+        // UUID v4: 122 random bits, version 4, variant 10.
+        std::uint64_t hi = random_();
+        std::uint64_t lo = random_();
+        hi = (hi & ~0xF000ULL) | 0x4000ULL;
+        lo = (lo & ~(0xC000ULL << 48)) | (0x8000ULL << 48);
+        std::snprintf(out, 37, "%08x-%04x-%04x-%04x-%012llx", static_cast<unsigned>(hi >> 32),
+                      static_cast<unsigned>((hi >> 16) & 0xFFFF), static_cast<unsigned>(hi & 0xFFFF),
+                      static_cast<unsigned>(lo >> 48),
+                      static_cast<unsigned long long>(lo & 0xFFFFFFFFFFFFULL));
+    }
+
+    void start(Slot& slot, Work&& work, std::size_t target) {
+        slot.work.emplace(std::move(work));
+        slot.target = target;
+        slot.token_generation = token_generation_;
+        slot.response.clear();
+        new_request_id(slot.request_id);
+        const SealedBatch& batch = slot.work->item.batch;
+        const Target& t = targets_[target];
+
+        slot.headers.reset();
+        slot.headers.append("Content-Type: application/json");
+        slot.headers.append("Content-Encoding: gzip");
+        slot.headers.append("Accept: application/json");
+        slot.headers.append(std::string("x-ms-client-request-id: ") + slot.request_id);
+        slot.headers.append("Expect:");  // no 100-continue round trip
+        if (config_.auth != AzureConfig::Auth::none) slot.headers.append(token_);
+
+        CURL* c = slot.easy.get();
+        curl_easy_setopt(c, CURLOPT_URL,
+                         (batch.table == Table::syslog ? t.url_syslog : t.url_common_security_log).c_str());
+        curl_easy_setopt(c, CURLOPT_HTTPHEADER, slot.headers.get());
+        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(batch.body.size()));
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, batch.body.data());
+        curl_multi_add_handle(multi_, c);
+        bump(stats_->requests);
+        stats_->in_flight.store(busy_slots(), std::memory_order_relaxed);
+    }
+
+    // ---- completions ---------------------------------------------------------------------
+
+    void handle_completions() {
+        int left = 0;
+        while (CURLMsg* msg = curl_multi_info_read(multi_, &left)) {
+            if (msg->msg != CURLMSG_DONE) continue;
+            Slot* slot = nullptr;
+            curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, &slot);
+            const CURLcode rc = msg->data.result;
+            curl_multi_remove_handle(multi_, msg->easy_handle);
+            Work work = std::move(*slot->work);
+            slot->work.reset();
+            on_complete(*slot, std::move(work), rc);
+        }
+        stats_->in_flight.store(busy_slots(), std::memory_order_relaxed);
+    }
+
+    void on_complete(Slot& slot, Work&& work, CURLcode rc) {
+        const std::int64_t now = monotonic_ns();
+        const Target& target = targets_[slot.target];
+        const char* id = slot.request_id;
+        if (rc != CURLE_OK) {
+            // Connect refused, TLS failure, timeout, reset. The server may have stored the
+            // batch before the connection broke; resending it then makes a duplicate, which
+            // at-least-once accepts (reference: "Azure does not de-duplicate").
+            bump(stats_->network_errors);
+            CEFD_LOG_EVERY(5, warn, "send: %s: %s (request id %s); retrying", target.config.endpoint.c_str(),
+                           curl_easy_strerror(rc), id);
+            return retry(std::move(work), now + backoff_ns(work.item.attempts));
+        }
+        long status = 0;
+        curl_easy_getinfo(slot.easy.get(), CURLINFO_RESPONSE_CODE, &status);
+        const SealedBatch& batch = work.item.batch;
+        switch (status) {
+            case 200:
+            case 204:  // accepted (not proof of storage: see the reference, 1.4)
+                bump(stats_->delivered_batches);
+                bump(stats_->delivered_rows, batch.rows);
+                bump(stats_->delivered_bytes, batch.body.size());
+                return done(std::move(work));
+            case 401:  // token missing, expired or for the wrong audience
+                bump(stats_->unauthorized);
+                if (!work.retried_401) {
+                    work.retried_401 = true;
+                    // Refresh once per token, however many requests carried it.
+                    if (slot.token_generation == token_generation_) token_refresh_ns_ = 0, token_retry_ns_ = 0;
+                    CEFD_LOG_EVERY(10, warn, "send: 401 from %s (request id %s); refreshing the token and retrying",
+                                   target.config.endpoint.c_str(), id);
+                    return retry(std::move(work), now);
+                }
+                CEFD_LOG_EVERY(10, error, "send: 401 again with a fresh token (request id %s): %s. Check that the "
+                               "token's audience is %s", id, slot.response.substr(0, 300).c_str(), config_.audience.c_str());
+                return retry(std::move(work), now + backoff_ns(work.item.attempts));
+            case 413:  // over the size limit: never resend unchanged; split
+                return split(std::move(work), slot, now);
+            case 429: {  // throttled: wait Retry-After, back this target off, others take its share
+                bump(stats_->throttled);
+                curl_off_t retry_after_s = 0;
+                curl_easy_getinfo(slot.easy.get(), CURLINFO_RETRY_AFTER, &retry_after_s);
+                const std::int64_t delay = retry_after_s > 0 ? std::min<std::int64_t>(retry_after_s, 3600) * 1'000 * ms
+                                                             : backoff_ns(work.item.attempts);
+                targets_[slot.target].paused_until_ns = now + delay;
+                CEFD_LOG_EVERY(5, warn, "send: 429 from %s (request id %s); waiting %" PRId64 " ms",
+                               target.config.endpoint.c_str(), id, delay / ms);
+                return retry(std::move(work), now + delay);
+            }
+            case 400:  // the body or the call is malformed: a bug or a DCR/stream schema mismatch
+            case 403:  // the identity lacks "Monitoring Metrics Publisher" on the DCR
+            case 404:  // unknown DCR id or stream, or a malformed URL
+                return dead_letter(std::move(work), slot, status);
+            default:
+                if (status >= 500) {  // transient on Azure's side
+                    bump(stats_->server_errors);
+                    CEFD_LOG_EVERY(5, warn, "send: %ld from %s (request id %s); retrying", status,
+                                   target.config.endpoint.c_str(), id);
+                } else {  // unexpected: log the raw answer and keep the batch
+                    CEFD_LOG_EVERY(5, error, "send: unexpected HTTP %ld from %s (request id %s): %s; retrying", status,
+                                   target.config.endpoint.c_str(), id, slot.response.substr(0, 300).c_str());
+                }
+                return retry(std::move(work), now + backoff_ns(work.item.attempts));
+        }
+    }
+
+    std::int64_t backoff_ns(std::uint32_t attempts) {
+        const std::int64_t initial = static_cast<std::int64_t>(config_.retry_initial_ms) * ms;
+        const std::int64_t cap = static_cast<std::int64_t>(config_.retry_max_ms) * ms;
+        const std::int64_t full = std::min(cap, initial << std::min(attempts, 20U));
+        // Equal jitter: half fixed, half random, so retries after an outage do not arrive together.
+        return full / 2 + static_cast<std::int64_t>(random_() % static_cast<std::uint64_t>(full / 2 + 1));
+    }
+
+    void retry(Work&& work, std::int64_t ready_ns) {
+        bump(stats_->retries);
+        ++work.item.attempts;
+        work.ready_ns = ready_ns;
+        waiting_.push_back(std::move(work));
+    }
+
+    void split(Work&& work, Slot& slot, std::int64_t now) {
+        auto halves = work.item.batch.rows > 1 ? split_batch(work.item.batch) : std::nullopt;
+        if (!halves) {
+            CEFD_LOG_EVERY(10, error, "send: 413 for a batch that cannot be split (%u rows, %u JSON bytes)",
+                           work.item.batch.rows, work.item.batch.json_bytes);
+            return dead_letter(std::move(work), slot, 413);
+        }
+        bump(stats_->split_batches);
+        CEFD_LOG_EVERY(10, warn, "send: 413 (request id %s): split %u rows into %u + %u; is batch.max_bytes above "
+                       "the service limit?", slot.request_id, work.item.batch.rows, halves->first.rows,
+                       halves->second.rows);
+        auto& split = splits_[work.item.id];
+        if (!work.part) split.original = std::move(work.item);
+        ++split.outstanding;  // one part became two
+        for (SealedBatch* half : {&halves->first, &halves->second}) {
+            Work part{.item = SpooledBatch{.id = split.original.id, .batch = std::move(*half)}, .part = true,
+                      .ready_ns = now};
+            waiting_.push_back(std::move(part));
+        }
+    }
+
+    void dead_letter(Work&& work, Slot& slot, long status) {
+        const Target& target = targets_[slot.target];
+        const SealedBatch& batch = work.item.batch;
+        DeadLetter letter{.status = status, .request_id = slot.request_id, .endpoint = target.config.endpoint,
+                          .dcr_id = target.config.dcr_id,
+                          .stream = batch.table == Table::syslog ? target.config.syslog_stream : target.config.stream,
+                          .response = slot.response};
+        const Status written = write_dead_letter(config_.dead_letter_dir, batch, letter);
+        const char* hint = status == 403 ? "grant the identity \"Monitoring Metrics Publisher\" on the DCR (a new "
+                                           "grant can take up to 30 min to apply)"
+                           : status == 404 ? "check azure.endpoint, dcr_id (the immutableId) and the stream names"
+                           : status == 413 ? "a single row is over the service limit"
+                                           : "the DCR rejected the body: check the stream's columns and types";
+        if (!written) {
+            // Keep the batch rather than lose it: the operator sees this line and the counter.
+            bump(stats_->dead_letter_errors);
+            CEFD_LOG_EVERY(10, error, "send: cannot write dead letter to %s (%s); keeping the batch in the spool",
+                           config_.dead_letter_dir.c_str(), written.error().describe().c_str());
+            return retry(std::move(work), monotonic_ns() + backoff_ns(work.item.attempts));
+        }
+        bump(stats_->dead_lettered_batches);
+        bump(stats_->dead_lettered_rows, batch.rows);
+        CEFD_LOG_EVERY(10, error, "send: %ld from %s (request id %s): %s. Dead-lettered %u rows to %s. Fix: %s",
+                       status, target.config.endpoint.c_str(), slot.request_id,
+                       slot.response.substr(0, 300).c_str(), batch.rows, config_.dead_letter_dir.c_str(), hint);
+        done(std::move(work));
+    }
+
+    /// Delivered or dead-lettered: acknowledge, or count down the parts of a split batch.
+    void done(Work&& work) {
+        if (work.part) {
+            auto it = splits_.find(work.item.id);
+            CEFD_ASSERT(it != splits_.end());
+            if (--it->second.outstanding > 0) return;
+            splits_.erase(it);
+        }
+        source_.ack(work.item.id);
+    }
+
+    // ---- waiting and shutdown ------------------------------------------------------------
+
+    void wait_for_work() {
+        const std::int64_t now = monotonic_ns();
+        std::int64_t timeout = 100 * ms;
+        for (const auto& w : waiting_) timeout = std::min(timeout, std::max<std::int64_t>(0, w.ready_ns - now));
+        if (!token_usable(now)) timeout = std::min(timeout, std::max<std::int64_t>(0, token_retry_ns_ - now));
+        const bool free_slot = busy_slots() < slots_.size();
+        if (busy_slots() == 0 && waiting_.empty() && token_usable(now)) return;  // start_requests waits in next()
+        if (free_slot && waiting_.size() + busy_slots() < config_.max_in_flight && token_usable(now))
+            timeout = std::min(timeout, 10 * ms);  // look at the source again soon
+        // With no transfers this just sleeps for the timeout.
+        curl_multi_poll(multi_, nullptr, 0, static_cast<int>(std::max<std::int64_t>(timeout / ms, 1)), nullptr);
+    }
+
+    void give_back_everything() {
+        std::size_t released = 0;
+        for (auto& slot : slots_) {
+            if (!slot.work) continue;
+            curl_multi_remove_handle(multi_, slot.easy.get());
+            waiting_.push_back(std::move(*slot.work));
+            slot.work.reset();
+        }
+        for (auto& work : waiting_) {
+            if (work.part) continue;  // released once, as the original, below
+            source_.release(std::move(work.item));
+            ++released;
+        }
+        waiting_.clear();
+        for (auto& [id, split] : splits_) {
+            // Parts already delivered will be sent again with it: a duplicate, not a loss.
+            source_.release(std::move(split.original));
+            ++released;
+        }
+        splits_.clear();
+        stats_->in_flight.store(0, std::memory_order_relaxed);
+        if (released > 0) CEFD_LOG(info, "send: %zu undelivered batches left in the spool", released);
+    }
+
+    struct Split {
+        SpooledBatch original;
+        std::uint32_t outstanding = 1;
+    };
+
+    const AzureConfig config_;  // a copy: the Sender outlives any config object
+    BatchSource& source_;
+    TokenProvider tokens_;
+    SendStats* stats_ = nullptr;
+    CURLM* multi_ = nullptr;
+    std::vector<Target> targets_;
+    std::vector<Slot> slots_;
+    std::deque<Work> waiting_;
+    std::unordered_map<std::uint64_t, Split> splits_;
+    std::mt19937_64 random_;
+    std::string token_;  // the whole "Authorization: Bearer ..." header line; never logged
+    std::uint64_t token_generation_ = 0;
+    std::int64_t token_expires_ns_ = 0;
+    std::int64_t token_refresh_ns_ = 0;
+    std::int64_t token_retry_ns_ = 0;
+    std::uint32_t token_failures_ = 0;
+};
+
+Result<std::unique_ptr<Sender>> Sender::create(const AzureConfig& config, BatchSource& source) {
+    ConfigErrors errors;
+    config.validate(errors);
+    if (!errors.empty()) {
+        std::string all;
+        for (const auto& e : errors.list()) all += (all.empty() ? "" : "; ") + e;
+        return Error{Errc::config, all};
+    }
+    curl_init_once();
+    std::string secret = config.client_secret.reveal();
+    if (config.auth == AzureConfig::Auth::client_secret && !config.client_secret_file.empty()) {
+        std::ifstream in(config.client_secret_file, std::ios::binary);
+        if (!in) return Error{Errc::config, "azure.client_secret_file: cannot read " + config.client_secret_file};
+        std::getline(in, secret);
+        while (!secret.empty() && (secret.back() == '\r' || secret.back() == ' ')) secret.pop_back();
+        if (secret.empty()) return Error{Errc::config, "azure.client_secret_file: " + config.client_secret_file + " is empty"};
+    }
+    auto impl = std::make_unique<Impl>(config, source, std::move(secret));
+    if (auto s = impl->init(); !s) return s.error();
+    auto sender = std::unique_ptr<Sender>(new Sender(std::move(impl)));
+    sender->impl_->bind(sender->stats_);
+    return sender;
+}
+
+Sender::Sender(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Sender::~Sender() = default;
+
+void Sender::run(std::stop_token stop) { impl_->run(std::move(stop)); }
+
+void Sender::register_metrics(MetricsRegistry& registry) const {
+    const struct {
+        const char* name;
+        const char* help;
+        const Counter* counter;
+    } counters[] = {
+        {"send_requests_total", "Ingestion requests started.", &stats_.requests},
+        {"send_delivered_batches_total", "Batches Azure accepted (204).", &stats_.delivered_batches},
+        {"send_delivered_rows_total", "Rows in accepted batches.", &stats_.delivered_rows},
+        {"send_delivered_bytes_total", "gzip bytes in accepted batches.", &stats_.delivered_bytes},
+        {"send_retries_total", "Batch re-sends, any cause.", &stats_.retries},
+        {"send_throttled_total", "429 answers.", &stats_.throttled},
+        {"send_server_errors_total", "5xx answers.", &stats_.server_errors},
+        {"send_network_errors_total", "Connect, TLS, timeout and reset errors.", &stats_.network_errors},
+        {"send_token_refreshes_total", "Tokens obtained.", &stats_.token_refreshes},
+        {"send_token_errors_total", "Failed token requests.", &stats_.token_errors},
+        {"send_unauthorized_total", "401 answers.", &stats_.unauthorized},
+        {"send_split_batches_total", "Batches split in two after a 413.", &stats_.split_batches},
+        {"send_dead_lettered_batches_total", "Batches written to the dead-letter directory.", &stats_.dead_lettered_batches},
+        {"send_dead_lettered_rows_total", "Rows in dead-lettered batches.", &stats_.dead_lettered_rows},
+        {"send_dead_letter_errors_total", "Dead letters that could not be written (batch kept).", &stats_.dead_letter_errors},
+    };
+    for (const auto& c : counters) registry.add(c.name, c.help, "", c.counter);
+    registry.add("send_in_flight", "Ingestion requests in flight.", "", &stats_.in_flight, MetricsRegistry::Kind::gauge);
+}
+
+}  // namespace cefd

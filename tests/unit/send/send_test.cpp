@@ -1,0 +1,282 @@
+// Sender against a scriptable loopback fake (fake_azure.h): every outcome path with exact
+// answer sequences. Real HTTP, real gzip, real files for the dead letters.
+#include "stages/send/send.h"
+
+#include <gtest/gtest.h>
+#include <zstd.h>
+
+#include <filesystem>
+#include <thread>
+
+#include "tests/support/support.h"
+#include "tests/unit/send/fake_azure.h"
+#include "tests/unit/send/test_source.h"
+
+namespace cefd {
+namespace {
+
+using namespace std::chrono_literals;
+
+AzureConfig config_for(const test::FakeAzure& azure, const test::TempDir& dir) {
+    AzureConfig c;
+    c.target.endpoint = azure.url();
+    c.target.dcr_id = test::FakeAzure::dcr;
+    c.auth = AzureConfig::Auth::client_secret;
+    c.authority_host = azure.url();
+    c.tenant_id = test::FakeAzure::tenant;
+    c.client_id = "client-1";
+    c.client_secret = Secret(test::FakeAzure::secret);
+    c.dead_letter_dir = dir.file("dead-letter");
+    c.retry_initial_ms = 20;
+    c.retry_max_ms = 200;
+    c.drain_timeout_ms = 5'000;
+    return c;
+}
+
+/// Runs a Sender on its own thread until the source has nothing pending (or the deadline).
+struct RunningSender {
+    RunningSender(const AzureConfig& config, test::MemorySource& source) {
+        auto created = Sender::create(config, source);
+        if (!created) throw std::runtime_error(created.error().describe());
+        sender = std::move(created).value();
+        thread = std::jthread([this](std::stop_token stop) { sender->run(stop); });
+    }
+    void stop() {
+        thread.request_stop();
+        thread.join();
+    }
+    ~RunningSender() {
+        if (thread.joinable()) stop();
+    }
+    const SendStats& stats() const { return sender->stats(); }
+    std::unique_ptr<Sender> sender;
+    std::jthread thread;
+};
+
+void add_batches(test::MemorySource& source, const std::string& tag, int batches, std::uint32_t rows) {
+    for (int b = 0; b < batches; ++b) source.add(test::make_batch(tag + std::to_string(b), rows));
+}
+
+TEST(Sender, DeliversEveryBatchWithClientSecret) {
+    test::FakeAzure azure;
+    test::TempDir dir;
+    test::MemorySource source;
+    add_batches(source, "b", 20, 50);
+    RunningSender sender(config_for(azure, dir), source);
+    ASSERT_TRUE(test::wait_until(10s, [&] { return source.acked() == 20; })) << "acked " << source.acked();
+    sender.stop();
+    EXPECT_EQ(azure.rows(), 1'000U);
+    EXPECT_EQ(azure.distinct_rows(), 1'000U);
+    EXPECT_EQ(azure.tokens_issued(), 1U);
+    EXPECT_EQ(read(sender.stats().delivered_batches), 20U);
+    EXPECT_EQ(read(sender.stats().delivered_rows), 1'000U);
+    EXPECT_EQ(read(sender.stats().retries), 0U);
+    EXPECT_EQ(source.bad_acks(), 0U);
+    EXPECT_EQ(azure.last_request_id().size(), 36U);
+    EXPECT_EQ(azure.last_request_id()[14], '4') << "UUID v4: " << azure.last_request_id();
+}
+
+TEST(Sender, GetsTokenFromManagedIdentity) {
+    test::FakeAzure azure;
+    test::TempDir dir;
+    test::MemorySource source;
+    add_batches(source, "m", 3, 10);
+    AzureConfig config = config_for(azure, dir);
+    config.auth = AzureConfig::Auth::managed_identity;
+    config.imds_endpoint = azure.url() + "/metadata/identity/oauth2/token";
+    RunningSender sender(config, source);
+    ASSERT_TRUE(test::wait_until(10s, [&] { return source.acked() == 3; })) << "acked " << source.acked();
+    EXPECT_EQ(azure.rows(), 30U);
+    EXPECT_EQ(read(sender.stats().token_refreshes), 1U);
+}
+
+TEST(Sender, WrongSecretIsCountedAndNothingIsAcked) {
+    test::FakeAzure azure;
+    test::TempDir dir;
+    test::MemorySource source;
+    add_batches(source, "w", 2, 10);
+    AzureConfig config = config_for(azure, dir);
+    config.client_secret = Secret("wrong");
+    config.drain_timeout_ms = 100;
+    RunningSender sender(config, source);
+    ASSERT_TRUE(test::wait_until(10s, [&] { return read(sender.stats().token_errors) >= 1; }));
+    sender.stop();
+    EXPECT_EQ(source.acked(), 0U);
+    EXPECT_EQ(source.pending(), 2U);
+    EXPECT_EQ(azure.requests(), 0U);
+}
+
+TEST(Sender, RefreshesTheTokenOnceAfter401) {
+    test::FakeAzure azure;
+    test::TempDir dir;
+    test::MemorySource source;
+    add_batches(source, "a", 2, 10);
+    RunningSender sender(config_for(azure, dir), source);
+    ASSERT_TRUE(test::wait_until(10s, [&] { return source.acked() == 2; }));
+    azure.revoke_tokens();  // the cached token is now unknown: the next request gets 401
+    add_batches(source, "b", 2, 10);
+    ASSERT_TRUE(test::wait_until(10s, [&] { return source.acked() == 4; })) << "acked " << source.acked();
+    EXPECT_GE(read(sender.stats().unauthorized), 1U);
+    EXPECT_EQ(azure.tokens_issued(), 2U);
+    EXPECT_EQ(azure.distinct_rows(), 40U);
+}
+
+TEST(Sender, RefreshesAShortLivedTokenAheadOfExpiry) {
+    test::FakeAzure azure;
+    azure.set_token_lifetime_s(1);  // refreshed after half its life
+    test::TempDir dir;
+    test::MemorySource source;
+    RunningSender sender(config_for(azure, dir), source);
+    for (int wave = 0; wave < 3; ++wave) {
+        add_batches(source, "w" + std::to_string(wave) + "-", 1, 10);
+        ASSERT_TRUE(test::wait_until(10s, [&] { return source.acked() == static_cast<std::size_t>(wave + 1); }));
+        const std::size_t issued = azure.tokens_issued();
+        ASSERT_TRUE(test::wait_until(10s, [&] { return azure.tokens_issued() > issued; }));
+    }
+    EXPECT_EQ(azure.distinct_rows(), 30U);
+}
+
+TEST(Sender, Honours429RetryAfter) {
+    test::FakeAzure azure;
+    azure.script({429});
+    test::TempDir dir;
+    test::MemorySource source;
+    add_batches(source, "t", 1, 10);
+    RunningSender sender(config_for(azure, dir), source);
+    ASSERT_TRUE(test::wait_until(10s, [&] { return source.acked() == 1; }));
+    EXPECT_EQ(read(sender.stats().throttled), 1U);
+    EXPECT_EQ(read(sender.stats().retries), 1U);
+    EXPECT_EQ(azure.distinct_rows(), 10U);
+}
+
+TEST(Sender, RetriesAServerErrorBurst) {
+    test::FakeAzure azure;
+    azure.script({500, 503, 502, 504, 500});
+    test::TempDir dir;
+    test::MemorySource source;
+    add_batches(source, "s", 4, 25);
+    RunningSender sender(config_for(azure, dir), source);
+    ASSERT_TRUE(test::wait_until(10s, [&] { return source.acked() == 4; }));
+    EXPECT_EQ(read(sender.stats().server_errors), 5U);
+    EXPECT_EQ(read(sender.stats().retries), 5U);
+    EXPECT_EQ(azure.distinct_rows(), 100U);
+}
+
+TEST(Sender, Splits413UntilEveryPartFits) {
+    test::FakeAzure azure;
+    test::TempDir dir;
+    test::MemorySource source;
+    source.add(test::make_batch("big", 400));
+    const std::uint32_t json_bytes = test::make_batch("big", 400).json_bytes;
+    azure.set_max_json_bytes(json_bytes / 3);  // needs two levels of splitting
+    RunningSender sender(config_for(azure, dir), source);
+    ASSERT_TRUE(test::wait_until(10s, [&] { return source.acked() == 1; }));
+    EXPECT_GE(read(sender.stats().split_batches), 3U);
+    EXPECT_EQ(azure.rows(), 400U);
+    EXPECT_EQ(azure.distinct_rows(), 400U);
+    EXPECT_LE(azure.max_json_seen(), json_bytes);
+    EXPECT_EQ(source.bad_acks(), 0U);
+}
+
+std::vector<std::filesystem::path> files_in(const std::string& dir) {
+    std::vector<std::filesystem::path> out;
+    std::error_code ignored;
+    for (const auto& e : std::filesystem::directory_iterator(dir, ignored)) out.push_back(e.path());
+    std::sort(out.begin(), out.end());
+    return out;
+}
+
+TEST(Sender, DeadLetters403WithMetadata) {
+    test::FakeAzure azure;
+    azure.script({403});
+    test::TempDir dir;
+    test::MemorySource source;
+    add_batches(source, "d", 1, 7);
+    RunningSender sender(config_for(azure, dir), source);
+    ASSERT_TRUE(test::wait_until(10s, [&] { return source.acked() == 1; }));
+    EXPECT_EQ(read(sender.stats().dead_lettered_batches), 1U);
+    EXPECT_EQ(read(sender.stats().dead_lettered_rows), 7U);
+    const auto files = files_in(dir.file("dead-letter"));
+    ASSERT_EQ(files.size(), 2U);
+    EXPECT_TRUE(files[0].string().ends_with(".json.zst"));
+    EXPECT_TRUE(files[1].string().ends_with(".meta.json"));
+    const std::string meta = test::read_file(files[1]);
+    EXPECT_NE(meta.find("\"status\":403"), std::string::npos) << meta;
+    EXPECT_NE(meta.find(azure.last_request_id()), std::string::npos) << meta;
+    const std::string compressed = test::read_file(files[0]);
+    std::string json(ZSTD_getFrameContentSize(compressed.data(), compressed.size()), '\0');
+    json.resize(ZSTD_decompress(json.data(), json.size(), compressed.data(), compressed.size()));
+    EXPECT_TRUE(json.starts_with("[{\"TimeGenerated\"")) << json.substr(0, 80);
+    EXPECT_EQ(meta.find(test::FakeAzure::secret), std::string::npos);
+}
+
+TEST(Sender, DeadLettersUnknownDcrAs404) {
+    test::FakeAzure azure;
+    test::TempDir dir;
+    test::MemorySource source;
+    add_batches(source, "n", 2, 5);
+    AzureConfig config = config_for(azure, dir);
+    config.target.dcr_id = "dcr-ffffffffffffffffffffffffffffffff";
+    RunningSender sender(config, source);
+    ASSERT_TRUE(test::wait_until(10s, [&] { return source.acked() == 2; }));
+    EXPECT_EQ(read(sender.stats().dead_lettered_batches), 2U);
+    EXPECT_EQ(files_in(dir.file("dead-letter")).size(), 4U);
+}
+
+TEST(Sender, StopHandsUndeliveredBatchesBackAfterTheDrainTimeout) {
+    test::FakeAzure azure;
+    azure.set_always(503);
+    test::TempDir dir;
+    test::MemorySource source;
+    add_batches(source, "u", 6, 5);
+    AzureConfig config = config_for(azure, dir);
+    config.drain_timeout_ms = 200;
+    RunningSender sender(config, source);
+    ASSERT_TRUE(test::wait_until(10s, [&] { return read(sender.stats().server_errors) >= 3; }));
+    sender.stop();
+    EXPECT_EQ(source.acked(), 0U);
+    EXPECT_EQ(source.pending(), 6U) << "every batch is back in the source";
+    EXPECT_GE(source.released(), 1U);
+    EXPECT_EQ(read(sender.stats().in_flight), 0U);
+}
+
+TEST(Sender, DrainsPendingBatchesBeforeStopping) {
+    test::FakeAzure azure;
+    test::TempDir dir;
+    test::MemorySource source;
+    AzureConfig config = config_for(azure, dir);
+    auto sender = Sender::create(config, source);
+    ASSERT_TRUE(sender.ok());
+    add_batches(source, "z", 10, 5);
+    std::stop_source stop;
+    stop.request_stop();  // stop before the first pass: it must still deliver everything
+    (*sender)->run(stop.get_token());
+    EXPECT_EQ(source.acked(), 10U);
+    EXPECT_EQ(azure.distinct_rows(), 50U);
+}
+
+TEST(Sender, RegistersMetrics) {
+    test::FakeAzure azure;
+    test::TempDir dir;
+    test::MemorySource source;
+    auto sender = Sender::create(config_for(azure, dir), source);
+    ASSERT_TRUE(sender.ok());
+    MetricsRegistry registry;
+    (*sender)->register_metrics(registry);
+    const std::string text = registry.render();
+    EXPECT_NE(text.find("send_delivered_rows_total"), std::string::npos);
+    EXPECT_NE(text.find("send_in_flight"), std::string::npos);
+}
+
+TEST(AzureConfig, RejectsBadValuesTogether) {
+    AzureConfig c;
+    c.target.endpoint = "http://example.com";
+    c.target.dcr_id = "nope";
+    c.max_in_flight = 0;
+    ConfigErrors errors;
+    c.validate(errors);
+    EXPECT_GE(errors.list().size(), 4U);
+}
+
+}  // namespace
+}  // namespace cefd
