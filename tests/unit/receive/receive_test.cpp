@@ -1,1 +1,575 @@
+// Receiver tests over real loopback sockets. Each test runs for both engines (io_uring and
+// recvmmsg/epoll); the test thread consumes the lane ByteRing directly.
+#include "stages/receive/receive.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <gtest/gtest.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <map>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "engine/clock.h"
+#include "engine/record.h"
+#include "stages/receive/engine_base.h"
+#include "tests/support/support.h"
+
+namespace cefd {
+namespace {
+
+using namespace std::chrono_literals;
+using test::free_port;
+using test::wait_until;
+
+struct Received {
+    MessageMeta meta;
+    std::string bytes;
+};
+
+// A Receiver, its ring and its thread. drain() moves what the ring holds into `got`.
+class Lane {
+public:
+    Lane(const ReceiveConfig& config, unsigned lane, std::size_t ring_bytes = 1 << 20)
+        : ring_(ring_bytes) {
+        auto receiver = Receiver::open(config, lane, ring_);
+        if (!receiver) {
+            error = receiver.error();
+            return;
+        }
+        receiver_ = std::move(receiver).value();
+    }
+    ~Lane() { stop(); }
+
+    void start() {
+        thread_ = std::jthread([this](std::stop_token stop) { receiver_->run(stop); });
+    }
+    void stop() {
+        if (thread_.joinable()) {
+            thread_.request_stop();
+            thread_.join();
+        }
+    }
+    std::size_t drain() {
+        std::size_t n = 0;
+        for (auto record = ring_.front(); !record.empty(); record = ring_.front()) {
+            Received r;
+            std::memcpy(&r.meta, record.data(), sizeof(MessageMeta));
+            r.bytes.assign(reinterpret_cast<const char*>(record.data()) + sizeof(MessageMeta),
+                           r.meta.length);
+            got.push_back(std::move(r));
+            ring_.pop();
+            ++n;
+        }
+        return n;
+    }
+    bool wait_for(std::size_t count, std::chrono::milliseconds timeout = 10s) {
+        return wait_until(timeout, [&] {
+            drain();
+            return got.size() >= count;
+        });
+    }
+
+    [[nodiscard]] bool ok() const { return receiver_ != nullptr; }
+    Receiver& receiver() { return *receiver_; }
+    const ReceiveStats& stats() const { return receiver_->stats(); }
+    ByteRing& ring() { return ring_; }
+
+    std::vector<Received> got;
+    Error error;
+
+private:
+    ByteRing ring_;
+    std::unique_ptr<Receiver> receiver_;
+    std::jthread thread_;
+};
+
+// ---- socket helpers (blocking, loopback) ----
+
+int udp_sender(int family = AF_INET) {
+    const int fd = ::socket(family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    EXPECT_GE(fd, 0);
+    return fd;
+}
+
+sockaddr_storage loopback(int port, int family = AF_INET) {
+    sockaddr_storage storage{};
+    if (family == AF_INET) {
+        auto* in = reinterpret_cast<sockaddr_in*>(&storage);
+        in->sin_family = AF_INET;
+        in->sin_port = htons(static_cast<std::uint16_t>(port));
+        in->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    } else {
+        auto* in6 = reinterpret_cast<sockaddr_in6*>(&storage);
+        in6->sin6_family = AF_INET6;
+        in6->sin6_port = htons(static_cast<std::uint16_t>(port));
+        in6->sin6_addr = in6addr_loopback;
+    }
+    return storage;
+}
+
+socklen_t length_of(int family) {
+    return family == AF_INET ? sizeof(sockaddr_in) : sizeof(sockaddr_in6);
+}
+
+void send_to(int fd, int port, std::string_view bytes, int family = AF_INET) {
+    const sockaddr_storage to = loopback(port, family);
+    ASSERT_EQ(::sendto(fd, bytes.data(), bytes.size(), 0, reinterpret_cast<const sockaddr*>(&to),
+                       length_of(family)),
+              static_cast<ssize_t>(bytes.size()));
+}
+
+std::uint16_t local_port(int fd) {
+    sockaddr_storage storage{};
+    socklen_t length = sizeof storage;
+    ::getsockname(fd, reinterpret_cast<sockaddr*>(&storage), &length);
+    return storage.ss_family == AF_INET
+               ? ntohs(reinterpret_cast<sockaddr_in*>(&storage)->sin_port)
+               : ntohs(reinterpret_cast<sockaddr_in6*>(&storage)->sin6_port);
+}
+
+int tcp_connect(int port, int family = AF_INET) {
+    const int fd = ::socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    EXPECT_GE(fd, 0);
+    const sockaddr_storage to = loopback(port, family);
+    EXPECT_EQ(::connect(fd, reinterpret_cast<const sockaddr*>(&to), length_of(family)), 0)
+        << std::strerror(errno);
+    const int one = 1;
+    ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    return fd;
+}
+
+void write_all(int fd, std::string_view bytes) {
+    while (!bytes.empty()) {
+        const ssize_t n = ::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL);
+        ASSERT_GT(n, 0) << std::strerror(errno);
+        bytes.remove_prefix(static_cast<std::size_t>(n));
+    }
+}
+
+// True when the peer has closed the connection (recv returns 0 or an error).
+bool peer_closed(int fd, std::chrono::milliseconds timeout = 10s) {
+    timeval tv{static_cast<time_t>(timeout.count() / 1000),
+               static_cast<suseconds_t>((timeout.count() % 1000) * 1000)};
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    char byte = 0;
+    const ssize_t n = ::recv(fd, &byte, 1, 0);
+    return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK);
+}
+
+const char* engine_label(ReceiveConfig::Engine engine) {
+    return engine == ReceiveConfig::Engine::io_uring ? "io_uring" : "recvmmsg";
+}
+
+class ReceiverTest : public ::testing::TestWithParam<ReceiveConfig::Engine> {
+protected:
+    void SetUp() override {
+        if (GetParam() == ReceiveConfig::Engine::io_uring) {
+            const Status& probe = receive::probe_uring();
+            if (!probe.ok()) GTEST_SKIP() << "io_uring unusable here: " << probe.error().message;
+        }
+        port = free_port();
+        config.listen = "127.0.0.1";
+        config.udp_port = static_cast<std::uint16_t>(port);
+        config.tcp_port = static_cast<std::uint16_t>(port);
+        config.engine = GetParam();
+        config.buffers_per_core = 256;
+        config.rcvbuf_bytes = 1 << 20;
+    }
+
+    // Opens and starts a lane; fails the test with the open error.
+    std::unique_ptr<Lane> start_lane(unsigned index = 0, std::size_t ring_bytes = 1 << 20) {
+        auto lane = std::make_unique<Lane>(config, index, ring_bytes);
+        EXPECT_TRUE(lane->ok()) << lane->error.describe();
+        if (!lane->ok()) return nullptr;
+        EXPECT_STREQ(lane->receiver().engine_name(), engine_label(GetParam()));
+        lane->start();
+        return lane;
+    }
+
+    int port = 0;
+    ReceiveConfig config;
+};
+
+// ---- UDP ----
+
+TEST_P(ReceiverTest, UdpDatagramsFromSeveralSendersLandAcrossTwoLanesWithSourceAndTime) {
+    auto lane0 = start_lane(0);
+    auto lane1 = start_lane(1);
+    ASSERT_TRUE(lane0 && lane1);
+    constexpr int senders = 16;
+    constexpr int per_sender = 50;
+    std::map<std::uint16_t, int> sender_of_port;
+    std::vector<int> fds;
+    const std::int64_t before_ns = wall_clock_ns();
+    for (int s = 0; s < senders; ++s) {
+        const int fd = udp_sender();
+        send_to(fd, port, "hello\n");  // binds the sender to a port
+        sender_of_port[local_port(fd)] = s;
+        fds.push_back(fd);
+    }
+    for (int i = 0; i < per_sender; ++i)
+        for (int s = 0; s < senders; ++s)
+            send_to(fds[s], port, "sender " + std::to_string(s) + " message " + std::to_string(i) +
+                                      "\r\n");
+    const std::size_t expected = senders * (per_sender + 1);
+    ASSERT_TRUE(wait_until(10s, [&] {
+        lane0->drain();
+        lane1->drain();
+        return lane0->got.size() + lane1->got.size() >= expected;
+    })) << "received " << lane0->got.size() + lane1->got.size() << " of " << expected;
+    const std::int64_t after_ns = wall_clock_ns();
+    EXPECT_EQ(lane0->got.size() + lane1->got.size(), expected);  // nothing lost, no duplicates
+    EXPECT_GT(lane0->got.size(), 0U) << "SO_REUSEPORT sent all 16 senders to lane 1";
+    EXPECT_GT(lane1->got.size(), 0U) << "SO_REUSEPORT sent all 16 senders to lane 0";
+
+    std::set<std::string> seen;
+    for (const Lane* lane : {lane0.get(), lane1.get()}) {
+        for (const Received& r : lane->got) {
+            EXPECT_EQ(r.meta.transport, Transport::udp);
+            EXPECT_EQ(r.meta.source.family, AF_INET);
+            EXPECT_EQ(r.meta.source.to_string(), "127.0.0.1");
+            ASSERT_TRUE(sender_of_port.contains(r.meta.source.port));
+            EXPECT_GE(r.meta.receive_time_ns, before_ns);
+            EXPECT_LE(r.meta.receive_time_ns, after_ns);
+            EXPECT_EQ(r.meta.length, r.bytes.size());
+            if (r.bytes == "hello") continue;
+            const std::string prefix = "sender " + std::to_string(sender_of_port[r.meta.source.port]) + " ";
+            EXPECT_EQ(r.bytes.rfind(prefix, 0), 0U) << r.bytes;  // source matches the sender
+            EXPECT_NE(r.bytes.back(), '\n');                     // line end stripped
+            EXPECT_NE(r.bytes.back(), '\r');
+            seen.insert(r.bytes);
+        }
+    }
+    EXPECT_EQ(seen.size(), static_cast<std::size_t>(senders * per_sender));
+    EXPECT_EQ(read(lane0->stats().datagrams) + read(lane1->stats().datagrams), expected);
+    for (int fd : fds) ::close(fd);
+}
+
+TEST_P(ReceiverTest, RingFullDropsAreCounted) {
+    auto lane = start_lane(0, 4096);  // a tiny ring that the test does not drain
+    ASSERT_TRUE(lane);
+    const int fd = udp_sender();
+    const std::string payload(200, 'x');
+    constexpr std::uint64_t sent = 100;
+    for (std::uint64_t i = 0; i < sent; ++i) send_to(fd, port, payload);
+    ASSERT_TRUE(wait_until(10s, [&] {
+        return read(lane->stats().datagrams) + read(lane->stats().ring_full) == sent;
+    })) << "datagrams " << read(lane->stats().datagrams) << " ring_full "
+        << read(lane->stats().ring_full);
+    EXPECT_GT(read(lane->stats().ring_full), 0U);
+    EXPECT_EQ(lane->drain(), read(lane->stats().datagrams));
+    ::close(fd);
+}
+
+TEST_P(ReceiverTest, OversizeAndEmptyDatagramsAreCountedAndDropped) {
+    config.datagram_bytes_max = 2048;
+    auto lane = start_lane();
+    ASSERT_TRUE(lane);
+    const int fd = udp_sender();
+    send_to(fd, port, std::string(3000, 'o'));
+    send_to(fd, port, std::string(2048, 'k'));  // exactly the limit: kept
+    send_to(fd, port, "");
+    send_to(fd, port, "\n");
+    send_to(fd, port, "after");
+    ASSERT_TRUE(lane->wait_for(2));
+    ASSERT_TRUE(wait_until(5s, [&] { return read(lane->stats().empty) == 2; }));
+    EXPECT_EQ(read(lane->stats().oversize), 1U);
+    ASSERT_EQ(lane->got.size(), 2U);
+    EXPECT_EQ(lane->got[0].bytes, std::string(2048, 'k'));
+    EXPECT_EQ(lane->got[1].bytes, "after");
+    ::close(fd);
+}
+
+TEST_P(ReceiverTest, Ipv6LoopbackAndDualStack) {
+    const int probe = ::socket(AF_INET6, SOCK_DGRAM, 0);
+    const sockaddr_storage any = loopback(0, AF_INET6);
+    const bool has_ipv6 =
+        probe >= 0 && ::bind(probe, reinterpret_cast<const sockaddr*>(&any), sizeof(sockaddr_in6)) == 0;
+    if (probe >= 0) ::close(probe);
+    if (!has_ipv6) GTEST_SKIP() << "no IPv6 loopback in this environment";
+
+    config.listen = "::";
+    auto lane = start_lane();
+    ASSERT_TRUE(lane);
+    const int v6 = udp_sender(AF_INET6);
+    send_to(v6, port, "over ipv6", AF_INET6);
+    const int v4 = udp_sender(AF_INET);
+    send_to(v4, port, "over ipv4", AF_INET);
+    const int tcp = tcp_connect(port, AF_INET6);
+    write_all(tcp, "tcp over ipv6\n");
+    ASSERT_TRUE(lane->wait_for(3));
+    std::map<std::string, std::string> source_of;
+    for (const Received& r : lane->got) source_of[r.bytes] = r.meta.source.to_string();
+    EXPECT_EQ(source_of["over ipv6"], "::1");
+    EXPECT_EQ(source_of["over ipv4"], "127.0.0.1");  // ::ffff:127.0.0.1 unmapped
+    EXPECT_EQ(source_of["tcp over ipv6"], "::1");
+    ::close(v6);
+    ::close(v4);
+    ::close(tcp);
+}
+
+// ---- TCP ----
+
+const std::string tcp_stream =
+    "<13>newline frame one\n"
+    "18 <14>octet counted\n"
+    "<15>crlf frame\r\n"
+    "2024-05-01 digits then text\n"
+    "10 no newline";
+const std::vector<std::string> tcp_frames = {"<13>newline frame one", "<14>octet counted",
+                                             "<15>crlf frame", "2024-05-01 digits then text",
+                                             "no newline"};
+
+TEST_P(ReceiverTest, TcpFramesSplitAtEveryBytePosition) {
+    auto lane = start_lane();
+    ASSERT_TRUE(lane);
+    for (std::size_t split = 1; split < tcp_stream.size(); ++split) {
+        const int fd = tcp_connect(port);
+        write_all(fd, std::string_view(tcp_stream).substr(0, split));
+        write_all(fd, std::string_view(tcp_stream).substr(split));
+        ::close(fd);
+        const std::size_t expected = split * tcp_frames.size();
+        ASSERT_TRUE(lane->wait_for(expected)) << "split " << split << ": " << lane->got.size();
+        for (std::size_t i = 0; i < tcp_frames.size(); ++i) {
+            const Received& r = lane->got[expected - tcp_frames.size() + i];
+            EXPECT_EQ(r.bytes, tcp_frames[i]) << "split " << split;
+            EXPECT_EQ(r.meta.transport, Transport::tcp);
+            EXPECT_EQ(r.meta.source.to_string(), "127.0.0.1");
+            EXPECT_EQ(r.meta.flags, 0);
+        }
+    }
+    ASSERT_TRUE(wait_until(5s, [&] {
+        return read(lane->stats().tcp_closed) == tcp_stream.size() - 1;
+    }));
+}
+
+TEST_P(ReceiverTest, ManyFramesInOneWrite) {
+    auto lane = start_lane();
+    ASSERT_TRUE(lane);
+    std::string stream;
+    constexpr int frames = 2000;
+    for (int i = 0; i < frames; ++i) {
+        const std::string message = "<13>message " + std::to_string(i);
+        if (i % 2 == 0)
+            stream += std::to_string(message.size()) + " " + message;
+        else
+            stream += message + "\n";
+    }
+    const int fd = tcp_connect(port);
+    write_all(fd, stream);
+    ASSERT_TRUE(lane->wait_for(frames)) << lane->got.size();
+    for (int i = 0; i < frames; ++i) EXPECT_EQ(lane->got[i].bytes, "<13>message " + std::to_string(i));
+    EXPECT_EQ(read(lane->stats().tcp_frames), static_cast<std::uint64_t>(frames));
+    ::close(fd);
+}
+
+TEST_P(ReceiverTest, BadOctetCountClosesTheConnection) {
+    auto lane = start_lane();
+    ASSERT_TRUE(lane);
+    const int fd = tcp_connect(port);
+    write_all(fd, "good frame\n12345678901 not a count we accept\nnever seen\n");
+    EXPECT_TRUE(peer_closed(fd));
+    ASSERT_TRUE(wait_until(5s, [&] { return read(lane->stats().tcp_closed) == 1; }));
+    EXPECT_EQ(read(lane->stats().tcp_bad_frames), 1U);
+    lane->drain();
+    ASSERT_EQ(lane->got.size(), 1U);
+    EXPECT_EQ(lane->got[0].bytes, "good frame");
+    ::close(fd);
+}
+
+TEST_P(ReceiverTest, HalfClosedConnectionDeliversItsLastFrame) {
+    auto lane = start_lane();
+    ASSERT_TRUE(lane);
+    const int fd = tcp_connect(port);
+    write_all(fd, "complete\npartial without newline");
+    ::shutdown(fd, SHUT_WR);  // half-open: we can still read, the receiver sees EOF
+    ASSERT_TRUE(lane->wait_for(2));
+    EXPECT_EQ(lane->got[1].bytes, "partial without newline");
+    EXPECT_TRUE(peer_closed(fd));
+    ::close(fd);
+}
+
+TEST_P(ReceiverTest, IdleConnectionIsClosed) {
+    config.tcp_idle_timeout_ms = 100;
+    auto lane = start_lane();
+    ASSERT_TRUE(lane);
+    const int fd = tcp_connect(port);
+    write_all(fd, "one frame then silence\n");
+    ASSERT_TRUE(lane->wait_for(1));
+    EXPECT_TRUE(peer_closed(fd));
+    ASSERT_TRUE(wait_until(5s, [&] { return read(lane->stats().tcp_idle_closed) == 1; }));
+    EXPECT_EQ(read(lane->stats().tcp_closed), 1U);
+    ::close(fd);
+}
+
+TEST_P(ReceiverTest, PeerResetIsAClose) {
+    auto lane = start_lane();
+    ASSERT_TRUE(lane);
+    const int fd = tcp_connect(port);
+    write_all(fd, "before reset\n");
+    ASSERT_TRUE(lane->wait_for(1));
+    const linger hard{1, 0};  // close() sends RST
+    ::setsockopt(fd, SOL_SOCKET, SO_LINGER, &hard, sizeof hard);
+    ::close(fd);
+    ASSERT_TRUE(wait_until(5s, [&] { return read(lane->stats().tcp_closed) == 1; }));
+}
+
+TEST_P(ReceiverTest, OversizeFrameIsCutAndFlagged) {
+    config.max_frame_bytes = 2048;
+    auto lane = start_lane();
+    ASSERT_TRUE(lane);
+    const int fd = tcp_connect(port);
+    write_all(fd, std::string(5000, 'a') + "\nnext\n5000 " + std::string(5000, 'b') + "4 last");
+    ASSERT_TRUE(lane->wait_for(4));
+    EXPECT_EQ(lane->got[0].bytes, std::string(2048, 'a'));
+    EXPECT_EQ(lane->got[0].meta.flags, message_truncated);
+    EXPECT_EQ(lane->got[1].bytes, "next");
+    EXPECT_EQ(lane->got[1].meta.flags, 0);
+    EXPECT_EQ(lane->got[2].bytes, std::string(2048, 'b'));
+    EXPECT_EQ(lane->got[2].meta.flags, message_truncated);
+    EXPECT_EQ(lane->got[3].bytes, "last");  // the stream stayed in sync
+    EXPECT_EQ(read(lane->stats().tcp_oversize_frames), 2U);
+    ::close(fd);
+}
+
+TEST_P(ReceiverTest, ConnectionsOverTheLimitAreClosedAtOnce) {
+    config.tcp_max_connections = 3;
+    auto lane = start_lane();
+    ASSERT_TRUE(lane);
+    std::vector<int> fds;
+    for (int i = 0; i < 3; ++i) fds.push_back(tcp_connect(port));
+    ASSERT_TRUE(wait_until(5s, [&] { return read(lane->stats().tcp_accepted) == 3; }));
+    const int extra = tcp_connect(port);
+    EXPECT_TRUE(peer_closed(extra));
+    EXPECT_EQ(read(lane->stats().tcp_rejected), 1U);
+    for (int i = 0; i < 3; ++i) write_all(fds[i], "still served " + std::to_string(i) + "\n");
+    ASSERT_TRUE(lane->wait_for(3));
+    for (int fd : fds) ::close(fd);
+    ::close(extra);
+    // Slots come back when connections close.
+    ASSERT_TRUE(wait_until(5s, [&] { return read(lane->stats().tcp_closed) == 3; }));
+    const int again = tcp_connect(port);
+    write_all(again, "after the others left\n");
+    ASSERT_TRUE(lane->wait_for(4));
+    ::close(again);
+}
+
+TEST_P(ReceiverTest, ThousandConcurrentConnections) {
+    rlimit limit{};
+    ::getrlimit(RLIMIT_NOFILE, &limit);
+    if (limit.rlim_cur < 2'200) {
+        limit.rlim_cur = std::min<rlim_t>(limit.rlim_max, 4'096);
+        ::setrlimit(RLIMIT_NOFILE, &limit);
+    }
+    if (limit.rlim_cur < 2'200) GTEST_SKIP() << "RLIMIT_NOFILE hard limit " << limit.rlim_max;
+    auto lane = start_lane();
+    ASSERT_TRUE(lane);
+    constexpr int connections = 1000;
+    std::vector<int> fds;
+    for (int i = 0; i < connections; ++i) fds.push_back(tcp_connect(port));
+    for (int i = 0; i < connections; ++i) write_all(fds[i], "connection " + std::to_string(i) + "\n");
+    ASSERT_TRUE(lane->wait_for(connections)) << lane->got.size();
+    std::set<std::uint16_t> ports;
+    std::set<std::string> bodies;
+    for (const Received& r : lane->got) {
+        ports.insert(r.meta.source.port);
+        bodies.insert(r.bytes);
+    }
+    EXPECT_EQ(ports.size(), static_cast<std::size_t>(connections));
+    EXPECT_EQ(bodies.size(), static_cast<std::size_t>(connections));
+    EXPECT_EQ(read(lane->stats().tcp_accepted), static_cast<std::uint64_t>(connections));
+    for (int fd : fds) ::close(fd);
+    ASSERT_TRUE(wait_until(10s, [&] { return read(lane->stats().tcp_closed) == connections; }));
+}
+
+TEST_P(ReceiverTest, FullRingPausesTcpAndLosesNothing) {
+    auto lane = start_lane(0, 4096);  // holds about 40 of these frames
+    ASSERT_TRUE(lane);
+    constexpr int frames = 3000;
+    std::string stream;
+    for (int i = 0; i < frames; ++i) stream += "<13>backpressure frame " + std::to_string(i) + "\n";
+    const int fd = tcp_connect(port);
+    std::jthread writer([&] { write_all(fd, stream); });
+    // The receiver fills the ring and then must wait for us.
+    ASSERT_TRUE(wait_until(5s, [&] { return lane->ring().used_bytes() > 3000; }));
+    const std::uint64_t frames_while_full = read(lane->stats().tcp_frames);
+    EXPECT_LT(frames_while_full, static_cast<std::uint64_t>(frames));
+    ASSERT_TRUE(lane->wait_for(frames, 20s)) << lane->got.size();
+    for (int i = 0; i < frames; ++i)
+        ASSERT_EQ(lane->got[i].bytes, "<13>backpressure frame " + std::to_string(i));
+    writer.join();
+    ::close(fd);
+}
+
+// ---- lifecycle ----
+
+TEST_P(ReceiverTest, RegistersEveryCounterWithItsLane) {
+    auto lane = start_lane(3);
+    ASSERT_TRUE(lane);
+    MetricsRegistry registry;
+    lane->receiver().register_metrics(registry);
+    const int fd = udp_sender();
+    send_to(fd, port, "counted");
+    ASSERT_TRUE(lane->wait_for(1));
+    EXPECT_EQ(registry.value("receive_datagrams_total", "lane=\"3\""), 1.0);
+    EXPECT_EQ(registry.value("receive_bytes_total", "lane=\"3\""), 7.0);
+    const std::string text = registry.render();
+    for (const char* name : {"receive_ring_full_total", "receive_kernel_drops_total",
+                             "receive_no_buffers_total", "receive_tcp_bad_frames_total"})
+        EXPECT_NE(text.find(name), std::string::npos) << name;
+    ::close(fd);
+}
+
+TEST_P(ReceiverTest, PortHeldByAnotherSocketFailsToOpen) {
+    const int holder = ::socket(AF_INET, SOCK_DGRAM, 0);  // no SO_REUSEPORT
+    const sockaddr_storage at = loopback(port);
+    ASSERT_EQ(::bind(holder, reinterpret_cast<const sockaddr*>(&at), sizeof(sockaddr_in)), 0);
+    ByteRing ring(1 << 16);
+    auto receiver = Receiver::open(config, 0, ring);
+    ASSERT_FALSE(receiver.ok());
+    EXPECT_EQ(receiver.error().code, Errc::address_in_use);
+    EXPECT_NE(receiver.error().message.find("127.0.0.1:" + std::to_string(port)), std::string::npos)
+        << receiver.error().message;
+    ::close(holder);
+}
+
+TEST_P(ReceiverTest, StopsWhenAsked) {
+    auto lane = start_lane();
+    ASSERT_TRUE(lane);
+    const int fd = tcp_connect(port);  // an open connection must not keep run() going
+    write_all(fd, "partial");
+    lane->stop();  // joins; ctest's timeout is the only clock here
+    ::close(fd);
+}
+
+INSTANTIATE_TEST_SUITE_P(Engines, ReceiverTest,
+                         ::testing::Values(ReceiveConfig::Engine::io_uring,
+                                           ReceiveConfig::Engine::recvmmsg),
+                         [](const auto& info) { return std::string(engine_label(info.param)); });
+
+TEST(ReceiveConfig, ValidateCollectsEveryProblem) {
+    ReceiveConfig config;
+    config.listen = "not-an-address";
+    config.buffers_per_core = 1000;
+    config.datagram_bytes_max = 100;
+    ConfigErrors errors;
+    config.validate(errors);
+    EXPECT_EQ(errors.list().size(), 3U);
+    ConfigErrors none;
+    ReceiveConfig{}.validate(none);
+    EXPECT_TRUE(none.empty()) << none.list().front();
+}
+
+}  // namespace
+}  // namespace cefd
