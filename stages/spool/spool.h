@@ -6,6 +6,17 @@
 //
 // Threads: accept() is called by every lane's worker (it takes a short lock); next(), ack() and
 // release() by the sender thread only. Spool::open() runs recovery before the pipeline starts.
+// One mutex guards everything (a batch is ~100 KiB and there are ~100 a second); with
+// fsync = "batch" the fdatasync runs under it, so lanes take turns on the disk.
+//
+// Memory: an index entry per unacknowledged record (~100 bytes); bodies are read back from disk
+// (pread, page cache) when next() hands them out, never kept. In mode "overflow" at most
+// overflow_memory_batches bodies wait in memory, plus a copy of each one the sender holds.
+//
+// Full (max_bytes): see WhenFull. Every batch that is not stored is counted (dropped_batches,
+// dropped_rows, and a per-reason counter) and logged at most once per 10 s.
+// Disk errors (ENOSPC, EIO): counted (write_errors), the gauge spool_write_failing is 1 until a
+// write succeeds again, and the batch is handled like a full spool. See README.md.
 #pragma once
 
 #include <cstdint>
@@ -28,14 +39,23 @@ struct SpoolConfig {
     Mode mode = Mode::always;
     enum class Fsync : std::uint8_t { batch, interval, never };
     /// When written batches are fsync'ed: after each one, every fsync_interval_ms, or never.
+    /// What a power cut can lose in each mode: README.md. A process crash loses nothing.
     Fsync fsync = Fsync::interval;
     std::uint32_t fsync_interval_ms = 1'000;
-    /// Bytes on disk at most (compressed batches). What happens beyond: when_full.
+    /// Bytes of segment files at most. What happens beyond: when_full. Must hold two segments.
     std::uint64_t max_bytes = 10ULL * 1024 * 1024 * 1024;
+    /// drop_oldest: delete the oldest segment (its unsent batches are counted as dropped).
+    /// drop_newest: refuse the new batch. block: accept() waits for the sender to free space,
+    /// at most block_timeout_ms, then drops the new batch (so a lane can still shut down).
     enum class WhenFull : std::uint8_t { drop_oldest, drop_newest, block };
     WhenFull when_full = WhenFull::drop_oldest;
+    std::uint32_t block_timeout_ms = 5'000;
     /// Bytes per segment file before a new one is started.
     std::uint32_t segment_bytes = 64 * 1024 * 1024;
+    /// mode = "overflow": batches waiting in memory before new ones spill to disk.
+    std::uint32_t overflow_memory_batches = 8;
+    /// Damaged files kept in dir/corrupt/; the oldest are removed beyond this.
+    std::uint32_t corrupt_files_max = 32;
 
     void validate(ConfigErrors& errors) const;
 };
@@ -46,10 +66,20 @@ struct SpoolStats {
     Counter batches_acked{0};
     Counter batches_replayed{0};   // handed out again after a restart
     Counter rows_replayed{0};
-    Counter dropped_batches{0};    // when_full dropped them (oldest or newest)
+    Counter dropped_batches{0};    // not stored, or deleted unsent: every reason below
     Counter dropped_rows{0};
     Counter corrupt_records{0};    // bad checksum/length found on read: skipped, segment kept aside
     Counter write_errors{0};       // ENOSPC/EIO on write
+    Counter corrupt_acks{0};       // ack logs found torn, damaged or missing (causes duplicates)
+    Counter read_errors{0};        // pread failed on a record (also counted in corrupt_records)
+    Counter batches_spilled{0};    // mode = overflow: written to disk instead of memory
+    Counter fsyncs{0};             // fdatasync calls on segments and ack logs (several writers: add())
+    // dropped_batches by reason (they sum to dropped_batches):
+    Counter dropped_oldest{0};         // when_full = drop_oldest deleted them unsent
+    Counter dropped_newest{0};         // when_full = drop_newest refused them
+    Counter dropped_block_timeout{0};  // when_full = block waited block_timeout_ms in vain
+    Counter dropped_too_large{0};      // one batch larger than max_bytes or the record limit
+    Counter dropped_write_error{0};    // the write failed and the policy could not make room
 };
 
 class Spool final : public BatchSink, public BatchSource {
@@ -64,6 +94,10 @@ public:
     [[nodiscard]] std::size_t pending() const override;
 
     [[nodiscard]] const SpoolStats& stats() const noexcept;
+    /// Bytes of segment files on disk (the spool_bytes gauge).
+    [[nodiscard]] std::uint64_t bytes() const;
+    /// True from a failed write until the next successful one (the spool_write_failing gauge).
+    [[nodiscard]] bool write_failing() const noexcept;
     void register_metrics(MetricsRegistry& registry) const;
 
     class Impl;

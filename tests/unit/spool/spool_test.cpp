@@ -1,0 +1,666 @@
+// tests/unit/spool/spool_test.cpp: the spool against real files in a temporary directory:
+// round trip, restart, damage of every kind, when_full policies, disk full, fsync modes.
+#include "stages/spool/spool.h"
+
+#include <gtest/gtest.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+#include <atomic>
+#include <chrono>
+#include <set>
+#include <thread>
+
+#include "tests/support/support.h"
+#include "tests/unit/spool/spool_test_util.h"
+
+namespace cefd::test {
+namespace {
+
+using namespace std::chrono_literals;
+constexpr std::int64_t no_wait = 0;
+constexpr std::int64_t short_wait_ns = 2'000'000'000;
+
+std::unique_ptr<Spool> open_spool(const SpoolConfig& config) {
+    auto spool = Spool::open(config);
+    if (!spool) ADD_FAILURE() << "open failed: " << spool.error().describe();
+    return spool ? std::move(spool).value() : nullptr;
+}
+
+std::vector<SpooledBatch> drain(Spool& spool) {
+    std::vector<SpooledBatch> out;
+    for (int i = 0; i < 100'000; ++i) {
+        auto batch = spool.next(no_wait);
+        if (!batch) break;
+        out.push_back(std::move(*batch));
+    }
+    return out;
+}
+
+TEST(Spool, CreatesItsDirectoryPrivate) {
+    TempDir tmp;
+    const std::string dir = tmp.file("a/b/spool");
+    auto spool = open_spool(small_config(dir));
+    ASSERT_TRUE(spool);
+    struct stat st{};
+    ASSERT_EQ(::stat(dir.c_str(), &st), 0);
+    EXPECT_EQ(st.st_mode & 0777, 0700U);
+}
+
+TEST(Spool, RefusesADirectoryAnotherSpoolHolds) {
+    TempDir tmp;
+    auto first = open_spool(small_config(tmp.path()));
+    auto second = Spool::open(small_config(tmp.path()));
+    EXPECT_FALSE(second.ok());
+}
+
+TEST(Spool, RejectsBadConfig) {
+    TempDir tmp;
+    SpoolConfig config = small_config(tmp.path());
+    config.max_bytes = config.segment_bytes;  // less than two segments
+    auto spool = Spool::open(config);
+    ASSERT_FALSE(spool.ok());
+    EXPECT_EQ(spool.error().code, Errc::config);
+}
+
+TEST(Spool, RoundTripsBatchesInOrderAndForgetsAckedOnes) {
+    TempDir tmp;
+    auto spool = open_spool(small_config(tmp.path()));
+    for (std::uint64_t i = 1; i <= 50; ++i) ASSERT_TRUE(spool->accept(make_batch(i, 100 + i * 10)));
+    EXPECT_EQ(spool->pending(), 50U);
+    EXPECT_GT(files_with_extension(tmp.path(), ".seg").size(), 1U) << "segment_bytes 4096 rotates";
+
+    auto batches = drain(*spool);
+    ASSERT_EQ(batches.size(), 50U);
+    for (std::uint64_t i = 0; i < 50; ++i) {
+        EXPECT_TRUE(same_batch(batches[i].batch, make_batch(i + 1, 100 + (i + 1) * 10))) << i;
+        EXPECT_FALSE(batches[i].replayed);
+        EXPECT_EQ(batches[i].attempts, 0U);
+        if (i > 0) {
+            EXPECT_GT(batches[i].id, batches[i - 1].id);
+        }
+    }
+    for (const auto& b : batches) spool->ack(b.id);
+    EXPECT_EQ(spool->pending(), 0U);
+    EXPECT_EQ(read(spool->stats().batches_acked), 50U);
+    EXPECT_EQ(files_with_extension(tmp.path(), ".seg").size(), 1U) << "only the active one is left";
+    spool.reset();
+    EXPECT_TRUE(files_with_extension(tmp.path(), ".seg").empty());
+    EXPECT_TRUE(files_with_extension(tmp.path(), ".ack").empty());
+}
+
+TEST(Spool, NextWaitsForABatchFromAnotherThread) {
+    TempDir tmp;
+    auto spool = open_spool(small_config(tmp.path()));
+    std::jthread producer([&] { spool->accept(make_batch(1)); });
+    auto batch = spool->next(20'000'000'000);
+    ASSERT_TRUE(batch.has_value());
+    EXPECT_TRUE(same_batch(batch->batch, make_batch(1)));
+}
+
+TEST(Spool, ReleasedBatchComesBackWithAnotherAttempt) {
+    TempDir tmp;
+    auto spool = open_spool(small_config(tmp.path()));
+    ASSERT_TRUE(spool->accept(make_batch(1)));
+    ASSERT_TRUE(spool->accept(make_batch(2)));
+    auto first = spool->next(no_wait);
+    ASSERT_TRUE(first);
+    const auto id = first->id;
+    spool->release(std::move(*first));
+    auto again = spool->next(no_wait);
+    ASSERT_TRUE(again);
+    EXPECT_EQ(again->id, id) << "the oldest batch goes first";
+    EXPECT_EQ(again->attempts, 1U);
+    EXPECT_TRUE(same_batch(again->batch, make_batch(1)));
+}
+
+TEST(Spool, RestartReplaysOnlyUnackedBatches) {
+    TempDir tmp;
+    std::vector<std::uint64_t> ids;
+    {
+        auto spool = open_spool(small_config(tmp.path()));
+        for (std::uint64_t i = 1; i <= 20; ++i) ASSERT_TRUE(spool->accept(make_batch(i, 300)));
+        auto batches = drain(*spool);
+        ASSERT_EQ(batches.size(), 20U);
+        for (const auto& b : batches) ids.push_back(b.id);
+        for (std::size_t i = 0; i < batches.size(); i += 2) spool->ack(batches[i].id);
+        // The odd ones stay in flight: the process "stops" with the sender holding them.
+    }
+    auto spool = open_spool(small_config(tmp.path()));
+    EXPECT_EQ(spool->pending(), 10U);
+    auto replayed = drain(*spool);
+    ASSERT_EQ(replayed.size(), 10U);
+    std::uint64_t rows = 0;
+    for (std::size_t i = 0; i < replayed.size(); ++i) {
+        EXPECT_EQ(replayed[i].id, ids[2 * i + 1]);
+        EXPECT_TRUE(replayed[i].replayed);
+        EXPECT_TRUE(same_batch(replayed[i].batch, make_batch(2 * i + 2, 300)));
+        rows += replayed[i].batch.rows;
+    }
+    EXPECT_EQ(read(spool->stats().batches_replayed), 10U);
+    EXPECT_EQ(read(spool->stats().rows_replayed), rows);
+    // New batches get new ids, above every recovered one, and come after the replayed ones.
+    ASSERT_TRUE(spool->accept(make_batch(100)));
+    auto fresh = spool->next(no_wait);
+    ASSERT_TRUE(fresh);
+    EXPECT_GT(fresh->id, ids.back());
+    EXPECT_FALSE(fresh->replayed);
+}
+
+TEST(Spool, ProcessCrashLosesNoAcceptedBatch) {
+    TempDir tmp;
+    const pid_t child = ::fork();
+    ASSERT_GE(child, 0);
+    if (child == 0) {
+        // The child writes, acknowledges some, and dies without running any destructor.
+        auto spool = Spool::open(small_config(tmp.path()));
+        if (!spool) ::_exit(3);
+        for (std::uint64_t i = 1; i <= 30; ++i) {
+            if (!(*spool)->accept(make_batch(i, 500))) ::_exit(4);
+        }
+        for (int i = 0; i < 10; ++i) {
+            auto batch = (*spool)->next(0);
+            if (!batch) ::_exit(5);
+            (*spool)->ack(batch->id);
+        }
+        ::_exit(0);
+    }
+    int status = 0;
+    ASSERT_EQ(::waitpid(child, &status, 0), child);
+    ASSERT_TRUE(WIFEXITED(status));
+    ASSERT_EQ(WEXITSTATUS(status), 0);
+    auto spool = open_spool(small_config(tmp.path()));
+    auto batches = drain(*spool);
+    ASSERT_EQ(batches.size(), 20U);
+    for (std::size_t i = 0; i < batches.size(); ++i)
+        EXPECT_TRUE(same_batch(batches[i].batch, make_batch(i + 11, 500)));
+    EXPECT_EQ(read(spool->stats().corrupt_records), 0U);
+}
+
+// --- Damage ------------------------------------------------------------------------------
+
+/// Writes `count` batches of `body_bytes` and closes the spool without acknowledging any.
+void write_unacked(const std::string& dir, std::uint64_t count, std::size_t body_bytes = 500) {
+    SpoolConfig config = small_config(dir);
+    config.segment_bytes = 1 << 20;  // one segment
+    auto spool = open_spool(config);
+    for (std::uint64_t i = 1; i <= count; ++i) ASSERT_TRUE(spool->accept(make_batch(i, body_bytes)));
+}
+
+std::vector<std::uint64_t> seeds_delivered(Spool& spool, std::size_t body_bytes = 500) {
+    std::vector<std::uint64_t> seeds;
+    for (auto& b : drain(spool)) {
+        std::uint64_t seed = 0;
+        for (std::uint64_t s = 1; s <= 1000 && seed == 0; ++s)
+            if (same_batch(b.batch, make_batch(s, body_bytes))) seed = s;
+        seeds.push_back(seed);
+        spool.ack(b.id);
+    }
+    return seeds;
+}
+
+TEST(SpoolDamage, TornHeaderAtTheTailIsSkippedAndCounted) {
+    TempDir tmp;
+    write_unacked(tmp.path(), 3);
+    const auto last = find_record(tmp.path(), 3);
+    ASSERT_TRUE(last);
+    std::filesystem::resize_file(last->path, last->offset + 20);  // a crash inside the header
+    auto spool = open_spool(small_config(tmp.path()));
+    EXPECT_EQ(seeds_delivered(*spool), (std::vector<std::uint64_t>{1, 2}));
+    EXPECT_EQ(read(spool->stats().corrupt_records), 1U);
+    EXPECT_EQ(files_with_extension(tmp.file("corrupt"), ".seg").size(), 1U);
+}
+
+TEST(SpoolDamage, TornBodyAtTheTailIsSkippedAndCounted) {
+    TempDir tmp;
+    write_unacked(tmp.path(), 3);
+    const auto last = find_record(tmp.path(), 3);
+    ASSERT_TRUE(last);
+    std::filesystem::resize_file(last->path, last->offset + spool::header_bytes + 100);
+    auto spool = open_spool(small_config(tmp.path()));
+    EXPECT_EQ(seeds_delivered(*spool), (std::vector<std::uint64_t>{1, 2}));
+    EXPECT_EQ(read(spool->stats().corrupt_records), 1U);
+}
+
+TEST(SpoolDamage, BadBodyChecksumIsSkippedWhenReadAndNotCountedTwice) {
+    TempDir tmp;
+    write_unacked(tmp.path(), 3);
+    const auto middle = find_record(tmp.path(), 2);
+    ASSERT_TRUE(middle);
+    flip_byte(middle->path, middle->offset + spool::header_bytes + 10);
+    {
+        auto spool = open_spool(small_config(tmp.path()));
+        auto batches = drain(*spool);
+        ASSERT_EQ(batches.size(), 2U);
+        EXPECT_TRUE(same_batch(batches[0].batch, make_batch(1, 500)));
+        EXPECT_TRUE(same_batch(batches[1].batch, make_batch(3, 500)));
+        EXPECT_EQ(read(spool->stats().corrupt_records), 1U);
+        EXPECT_EQ(files_with_extension(tmp.file("corrupt"), ".seg").size(), 1U) << "copied aside";
+        // Not acknowledged by the sender: they come back after a restart; the damaged one not.
+    }
+    auto spool = open_spool(small_config(tmp.path()));
+    EXPECT_EQ(seeds_delivered(*spool), (std::vector<std::uint64_t>{1, 3}));
+    EXPECT_EQ(read(spool->stats().corrupt_records), 0U);
+}
+
+TEST(SpoolDamage, BadHeaderInTheMiddleSkipsOnlyThatRecord) {
+    TempDir tmp;
+    write_unacked(tmp.path(), 5);
+    const auto third = find_record(tmp.path(), 3);
+    ASSERT_TRUE(third);
+    flip_byte(third->path, third->offset + 17);  // inside the id
+    {
+        auto spool = open_spool(small_config(tmp.path()));
+        EXPECT_EQ(read(spool->stats().corrupt_records), 1U);
+        EXPECT_EQ(files_with_extension(tmp.file("corrupt"), ".seg").size(), 1U) << "moved aside";
+        auto batches = drain(*spool);
+        ASSERT_EQ(batches.size(), 4U);
+        // Left unacknowledged: the copies in the new segment must survive another restart.
+    }
+    auto spool = open_spool(small_config(tmp.path()));
+    EXPECT_EQ(seeds_delivered(*spool), (std::vector<std::uint64_t>{1, 2, 4, 5}));
+    EXPECT_EQ(read(spool->stats().corrupt_records), 0U) << "counted once, not on every start";
+}
+
+TEST(SpoolDamage, ZeroFilledTailIsSkippedAndCounted) {
+    TempDir tmp;
+    write_unacked(tmp.path(), 3);
+    const auto segments = files_with_extension(tmp.path(), ".seg");
+    ASSERT_EQ(segments.size(), 1U);
+    std::filesystem::resize_file(segments[0], file_size(segments[0]) + 8192);  // reads as zeros
+    auto spool = open_spool(small_config(tmp.path()));
+    EXPECT_EQ(seeds_delivered(*spool), (std::vector<std::uint64_t>{1, 2, 3}));
+    EXPECT_EQ(read(spool->stats().corrupt_records), 1U);
+}
+
+TEST(SpoolDamage, TruncatedToNothingSegmentIsHarmless) {
+    TempDir tmp;
+    write_unacked(tmp.path(), 3);
+    const auto segments = files_with_extension(tmp.path(), ".seg");
+    std::filesystem::resize_file(segments[0], 0);
+    auto spool = open_spool(small_config(tmp.path()));
+    EXPECT_EQ(spool->pending(), 0U);
+    ASSERT_TRUE(spool->accept(make_batch(9)));
+    EXPECT_EQ(drain(*spool).size(), 1U);
+}
+
+TEST(SpoolDamage, MissingAckLogReplaysTheWholeSegment) {
+    TempDir tmp;
+    {
+        SpoolConfig config = small_config(tmp.path());
+        config.segment_bytes = 1 << 20;
+        auto spool = open_spool(config);
+        for (std::uint64_t i = 1; i <= 3; ++i) ASSERT_TRUE(spool->accept(make_batch(i, 500)));
+        auto first = spool->next(no_wait);
+        spool->ack(first->id);
+    }
+    const auto acks = files_with_extension(tmp.path(), ".ack");
+    ASSERT_EQ(acks.size(), 1U);
+    std::filesystem::remove(acks[0]);
+    auto spool = open_spool(small_config(tmp.path()));
+    EXPECT_EQ(read(spool->stats().corrupt_acks), 1U);
+    EXPECT_EQ(seeds_delivered(*spool), (std::vector<std::uint64_t>{1, 2, 3})) << "a duplicate, not a loss";
+}
+
+TEST(SpoolDamage, DamagedAckLogKeepsItsGoodEntries) {
+    TempDir tmp;
+    {
+        SpoolConfig config = small_config(tmp.path());
+        config.segment_bytes = 1 << 20;
+        auto spool = open_spool(config);
+        for (std::uint64_t i = 1; i <= 4; ++i) ASSERT_TRUE(spool->accept(make_batch(i, 500)));
+        auto first = spool->next(no_wait);
+        auto second = spool->next(no_wait);
+        spool->ack(first->id);
+        spool->ack(second->id);
+    }
+    const auto acks = files_with_extension(tmp.path(), ".ack");
+    ASSERT_EQ(acks.size(), 1U);
+    flip_byte(acks[0], 16 + 3);  // the second entry
+    write_file(acks[0], read_file(acks[0]) + "garbage");  // and a torn tail
+    {
+        auto spool = open_spool(small_config(tmp.path()));
+        EXPECT_EQ(read(spool->stats().corrupt_acks), 1U);
+        EXPECT_EQ(files_with_extension(tmp.file("corrupt"), ".ack").size(), 1U);
+        EXPECT_EQ(seeds_delivered(*spool), (std::vector<std::uint64_t>{2, 3, 4}));
+    }
+}
+
+TEST(SpoolDamage, GarbageFilesInTheDirectoryDoNotStopDelivery) {
+    TempDir tmp;
+    write_unacked(tmp.path(), 2);
+    write_file(tmp.file("notes.txt"), "an operator's file: left alone");
+    std::string junk(10'000, '\0');
+    for (std::size_t i = 0; i < junk.size(); ++i) junk[i] = static_cast<char>(i * 7 + 3);
+    write_file(tmp.file("00000000000000000099.seg"), junk);
+    write_file(tmp.file("00000000000000000099.ack"), "xyz");
+    write_file(tmp.file("00000000000000000077.ack"), "an ack log without its segment");
+    auto spool = open_spool(small_config(tmp.path()));
+    EXPECT_EQ(seeds_delivered(*spool), (std::vector<std::uint64_t>{1, 2}));
+    EXPECT_EQ(read(spool->stats().corrupt_records), 1U);
+    EXPECT_TRUE(std::filesystem::exists(tmp.file("notes.txt")));
+    EXPECT_FALSE(std::filesystem::exists(tmp.file("00000000000000000077.ack")));
+    EXPECT_FALSE(std::filesystem::exists(tmp.file("00000000000000000099.seg")));
+}
+
+TEST(SpoolDamage, CorruptDirectoryIsCapped) {
+    TempDir tmp;
+    for (int round = 0; round < 4; ++round) {
+        write_unacked(tmp.path(), 1);
+        const auto segments = files_with_extension(tmp.path(), ".seg");
+        ASSERT_FALSE(segments.empty());
+        std::filesystem::resize_file(segments.back(), file_size(segments.back()) - 1);
+        SpoolConfig config = small_config(tmp.path());
+        config.corrupt_files_max = 2;
+        auto spool = open_spool(config);
+        EXPECT_EQ(read(spool->stats().corrupt_records), 1U);
+    }
+    EXPECT_LE(count_files(tmp.file("corrupt")), 2U);
+}
+
+// --- when_full ---------------------------------------------------------------------------
+
+SpoolConfig full_config(const std::string& dir, SpoolConfig::WhenFull when_full) {
+    SpoolConfig config = small_config(dir);
+    config.segment_bytes = 4096;
+    config.max_bytes = 4 * 4096;
+    config.when_full = when_full;
+    config.block_timeout_ms = 20'000;
+    return config;
+}
+
+TEST(SpoolWhenFull, DropNewestRefusesAndCountsRows) {
+    TempDir tmp;
+    auto spool = open_spool(full_config(tmp.path(), SpoolConfig::WhenFull::drop_newest));
+    std::uint64_t accepted = 0;
+    std::uint64_t refused_rows = 0;
+    for (std::uint64_t i = 1; i <= 40; ++i) {
+        if (spool->accept(make_batch(i, 1000))) ++accepted;
+        else refused_rows += make_batch(i, 1000).rows;
+    }
+    EXPECT_GT(accepted, 0U);
+    EXPECT_LT(accepted, 40U);
+    EXPECT_EQ(read(spool->stats().dropped_newest), 40 - accepted);
+    EXPECT_EQ(read(spool->stats().dropped_batches), 40 - accepted);
+    EXPECT_EQ(read(spool->stats().dropped_rows), refused_rows);
+    EXPECT_LE(spool->bytes(), 4U * 4096);
+    const auto batches = drain(*spool);
+    ASSERT_EQ(batches.size(), accepted);
+    for (std::size_t i = 0; i < batches.size(); ++i)
+        EXPECT_TRUE(same_batch(batches[i].batch, make_batch(i + 1, 1000))) << "the oldest are kept";
+}
+
+TEST(SpoolWhenFull, DropOldestKeepsTheNewest) {
+    TempDir tmp;
+    auto spool = open_spool(full_config(tmp.path(), SpoolConfig::WhenFull::drop_oldest));
+    for (std::uint64_t i = 1; i <= 40; ++i) ASSERT_TRUE(spool->accept(make_batch(i, 1000)));
+    EXPECT_LE(spool->bytes(), 4U * 4096);
+    const auto dropped = read(spool->stats().dropped_oldest);
+    EXPECT_GT(dropped, 0U);
+    EXPECT_EQ(dropped + spool->pending(), 40U);
+    const auto batches = drain(*spool);
+    ASSERT_FALSE(batches.empty());
+    EXPECT_TRUE(same_batch(batches.back().batch, make_batch(40, 1000)));
+    EXPECT_TRUE(same_batch(batches.front().batch, make_batch(dropped + 1, 1000)));
+}
+
+TEST(SpoolWhenFull, DropOldestForgetsBatchesTheSenderHolds) {
+    TempDir tmp;
+    auto spool = open_spool(full_config(tmp.path(), SpoolConfig::WhenFull::drop_oldest));
+    ASSERT_TRUE(spool->accept(make_batch(1, 1000)));
+    auto held = spool->next(no_wait);
+    ASSERT_TRUE(held);
+    for (std::uint64_t i = 2; i <= 40; ++i) ASSERT_TRUE(spool->accept(make_batch(i, 1000)));
+    const auto dropped_before = read(spool->stats().dropped_batches);
+    spool->release(std::move(*held));  // its segment is gone: now it is a counted drop
+    EXPECT_EQ(read(spool->stats().dropped_batches), dropped_before + 1);
+    EXPECT_EQ(read(spool->stats().dropped_batches) + spool->pending(), 40U);
+}
+
+TEST(SpoolWhenFull, BlockWaitsForTheSenderToFreeSpace) {
+    TempDir tmp;
+    auto spool = open_spool(full_config(tmp.path(), SpoolConfig::WhenFull::block));
+    // Fill it: with drop_newest semantics the next one would be refused.
+    std::uint64_t stored = 0;
+    while (spool->bytes() + 1064 <= 4U * 4096 && stored < 100) {
+        ASSERT_TRUE(spool->accept(make_batch(++stored, 1000)));
+    }
+    std::atomic<bool> done{false};
+    std::atomic<bool> result{false};
+    std::jthread lane([&] {
+        result = spool->accept(make_batch(999, 1000));
+        done = true;
+    });
+    // The sender delivers everything; acknowledgements free whole segments.
+    ASSERT_TRUE(wait_until(20s, [&] {
+        while (auto b = spool->next(no_wait)) spool->ack(b->id);
+        return done.load();
+    })) << "accept still blocked; bytes " << spool->bytes();
+    EXPECT_TRUE(result.load());
+    EXPECT_EQ(read(spool->stats().dropped_batches), 0U);
+}
+
+TEST(SpoolWhenFull, BlockGivesUpAfterTheTimeoutAndCounts) {
+    TempDir tmp;
+    SpoolConfig config = full_config(tmp.path(), SpoolConfig::WhenFull::block);
+    config.block_timeout_ms = 50;
+    auto spool = open_spool(config);
+    std::uint64_t refused = 0;
+    for (std::uint64_t i = 1; i <= 20; ++i) refused += spool->accept(make_batch(i, 1000)) ? 0 : 1;
+    EXPECT_GT(refused, 0U);
+    EXPECT_EQ(read(spool->stats().dropped_block_timeout), refused);
+}
+
+TEST(SpoolWhenFull, OneBatchLargerThanTheSpoolIsRefused) {
+    TempDir tmp;
+    auto spool = open_spool(full_config(tmp.path(), SpoolConfig::WhenFull::drop_oldest));
+    EXPECT_FALSE(spool->accept(make_batch(1, 5 * 4096)));
+    EXPECT_EQ(read(spool->stats().dropped_too_large), 1U);
+}
+
+// --- Disk full on a real, small file system ------------------------------------------------
+
+class SmallFilesystem {
+public:
+    explicit SmallFilesystem(const std::string& dir) : dir_(dir) {
+        std::filesystem::create_directories(dir_);
+        mounted_ = ::mount("tmpfs", dir_.c_str(), "tmpfs", 0, "size=1m") == 0;
+        if (!mounted_) error_ = errno;
+    }
+    ~SmallFilesystem() {
+        if (mounted_) ::umount2(dir_.c_str(), MNT_DETACH);
+    }
+    SmallFilesystem(const SmallFilesystem&) = delete;
+    SmallFilesystem& operator=(const SmallFilesystem&) = delete;
+    [[nodiscard]] bool mounted() const { return mounted_; }
+    [[nodiscard]] int error() const { return error_; }
+
+private:
+    std::string dir_;
+    bool mounted_ = false;
+    int error_ = 0;
+};
+
+SpoolConfig disk_full_config(const std::string& dir, SpoolConfig::WhenFull when_full) {
+    SpoolConfig config = small_config(dir + "/spool");
+    config.segment_bytes = 256 * 1024;
+    config.max_bytes = 64ULL << 20;  // far above the 1 MiB file system: the disk fills first
+    config.when_full = when_full;
+    config.block_timeout_ms = 100;
+    return config;
+}
+
+TEST(SpoolDiskFull, RaisesTheAlarmDropsNewestAndRecovers) {
+    TempDir tmp;
+    SmallFilesystem fs(tmp.file("mnt"));
+    if (!fs.mounted()) GTEST_SKIP() << "cannot mount a 1 MiB tmpfs (errno " << fs.error() << ": needs root)";
+    auto spool = open_spool(disk_full_config(tmp.file("mnt"), SpoolConfig::WhenFull::drop_newest));
+    MetricsRegistry metrics;
+    spool->register_metrics(metrics);
+    std::uint64_t accepted = 0;
+    for (std::uint64_t i = 1; i <= 30; ++i) accepted += spool->accept(make_batch(i, 100 * 1024)) ? 1 : 0;
+    EXPECT_GT(accepted, 0U);
+    EXPECT_LT(accepted, 30U);
+    EXPECT_GT(read(spool->stats().write_errors), 0U);
+    EXPECT_EQ(read(spool->stats().dropped_write_error), 30 - accepted);
+    EXPECT_TRUE(spool->write_failing());
+    EXPECT_EQ(metrics.value("spool_write_failing"), 1.0);
+
+    // Everything stored is still intact; delivering it frees the disk.
+    const auto batches = drain(*spool);
+    ASSERT_EQ(batches.size(), accepted);
+    for (std::size_t i = 0; i < batches.size(); ++i)
+        EXPECT_TRUE(same_batch(batches[i].batch, make_batch(i + 1, 100 * 1024)));
+    for (const auto& b : batches) spool->ack(b.id);
+    ASSERT_TRUE(spool->accept(make_batch(100, 100 * 1024))) << "writes succeed again";
+    EXPECT_FALSE(spool->write_failing());
+    EXPECT_EQ(metrics.value("spool_write_failing"), 0.0);
+}
+
+TEST(SpoolDiskFull, DropOldestMakesRoomByDeletingOldSegments) {
+    TempDir tmp;
+    SmallFilesystem fs(tmp.file("mnt"));
+    if (!fs.mounted()) GTEST_SKIP() << "cannot mount a 1 MiB tmpfs (errno " << fs.error() << ": needs root)";
+    auto spool = open_spool(disk_full_config(tmp.file("mnt"), SpoolConfig::WhenFull::drop_oldest));
+    for (std::uint64_t i = 1; i <= 30; ++i) EXPECT_TRUE(spool->accept(make_batch(i, 100 * 1024))) << i;
+    EXPECT_GT(read(spool->stats().write_errors), 0U);
+    EXPECT_GT(read(spool->stats().dropped_oldest), 0U);
+    EXPECT_FALSE(spool->write_failing()) << "the last write succeeded";
+    const auto batches = drain(*spool);
+    ASSERT_FALSE(batches.empty());
+    EXPECT_TRUE(same_batch(batches.back().batch, make_batch(30, 100 * 1024)));
+    EXPECT_EQ(read(spool->stats().dropped_batches) + batches.size(), 30U);
+}
+
+// --- fsync modes -------------------------------------------------------------------------
+
+TEST(SpoolFsync, BatchModeSyncsEveryWriteAndAck) {
+    TempDir tmp;
+    SpoolConfig config = small_config(tmp.path());
+    config.fsync = SpoolConfig::Fsync::batch;
+    auto spool = open_spool(config);
+    for (std::uint64_t i = 1; i <= 5; ++i) ASSERT_TRUE(spool->accept(make_batch(i)));
+    EXPECT_GE(read(spool->stats().fsyncs), 5U);
+    for (auto& b : drain(*spool)) spool->ack(b.id);
+    EXPECT_GE(read(spool->stats().fsyncs), 10U);
+}
+
+TEST(SpoolFsync, IntervalModeSyncsInTheBackground) {
+    TempDir tmp;
+    SpoolConfig config = small_config(tmp.path());
+    config.fsync = SpoolConfig::Fsync::interval;
+    config.fsync_interval_ms = 10;
+    auto spool = open_spool(config);
+    ASSERT_TRUE(spool->accept(make_batch(1)));
+    EXPECT_TRUE(wait_until(10s, [&] { return read(spool->stats().fsyncs) >= 1; }));
+    auto b = spool->next(no_wait);
+    spool->ack(b->id);
+    EXPECT_TRUE(wait_until(10s, [&] { return read(spool->stats().fsyncs) >= 2; }));
+}
+
+TEST(SpoolFsync, NeverModeDoesNotSync) {
+    TempDir tmp;
+    auto spool = open_spool(small_config(tmp.path()));
+    for (std::uint64_t i = 1; i <= 5; ++i) ASSERT_TRUE(spool->accept(make_batch(i)));
+    for (auto& b : drain(*spool)) spool->ack(b.id);
+    EXPECT_EQ(read(spool->stats().fsyncs), 0U);
+}
+
+// --- overflow mode -----------------------------------------------------------------------
+
+SpoolConfig overflow_config(const std::string& dir) {
+    SpoolConfig config = small_config(dir);
+    config.mode = SpoolConfig::Mode::overflow;
+    config.overflow_memory_batches = 4;
+    return config;
+}
+
+TEST(SpoolOverflow, HandsBatchesOverInMemoryWhileTheSenderKeepsUp) {
+    TempDir tmp;
+    auto spool = open_spool(overflow_config(tmp.path()));
+    for (std::uint64_t i = 1; i <= 20; ++i) {
+        ASSERT_TRUE(spool->accept(make_batch(i)));
+        auto b = spool->next(no_wait);
+        ASSERT_TRUE(b);
+        EXPECT_TRUE(same_batch(b->batch, make_batch(i)));
+        spool->ack(b->id);
+    }
+    EXPECT_EQ(read(spool->stats().batches_written), 0U);
+    EXPECT_EQ(spool->pending(), 0U);
+}
+
+TEST(SpoolOverflow, SpillsWhenTheSenderFallsBehindOrFails) {
+    TempDir tmp;
+    {
+        auto spool = open_spool(overflow_config(tmp.path()));
+        for (std::uint64_t i = 1; i <= 10; ++i) ASSERT_TRUE(spool->accept(make_batch(i)));
+        EXPECT_EQ(read(spool->stats().batches_spilled), 6U) << "4 wait in memory";
+        auto b = spool->next(no_wait);
+        ASSERT_TRUE(b);
+        EXPECT_TRUE(same_batch(b->batch, make_batch(1)));
+        spool->release(std::move(*b));  // Azure failed: keep it on disk now
+        EXPECT_EQ(read(spool->stats().batches_spilled), 7U);
+        auto again = spool->next(no_wait);
+        ASSERT_TRUE(again);
+        EXPECT_TRUE(same_batch(again->batch, make_batch(1)));
+        EXPECT_EQ(again->attempts, 1U);
+        EXPECT_EQ(spool->pending(), 10U);
+        // Shut down with batches in memory and one held by the sender: all go to disk.
+    }
+    auto spool = open_spool(overflow_config(tmp.path()));
+    EXPECT_EQ(spool->pending(), 10U);
+    std::set<std::uint64_t> seen;
+    for (auto& b : drain(*spool)) {
+        for (std::uint64_t s = 1; s <= 10; ++s)
+            if (same_batch(b.batch, make_batch(s))) seen.insert(s);
+    }
+    EXPECT_EQ(seen.size(), 10U);
+}
+
+// --- threads and metrics -----------------------------------------------------------------
+
+TEST(Spool, ManyLanesAcceptWhileTheSenderDrains) {
+    TempDir tmp;
+    auto spool = open_spool(small_config(tmp.path()));
+    constexpr int lanes = 4;
+    constexpr std::uint64_t per_lane = 200;
+    std::vector<std::jthread> threads;
+    for (int lane = 0; lane < lanes; ++lane) {
+        threads.emplace_back([&, lane] {
+            for (std::uint64_t i = 0; i < per_lane; ++i)
+                spool->accept(make_batch(static_cast<std::uint64_t>(lane) * per_lane + i + 1, 300));
+        });
+    }
+    std::set<std::uint64_t> ids;
+    const bool all = wait_until(20s, [&] {
+        while (auto b = spool->next(no_wait)) {
+            ids.insert(b->id);
+            spool->ack(b->id);
+        }
+        return ids.size() == lanes * per_lane;
+    });
+    EXPECT_TRUE(all) << "delivered " << ids.size();
+    threads.clear();
+    EXPECT_EQ(spool->pending(), 0U);
+}
+
+TEST(Spool, RegistersCountersAndGauges) {
+    TempDir tmp;
+    auto spool = open_spool(small_config(tmp.path()));
+    MetricsRegistry metrics;
+    spool->register_metrics(metrics);
+    ASSERT_TRUE(spool->accept(make_batch(1, 1000)));
+    EXPECT_EQ(metrics.value("spool_batches_written_total"), 1.0);
+    EXPECT_EQ(metrics.value("spool_pending_batches"), 1.0);
+    EXPECT_EQ(metrics.value("spool_bytes"), 1064.0);
+    const std::string text = metrics.render();
+    EXPECT_NE(text.find("cefd_spool_drops_total{reason=\"oldest\"} 0"), std::string::npos) << text;
+    EXPECT_NE(text.find("cefd_spool_corrupt_records_total 0"), std::string::npos);
+    auto b = spool->next(short_wait_ns);
+    spool->ack(b->id);
+    EXPECT_EQ(metrics.value("spool_pending_batches"), 0.0);
+}
+
+}  // namespace
+}  // namespace cefd::test
