@@ -1,0 +1,35 @@
+// tools/loadgen/sender.h: the sending half of cefd-loadgen.
+//
+// `senders` threads, one socket each (connected UDP, or one TCP connection). Sequence numbers
+// are handed out in blocks from one shared counter, so the events sent are always numbered
+// 0 .. attempted-1 with no gaps, whatever mix of count, duration and senders ends the run.
+// Each thread paces itself with a token bucket (rate/senders) on the monotonic nanosecond clock
+// and sends in bursts: sendmmsg for UDP, one large send() of many frames for TCP.
+//
+// Stamping: the line's trailing whitespace is removed and " cefdseq=<run-id>-<n>" appended, so
+// the event lands in the row's AdditionalExtensions where verify.h finds it.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "tools/loadgen/options.h"
+
+namespace cefd::loadgen {
+
+struct SendReport {
+    std::uint64_t attempted = 0;    // sequence numbers used: 0 .. attempted-1
+    std::uint64_t sent = 0;         // handed to the kernel
+    std::uint64_t send_errors = 0;  // attempted but not sent (counted as lost by verify)
+    double elapsed_s = 0;
+    std::string error;              // a connection that could not be made, etc.
+};
+
+/// Sends until count or duration runs out. `progress` is bumped as events go out (for the
+/// --report-interval-s line); the call blocks until every sender thread is done.
+SendReport send_events(const LoadgenOptions& options, const std::vector<std::string>& lines,
+                       std::atomic<std::uint64_t>& progress);
+
+}  // namespace cefd::loadgen
