@@ -146,6 +146,12 @@ public:
             curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, &curl_append_to_string);
             curl_easy_setopt(c, CURLOPT_WRITEDATA, &slot.response);
             curl_easy_setopt(c, CURLOPT_PRIVATE, &slot);
+            // libcurl resends a request by itself, once, when a reused connection dies before
+            // any answer (it cannot be turned off). If the server had stored the batch, that is
+            // a duplicate we must count; the only sign of it is this informational line.
+            curl_easy_setopt(c, CURLOPT_VERBOSE, 1L);
+            curl_easy_setopt(c, CURLOPT_DEBUGFUNCTION, &Impl::on_curl_debug);
+            curl_easy_setopt(c, CURLOPT_DEBUGDATA, this);
         }
         return ok_status();
     }
@@ -318,6 +324,19 @@ private:
         curl_multi_add_handle(multi_, c);
         bump(stats_->requests);
         stats_->in_flight.store(busy_slots(), std::memory_order_relaxed);
+    }
+
+    static int on_curl_debug(CURL* easy, curl_infotype type, char* data, size_t size, void* user) noexcept {
+        constexpr std::string_view resend = "Connection died, retrying";
+        if (type != CURLINFO_TEXT || size < resend.size() || std::string_view(data, resend.size()) != resend) return 0;
+        auto* self = static_cast<Impl*>(user);
+        Slot* slot = nullptr;
+        curl_easy_getinfo(easy, CURLINFO_PRIVATE, &slot);
+        bump(self->stats_->retries);
+        bump(self->stats_->network_errors);
+        CEFD_LOG_EVERY(5, warn, "send: connection closed before an answer (request id %s); libcurl resends it",
+                       slot != nullptr ? slot->request_id : "?");
+        return 0;
     }
 
     // ---- completions ---------------------------------------------------------------------
