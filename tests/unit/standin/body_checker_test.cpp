@@ -1,0 +1,81 @@
+// BodyChecker and the stand-in's tables without HTTP: the column copy, ISO-8601 parsing, and
+// multi-member gzip.
+#include <libdeflate.h>
+
+#include <cstring>
+#include <string>
+
+#include <gtest/gtest.h>
+
+#include "tools/azure_standin/ingest.h"
+#include "tools/azure_standin/tables.h"
+
+namespace {
+
+using namespace cefd::standin;
+
+std::string gzip(const std::string& data) {
+    libdeflate_compressor* compressor = libdeflate_alloc_compressor(1);
+    std::string out(libdeflate_gzip_compress_bound(compressor, data.size()), '\0');
+    out.resize(libdeflate_gzip_compress(compressor, data.data(), data.size(), out.data(), out.size()));
+    libdeflate_free_compressor(compressor);
+    return out;
+}
+
+Reject check(BodyChecker& checker, const std::string& wire, bool gzipped, const Table& table = common_security_log_table()) {
+    std::memcpy(checker.wire_buffer(wire.size()), wire.data(), wire.size());
+    return checker.check(wire.size(), gzipped, table, BodyLimits{});
+}
+
+TEST(StandinTables, CommonSecurityLogCopyHasTheDocumentedColumnsAndTypes) {
+    const Table& table = common_security_log_table();
+    EXPECT_EQ(table.size(), 164u);
+    const auto type_of = [&](const char* name) {
+        const int index = table.find(name);
+        EXPECT_GE(index, 0) << name;
+        return index < 0 ? ColumnType::string : table.column(static_cast<std::size_t>(index)).type;
+    };
+    EXPECT_EQ(type_of("TimeGenerated"), ColumnType::datetime);
+    EXPECT_EQ(type_of("DestinationPort"), ColumnType::int_);
+    EXPECT_EQ(type_of("SentBytes"), ColumnType::long_);
+    EXPECT_EQ(type_of("DeviceCustomFloatingPoint4"), ColumnType::real);
+    EXPECT_EQ(type_of("AdditionalExtensions"), ColumnType::string);
+    EXPECT_EQ(table.find("Activty"), -1);
+    EXPECT_EQ(table.find(""), -1);
+    EXPECT_TRUE(table.column(static_cast<std::size_t>(table.find("TenantId"))).reserved);
+    EXPECT_EQ(&table_for_stream("Microsoft-Syslog"), &syslog_table());
+    EXPECT_EQ(&table_for_stream("Custom-CommonSecurityLog"), &common_security_log_table());
+}
+
+TEST(StandinTables, Iso8601DatetimesAsLogAnalyticsReadsThem) {
+    for (const char* good : {"2026-01-02T03:04:05Z", "2026-01-02T03:04:05.1234567Z", "2026-01-02 03:04:05",
+                             "2026-01-02T03:04", "2026-02-29T00:00:00+05:30", "2026-12-31T23:59:60-01:00"}) {
+        EXPECT_TRUE(is_iso8601_datetime(good)) << good;
+    }
+    for (const char* bad : {"", "2026-01-02", "2026-13-02T03:04:05Z", "2026-01-32T03:04:05Z", "2026-01-02T24:00:00Z",
+                            "2026-01-02T03:04:05.Z", "2026-01-02T03:04:05ZZ", "Jan 2 03:04:05", "2026-01-02T03:04:05+5"}) {
+        EXPECT_FALSE(is_iso8601_datetime(bad)) << bad;
+    }
+}
+
+TEST(StandinBodyChecker, AcceptsMultiMemberGzipAndReusesBuffers) {
+    BodyChecker checker;
+    const std::string wire = gzip(R"([{"Activity":"a"},)") + gzip(R"({"Activity":"b"}])");
+    ASSERT_EQ(check(checker, wire, true), Reject::none) << checker.message();
+    EXPECT_EQ(checker.row_count(), 2u);
+    EXPECT_EQ(checker.rows_jsonl(), "{\"Activity\":\"a\"}\n{\"Activity\":\"b\"}\n");
+    ASSERT_EQ(check(checker, R"([{"Activity":"c"}])", false), Reject::none);
+    EXPECT_EQ(checker.rows_jsonl(), "{\"Activity\":\"c\"}\n");
+}
+
+TEST(StandinBodyChecker, NamesRowAndColumnOfTheFirstProblem) {
+    BodyChecker checker;
+    EXPECT_EQ(check(checker, R"([{"Activity":"a"},{"Activity":"b","ProcessID":"x"}])", false), Reject::bad_type);
+    EXPECT_NE(checker.message().find("row 1"), std::string::npos) << checker.message();
+    EXPECT_NE(checker.message().find("ProcessID"), std::string::npos) << checker.message();
+    EXPECT_EQ(check(checker, R"([{"Activity":"a"}])", true), Reject::bad_gzip);
+    EXPECT_EQ(check(checker, R"([{"Activity":"a"}][])", false), Reject::bad_json);
+    EXPECT_EQ(check(checker, R"([{"Activity":{"nested":1}}])", false), Reject::bad_type);
+}
+
+}  // namespace
