@@ -1,0 +1,312 @@
+// cefd-loadgen, the real binary: what arrives on a UDP or TCP socket the test reads, stamping,
+// framing, pacing (counts only, never timing), and --verify's delivered/lost/duplicated counts.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <fstream>
+#include <set>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "tests/support/support.h"
+
+namespace {
+
+using namespace std::chrono_literals;
+using cefd::test::Process;
+using cefd::test::TempDir;
+
+std::string loadgen_path() { return cefd::test::binary_path("tools/loadgen/cefd-loadgen"); }
+
+class Fd {
+public:
+    explicit Fd(int fd) : fd_(fd) {}
+    ~Fd() {
+        if (fd_ >= 0) ::close(fd_);
+    }
+    Fd(const Fd&) = delete;
+    Fd& operator=(const Fd&) = delete;
+    [[nodiscard]] int get() const { return fd_; }
+
+private:
+    int fd_;
+};
+
+int bind_loopback(int fd) {
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    EXPECT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address), 0);
+    socklen_t length = sizeof address;
+    ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length);
+    return ntohs(address.sin_port);
+}
+
+/// Reads datagrams until `expected` arrived or the deadline passed.
+std::vector<std::string> receive_datagrams(int fd, std::size_t expected, std::chrono::milliseconds timeout) {
+    std::vector<std::string> datagrams;
+    std::vector<char> buffer(70'000);
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (datagrams.size() < expected && std::chrono::steady_clock::now() < deadline) {
+        pollfd waiting{fd, POLLIN, 0};
+        if (::poll(&waiting, 1, 100) <= 0) continue;
+        const ssize_t got = ::recv(fd, buffer.data(), buffer.size(), 0);
+        if (got >= 0) datagrams.emplace_back(buffer.data(), static_cast<std::size_t>(got));
+    }
+    return datagrams;
+}
+
+/// Accepts up to `connections` connections and reads each to EOF (or the deadline).
+std::string receive_stream(int listener, int connections, std::chrono::milliseconds timeout) {
+    std::string all;
+    std::vector<int> open;
+    int accepted = 0;
+    std::vector<char> buffer(1 << 16);
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    while ((accepted < connections || !open.empty()) && std::chrono::steady_clock::now() < deadline) {
+        std::vector<pollfd> waiting{{listener, POLLIN, 0}};
+        for (const int fd : open) waiting.push_back({fd, POLLIN, 0});
+        if (::poll(waiting.data(), waiting.size(), 100) <= 0) continue;
+        if ((waiting[0].revents & POLLIN) != 0 && accepted < connections) {
+            const int fd = ::accept(listener, nullptr, nullptr);
+            if (fd >= 0) {
+                open.push_back(fd);
+                ++accepted;
+            }
+        }
+        for (std::size_t i = 1; i < waiting.size(); ++i) {
+            if (waiting[i].revents == 0) continue;
+            const ssize_t got = ::recv(waiting[i].fd, buffer.data(), buffer.size(), 0);
+            if (got > 0) {
+                all.append(buffer.data(), static_cast<std::size_t>(got));
+            } else {
+                ::close(waiting[i].fd);
+                std::erase(open, waiting[i].fd);
+            }
+        }
+    }
+    for (const int fd : open) ::close(fd);
+    return all;
+}
+
+std::vector<std::string> split(const std::string& text, char separator) {
+    std::vector<std::string> parts;
+    std::size_t start = 0;
+    while (start < text.size()) {
+        const std::size_t end = text.find(separator, start);
+        if (end == std::string::npos) {
+            parts.push_back(text.substr(start));
+            break;
+        }
+        parts.push_back(text.substr(start, end - start));
+        start = end + 1;
+    }
+    return parts;
+}
+
+/// The sequence number of a stamped event, or -1.
+long long sequence_of(const std::string& event, const std::string& run_id) {
+    const std::string stamp = " cefdseq=" + run_id + "-";
+    const std::size_t at = event.rfind(stamp);
+    if (at == std::string::npos) return -1;
+    return std::stoll(event.substr(at + stamp.size()));
+}
+
+std::uint64_t json_number(const std::string& json, const std::string& key) {
+    const std::size_t at = json.find("\"" + key + "\":");
+    if (at == std::string::npos) return ~0ull;
+    return std::stoull(json.substr(at + key.size() + 3));
+}
+
+int run_loadgen(const TempDir& dir, std::vector<std::string> args, std::string* out = nullptr) {
+    args.insert(args.begin(), loadgen_path());
+    Process process(args, dir.path(), "loadgen");
+    const int code = process.wait(60s);
+    if (out != nullptr) *out = process.out();
+    return code;
+}
+
+std::vector<std::string> sample_lines_trimmed() {
+    std::vector<std::string> lines = cefd::test::sample_lines(cefd::test::source_path("tests/data/synthetic-darktrace-cef.log"));
+    for (std::string& line : lines) {
+        while (!line.empty() && (line.back() == ' ' || line.back() == '\t' || line.back() == '\r')) line.pop_back();
+    }
+    return lines;
+}
+
+TEST(LoadgenUdp, StampsEveryEventWithAUniqueSequence) {
+    TempDir dir;
+    Fd receiver(::socket(AF_INET, SOCK_DGRAM, 0));
+    const int buffer_bytes = 8 << 20;
+    ::setsockopt(receiver.get(), SOL_SOCKET, SO_RCVBUF, &buffer_bytes, sizeof buffer_bytes);
+    const int port = bind_loopback(receiver.get());
+    constexpr std::size_t count = 200;
+    Process loadgen({loadgen_path(), "--target", "127.0.0.1:" + std::to_string(port), "--count", std::to_string(count),
+                     "--rate", "4000", "--run-id", "udp1"},
+                    dir.path(), "loadgen");
+    const auto datagrams = receive_datagrams(receiver.get(), count, 20s);
+    ASSERT_EQ(loadgen.wait(20s), 0) << loadgen.err();
+    ASSERT_EQ(datagrams.size(), count);
+    const auto lines = sample_lines_trimmed();
+    std::set<long long> sequences;
+    for (const std::string& datagram : datagrams) {
+        const long long sequence = sequence_of(datagram, "udp1");
+        ASSERT_GE(sequence, 0) << datagram;
+        sequences.insert(sequence);
+        // The payload is the sample line, trailing whitespace removed, then the stamp.
+        const std::string& line = lines[static_cast<std::size_t>(sequence) % lines.size()];
+        EXPECT_EQ(datagram, line + " cefdseq=udp1-" + std::to_string(sequence));
+    }
+    EXPECT_EQ(sequences.size(), count);
+    EXPECT_EQ(*sequences.rbegin(), static_cast<long long>(count - 1));
+    const std::string out = loadgen.out();
+    EXPECT_EQ(json_number(out, "sent"), count) << out;
+    EXPECT_NE(out.find("\"run_id\":\"udp1\""), std::string::npos) << out;
+    EXPECT_NE(out.find("\"proto\":\"udp\""), std::string::npos) << out;
+}
+
+TEST(LoadgenTcp, NewlineFramingOverSeveralConnectionsNumbersWithoutGaps) {
+    TempDir dir;
+    Fd listener(::socket(AF_INET, SOCK_STREAM, 0));
+    const int port = bind_loopback(listener.get());
+    ASSERT_EQ(::listen(listener.get(), 16), 0);
+    Process loadgen({loadgen_path(), "--proto", "tcp", "--target", "127.0.0.1:" + std::to_string(port), "--count",
+                     "3000", "--senders", "3", "--run-id", "tcp1"},
+                    dir.path(), "loadgen");
+    const std::string stream = receive_stream(listener.get(), 3, 20s);
+    ASSERT_EQ(loadgen.wait(20s), 0) << loadgen.err();
+    ASSERT_FALSE(stream.empty());
+    EXPECT_EQ(stream.back(), '\n');
+    std::set<long long> sequences;
+    for (const std::string& line : split(stream, '\n')) sequences.insert(sequence_of(line, "tcp1"));
+    EXPECT_EQ(sequences.size(), 3000u);
+    EXPECT_EQ(*sequences.begin(), 0);
+    EXPECT_EQ(*sequences.rbegin(), 2999);
+    EXPECT_EQ(json_number(loadgen.out(), "sent"), 3000u) << loadgen.out();
+}
+
+TEST(LoadgenTcp, OctetCountingFramesMatchTheirLengths) {
+    TempDir dir;
+    Fd listener(::socket(AF_INET, SOCK_STREAM, 0));
+    const int port = bind_loopback(listener.get());
+    ASSERT_EQ(::listen(listener.get(), 4), 0);
+    Process loadgen({loadgen_path(), "--proto", "tcp", "--framing", "octet", "--target",
+                     "127.0.0.1:" + std::to_string(port), "--count", "100", "--run-id", "oc"},
+                    dir.path(), "loadgen");
+    const std::string stream = receive_stream(listener.get(), 1, 20s);
+    ASSERT_EQ(loadgen.wait(20s), 0) << loadgen.err();
+    std::size_t at = 0;
+    std::set<long long> sequences;
+    // Bounded: each frame advances `at`; 1000 is far more than the 100 expected.
+    for (int frames = 0; frames < 1000 && at < stream.size(); ++frames) {
+        const std::size_t space = stream.find(' ', at);
+        ASSERT_NE(space, std::string::npos);
+        const std::size_t length = std::stoul(stream.substr(at, space - at));
+        ASSERT_LE(space + 1 + length, stream.size());
+        const std::string frame = stream.substr(space + 1, length);
+        EXPECT_EQ(frame.find('\n'), std::string::npos);
+        sequences.insert(sequence_of(frame, "oc"));
+        at = space + 1 + length;
+    }
+    EXPECT_EQ(at, stream.size());
+    EXPECT_EQ(sequences.size(), 100u);
+    EXPECT_EQ(sequences.count(-1), 0u);
+}
+
+TEST(LoadgenTcp, NoStampSendsFileLinesUnchangedAndCycles) {
+    TempDir dir;
+    cefd::test::write_file(dir.file("lines.txt"), "# a comment\nfirst line  \n\nsecond line\n");
+    Fd listener(::socket(AF_INET, SOCK_STREAM, 0));
+    const int port = bind_loopback(listener.get());
+    ASSERT_EQ(::listen(listener.get(), 4), 0);
+    Process loadgen({loadgen_path(), "--proto", "tcp", "--target", "127.0.0.1:" + std::to_string(port), "--file",
+                     dir.file("lines.txt"), "--count", "5", "--no-stamp"},
+                    dir.path(), "loadgen");
+    const std::string stream = receive_stream(listener.get(), 1, 20s);
+    ASSERT_EQ(loadgen.wait(20s), 0) << loadgen.err();
+    EXPECT_EQ(stream, "first line\nsecond line\nfirst line\nsecond line\nfirst line\n");
+}
+
+TEST(LoadgenPacing, RateLimitedAndDurationRunsSendWhatTheyReport) {
+    TempDir dir;
+    Fd listener(::socket(AF_INET, SOCK_STREAM, 0));
+    const int port = bind_loopback(listener.get());
+    ASSERT_EQ(::listen(listener.get(), 4), 0);
+    {
+        Process loadgen({loadgen_path(), "--proto", "tcp", "--target", "127.0.0.1:" + std::to_string(port), "--rate",
+                         "300", "--count", "60", "--run-id", "r"},
+                        dir.path(), "rate");
+        const std::string stream = receive_stream(listener.get(), 1, 20s);
+        ASSERT_EQ(loadgen.wait(20s), 0) << loadgen.err();
+        EXPECT_EQ(split(stream, '\n').size(), 60u);
+        EXPECT_EQ(json_number(loadgen.out(), "sent"), 60u) << loadgen.out();
+    }
+    {
+        Process loadgen({loadgen_path(), "--proto", "tcp", "--target", "127.0.0.1:" + std::to_string(port), "--rate",
+                         "2000", "--duration", "0.3", "--run-id", "d"},
+                        dir.path(), "duration");
+        const std::string stream = receive_stream(listener.get(), 1, 20s);
+        ASSERT_EQ(loadgen.wait(20s), 0) << loadgen.err();
+        const std::uint64_t sent = json_number(loadgen.out(), "sent");
+        EXPECT_GT(sent, 0u);
+        EXPECT_EQ(split(stream, '\n').size(), sent);
+    }
+}
+
+TEST(LoadgenVerify, CountsLostAndDuplicatedEventsOfThisRunOnly) {
+    TempDir dir;
+    cefd::test::write_file(dir.file("rows.jsonl"),
+                           R"({"AdditionalExtensions":"a=b;cefdseq=run7-0"})" "\n"
+                           R"({"AdditionalExtensions":"cefdseq=run7-1"})" "\n"
+                           R"({"AdditionalExtensions":"cefdseq=run7-1"})" "\n"
+                           R"({"AdditionalExtensions":"cefdseq=run7-3;x=y"})" "\n"
+                           R"({"AdditionalExtensions":"cefdseq=run77-2"})" "\n"
+                           R"({"AdditionalExtensions":"cefdseq=other-2"})" "\n"
+                           R"({"AdditionalExtensions":"cefdseq=run7-99"})" "\n");
+    std::string out;
+    EXPECT_EQ(run_loadgen(dir, {"--verify-only", "--verify", dir.file("rows.jsonl"), "--run-id", "run7", "--count", "4",
+                                "--wait-s", "0"},
+                          &out),
+              1);
+    EXPECT_EQ(json_number(out, "sent"), 4u) << out;
+    EXPECT_EQ(json_number(out, "delivered"), 3u) << out;
+    EXPECT_EQ(json_number(out, "lost"), 1u) << out;
+    EXPECT_EQ(json_number(out, "duplicated"), 1u) << out;
+    EXPECT_EQ(run_loadgen(dir, {"--verify-only", "--verify", dir.file("rows.jsonl"), "--run-id", "run7", "--count", "2",
+                                "--wait-s", "0"},
+                          &out),
+              0);
+    EXPECT_EQ(json_number(out, "lost"), 0u) << out;
+}
+
+TEST(LoadgenVerify, WaitsForRowsThatArriveLater) {
+    TempDir dir;
+    const std::string rows = dir.file("rows.jsonl");
+    cefd::test::write_file(rows, R"({"AdditionalExtensions":"cefdseq=late-0"})" "\n" R"({"AdditionalExtensions":"cefd)");
+    Process verifier({loadgen_path(), "--verify-only", "--verify", rows, "--run-id", "late", "--count", "2",
+                      "--wait-s", "20"},
+                     dir.path(), "verify");
+    {
+        std::ofstream append(rows, std::ios::app);  // finishes the half-written row
+        append << "seq=late-1\"}\n";
+    }
+    ASSERT_EQ(verifier.wait(30s), 0) << verifier.out() << verifier.err();
+    EXPECT_EQ(json_number(verifier.out(), "delivered"), 2u) << verifier.out();
+}
+
+TEST(LoadgenUsage, BadFlagsExit2) {
+    TempDir dir;
+    EXPECT_EQ(run_loadgen(dir, {"--proto", "sctp"}), 2);
+    EXPECT_EQ(run_loadgen(dir, {"--frobnicate"}), 2);
+    EXPECT_EQ(run_loadgen(dir, {"--verify-only", "--verify", dir.file("x")}), 2);  // needs --run-id and --count
+    EXPECT_EQ(run_loadgen(dir, {"--target", "127.0.0.1"}), 2);
+    EXPECT_EQ(run_loadgen(dir, {"--file", dir.file("missing")}), 2);
+}
+
+}  // namespace
