@@ -41,6 +41,7 @@ private:
     std::string name_;
     std::vector<ColumnInfo> columns_;
     std::array<std::int16_t, slot_count> slots_{};
+    std::array<std::uint32_t, slot_count> slot_tags_{};  // high hash bits: most misses skip the compare
 };
 
 /// CommonSecurityLog, parsed from the embedded TSV (column, type, cef_key).
