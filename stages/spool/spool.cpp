@@ -453,6 +453,7 @@ void Spool::Impl::recover_segment(std::uint64_t seq) {
                  segment_path.c_str(), damaged_regions);
         // Copy every good unacknowledged record into the active segment, then move the damaged
         // file aside. A crash in between leaves both; the duplicate ids are skipped next time.
+        bool copied_all = true;
         for (const Found& f : found) {
             if (acked.contains(f.header.id) || entries_.contains(f.header.id)) continue;
             scratch_.resize(f.header.body_bytes);
@@ -466,9 +467,18 @@ void Spool::Impl::recover_segment(std::uint64_t seq) {
             if (const int rc = append_to_active_locked(f.header.id, f.header, scratch_, options);
                 rc != 0) {
                 note_write_error_locked(rc, "copying a batch out of a damaged segment");
+                copied_all = false;
+                break;
             }
         }
         if (config_.fsync != SpoolConfig::Fsync::never) ::fdatasync(active().fd.get());
+        if (!copied_all) {
+            // The disk cannot take the copies (full?): deliver the rest from the damaged file
+            // in place; the damage is then found (and counted) again at the next start.
+            damaged_regions = 0;
+        }
+    }
+    if (damaged_regions > 0) {
         const std::string aside =
             path("corrupt/" + std::to_string(wall_clock_ns()) + "-" + file_name(seq, "seg"));
         if (::rename(segment_path.c_str(), aside.c_str()) != 0) ::unlink(segment_path.c_str());

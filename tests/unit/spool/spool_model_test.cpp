@@ -65,6 +65,9 @@ void run_model(SpoolConfig::Mode mode, std::uint64_t seed, int steps) {
     std::uint64_t acked = 0;
     std::uint64_t corrupt_seen = 0;
     std::uint64_t replayed_seen = 0;
+    struct {
+        int delivered = 0, acks = 0, releases = 0, restarts = 0, damages = 0, damaged_skipped = 0;
+    } done;
 
     auto pick_in_flight = [&]() -> std::optional<std::uint64_t> {
         std::vector<std::uint64_t> held;
@@ -95,6 +98,7 @@ void run_model(SpoolConfig::Mode mode, std::uint64_t seed, int steps) {
                 }
                 if (it->second.corrupt) {
                     ++corrupt_seen;
+                    ++done.damaged_skipped;
                     it = model.erase(it);
                     continue;
                 }
@@ -115,6 +119,7 @@ void run_model(SpoolConfig::Mode mode, std::uint64_t seed, int steps) {
                 }
                 r.id = got->id;
                 r.in_flight = true;
+                ++done.delivered;
                 // batches_replayed counts the first hand-out after a restart only.
                 if (got->replayed && r.attempts == 0) ++replayed_seen;
                 r.batch_holder = std::move(*got);
@@ -126,6 +131,7 @@ void run_model(SpoolConfig::Mode mode, std::uint64_t seed, int steps) {
             spool->ack(model[*s].id);
             model.erase(*s);
             ++acked;
+            ++done.acks;
         } else if (op < 88) {
             const auto s = pick_in_flight();
             if (!s) continue;
@@ -135,8 +141,10 @@ void run_model(SpoolConfig::Mode mode, std::uint64_t seed, int steps) {
             r.batch_holder.reset();
             r.in_flight = false;
             ++r.attempts;
+            ++done.releases;
         } else if (op < 94) {
             what = "restart";
+            ++done.restarts;
             spool.reset();
             spool = open();
             acked = 0;
@@ -160,6 +168,7 @@ void run_model(SpoolConfig::Mode mode, std::uint64_t seed, int steps) {
             what = "damage " + std::to_string(s);
             flip_byte(where->path, where->offset + spool::header_bytes + rng() % model[s].body_bytes);
             model[s].corrupt = true;
+            ++done.damages;
         }
         SCOPED_TRACE("step " + std::to_string(step) + ": " + what);
         ASSERT_EQ(spool->pending(), model.size());
@@ -168,6 +177,13 @@ void run_model(SpoolConfig::Mode mode, std::uint64_t seed, int steps) {
         ASSERT_EQ(read(spool->stats().batches_replayed), replayed_seen);
         ASSERT_EQ(read(spool->stats().dropped_batches), 0U);
     }
+
+    // The run exercised what it claims to (a fixed seed makes these stable).
+    EXPECT_GT(done.delivered, 300);
+    EXPECT_GT(done.acks, 200);
+    EXPECT_GT(done.releases, 50);
+    EXPECT_GT(done.restarts, 50);
+    EXPECT_GT(done.damaged_skipped, 10);
 
     // Drain: everything left is delivered exactly as the model says, then the disk is clean.
     for (auto& [s, r] : model) {
