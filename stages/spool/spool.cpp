@@ -267,7 +267,12 @@ private:
     std::map<std::uint64_t, Segment> segments_;       // by sequence number; the last is active
     std::unordered_map<std::uint64_t, Entry> entries_;  // unacknowledged records on disk, by id
     std::set<std::uint64_t> ready_;                    // on disk, not handed out; oldest first
-    std::deque<std::pair<std::uint64_t, SealedBatch>> memory_ready_;  // mode overflow
+    struct MemoryBatch {
+        std::uint64_t id = 0;
+        std::uint32_t attempts = 0;
+        SealedBatch batch;
+    };
+    std::deque<MemoryBatch> memory_ready_;  // mode overflow; ordered by id
     std::unordered_map<std::uint64_t, SealedBatch> memory_inflight_;  // copies the sender holds
     std::uint64_t next_id_ = 1;
     std::uint64_t next_seq_ = 1;
@@ -787,7 +792,7 @@ bool Spool::Impl::accept(SealedBatch&& batch) {
         // Straight to the sender while it keeps up: nothing waiting on disk (order) and only a
         // few batches waiting in memory.
         if (ready_.empty() && memory_ready_.size() < config_.overflow_memory_batches) {
-            memory_ready_.emplace_back(id, std::move(batch));
+            memory_ready_.push_back(MemoryBatch{.id = id, .batch = std::move(batch)});
             ready_cv_.notify_one();
             return true;
         }
@@ -814,11 +819,12 @@ std::optional<SpooledBatch> Spool::Impl::next(std::int64_t timeout_ns) {
                 return std::nullopt;
             continue;
         }
-        if (have_memory && (!have_disk || memory_ready_.front().first < *ready_.begin())) {
-            auto [id, batch] = std::move(memory_ready_.front());
+        if (have_memory && (!have_disk || memory_ready_.front().id < *ready_.begin())) {
+            MemoryBatch memory = std::move(memory_ready_.front());
             memory_ready_.pop_front();
-            SpooledBatch out{.id = id, .batch = batch};  // the copy stays until ack or release
-            memory_inflight_.emplace(id, std::move(batch));
+            // The copy stays until ack or release, so a clean shutdown can still spill it.
+            SpooledBatch out{.id = memory.id, .batch = memory.batch, .attempts = memory.attempts};
+            memory_inflight_.emplace(memory.id, std::move(memory.batch));
             return out;
         }
         const std::uint64_t id = *ready_.begin();
@@ -907,8 +913,9 @@ void Spool::Impl::release(SpooledBatch&& batch) {
         } else {
             const auto at = std::lower_bound(
                 memory_ready_.begin(), memory_ready_.end(), batch.id,
-                [](const auto& item, std::uint64_t id) { return item.first < id; });
-            memory_ready_.emplace(at, batch.id, std::move(batch.batch));
+                [](const MemoryBatch& item, std::uint64_t id) { return item.id < id; });
+            memory_ready_.insert(at, MemoryBatch{.id = batch.id, .attempts = batch.attempts + 1,
+                                                 .batch = std::move(batch.batch)});
         }
         ready_cv_.notify_one();
         return;
@@ -967,9 +974,10 @@ void Spool::Impl::fsync_loop(std::stop_token stop) {
 void Spool::Impl::spill_memory_locked(Lock& lock) {
     // Bounded: each pass removes one batch from memory.
     while (!memory_ready_.empty()) {
-        auto [id, batch] = std::move(memory_ready_.front());
+        MemoryBatch memory = std::move(memory_ready_.front());
         memory_ready_.pop_front();
-        if (store_locked(lock, id, batch, StoreOptions{.may_block = false})) bump(stats_.batches_spilled);
+        const StoreOptions options{.attempts = memory.attempts, .may_block = false};
+        if (store_locked(lock, memory.id, memory.batch, options)) bump(stats_.batches_spilled);
     }
     for (auto& [id, batch] : memory_inflight_) {
         if (store_locked(lock, id, batch, StoreOptions{.may_block = false})) bump(stats_.batches_spilled);

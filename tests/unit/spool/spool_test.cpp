@@ -550,6 +550,37 @@ TEST(SpoolDiskFull, DropOldestMakesRoomByDeletingOldSegments) {
     EXPECT_EQ(read(spool->stats().dropped_batches) + batches.size(), 30U);
 }
 
+TEST(SpoolDiskFull, BlockRetriesUntilTheSenderFreesTheDisk) {
+    TempDir tmp;
+    SmallFilesystem fs(tmp.file("mnt"));
+    if (!fs.mounted()) GTEST_SKIP() << "cannot mount a 1 MiB tmpfs (errno " << fs.error() << ": needs root)";
+    SpoolConfig config = disk_full_config(tmp.file("mnt"), SpoolConfig::WhenFull::block);
+    config.block_timeout_ms = 20'000;
+    auto spool = open_spool(config);
+    std::atomic<std::uint64_t> accepted{0};
+    std::atomic<bool> done{false};
+    std::jthread lane([&] {
+        for (std::uint64_t i = 1; i <= 30; ++i) accepted += spool->accept(make_batch(i, 100 * 1024)) ? 1 : 0;
+        done = true;
+    });
+    // Hold back until the disk has filled up, then deliver everything.
+    ASSERT_TRUE(wait_until(20s, [&] { return done.load() || read(spool->stats().write_errors) > 0; }));
+    std::uint64_t delivered = 0;
+    ASSERT_TRUE(wait_until(20s, [&] {
+        while (auto b = spool->next(no_wait)) {
+            EXPECT_TRUE(same_batch(b->batch, make_batch(delivered + 1, 100 * 1024)));
+            ++delivered;
+            spool->ack(b->id);
+        }
+        return done.load() && spool->pending() == 0;
+    })) << "accepted " << accepted.load() << ", delivered " << delivered;
+    EXPECT_EQ(accepted.load(), 30U);
+    EXPECT_EQ(delivered, 30U);
+    EXPECT_GT(read(spool->stats().write_errors), 0U);
+    EXPECT_EQ(read(spool->stats().dropped_batches), 0U);
+    EXPECT_FALSE(spool->write_failing());
+}
+
 // --- fsync modes -------------------------------------------------------------------------
 
 TEST(SpoolFsync, BatchModeSyncsEveryWriteAndAck) {
