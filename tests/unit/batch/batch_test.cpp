@@ -7,12 +7,35 @@
 #include <simdjson.h>
 #include <zlib.h>
 
+#include <atomic>
+#include <cstdlib>
+#include <new>
 #include <string>
 #include <vector>
 
 #include "engine/clock.h"
 #include "stages/batch/gzip.h"
 #include "tests/support/support.h"
+
+// Counts heap allocations while `counting` is set (AppendAllocatesOnlyTheBodyPerBatch).
+namespace {
+std::atomic<bool> counting{false};
+std::atomic<std::size_t> allocations{0};
+}  // namespace
+
+// GCC 12 inlines these replacements into callers and then reports malloc/free as a
+// mismatched pair (-Wmismatched-new-delete); they are a matched pair by construction.
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+void* operator new(std::size_t size) {
+    if (counting.load(std::memory_order_relaxed)) allocations.fetch_add(1, std::memory_order_relaxed);
+    if (void* p = std::malloc(size == 0 ? 1 : size)) return p;
+    throw std::bad_alloc();
+}
+void* operator new[](std::size_t size) { return operator new(size); }
+void operator delete(void* p) noexcept { std::free(p); }
+void operator delete(void* p, std::size_t) noexcept { std::free(p); }
+void operator delete[](void* p) noexcept { std::free(p); }
+void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
 
 namespace cefd {
 namespace {
@@ -136,6 +159,32 @@ TEST(Batcher, FullBatchesAreNearlyFull) {
         EXPECT_GT(b.json_bytes, config.max_bytes - 4'096);
         EXPECT_LT(b.body.size(), b.json_bytes / 3) << "gzip should shrink CEF JSON several times";
     }
+}
+
+struct CountingSink final : BatchSink {
+    std::size_t batches = 0;
+    bool accept(SealedBatch&& batch) override {
+        ++batches;
+        SealedBatch dropped = std::move(batch);  // freed here, as the spool would after writing
+        return true;
+    }
+};
+
+TEST(Batcher, AppendAllocatesOnlyTheBodyPerBatch) {
+    CountingSink sink;
+    Batcher batcher(BatchConfig{.max_bytes = 65'536}, sink);
+    SampleRows rows;
+    std::vector<Row> prepared;
+    for (std::size_t i = 0; i < rows.size(); ++i) prepared.push_back(rows.row(i));
+    for (std::size_t i = 0; i < 1'000; ++i) batcher.append(prepared[i % prepared.size()]);  // warm up
+    const std::size_t batches_before = sink.batches;
+    allocations = 0;
+    counting = true;
+    for (std::size_t i = 0; i < 10'000; ++i) batcher.append(prepared[i % prepared.size()]);
+    counting = false;
+    const std::size_t sealed = sink.batches - batches_before;
+    EXPECT_GT(sealed, 10U);
+    EXPECT_EQ(allocations.load(), sealed) << "one allocation (the body) per sealed batch, none per row";
 }
 
 TEST(Batcher, RowAloneOverMaxBytesIsDroppedAndCounted) {
