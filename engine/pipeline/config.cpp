@@ -195,6 +195,9 @@ void read_spool(const toml::table& root, SpoolConfig& c, ConfigErrors& e) {
     using W = SpoolConfig::WhenFull;
     r.read_enum("when_full", c.when_full, {{"drop_oldest", W::drop_oldest}, {"drop_newest", W::drop_newest}, {"block", W::block}});
     r.read("segment_bytes", c.segment_bytes);
+    r.read("block_timeout_ms", c.block_timeout_ms);
+    r.read("overflow_memory_batches", c.overflow_memory_batches);
+    r.read("corrupt_files_max", c.corrupt_files_max);
 }
 
 void read_target(TableReader& r, AzureTarget& t) {
@@ -233,6 +236,8 @@ void read_azure(const toml::table& root, AzureConfig& c, ConfigErrors& e, const 
     r.read("request_timeout_ms", c.request_timeout_ms);
     r.read("dead_letter_dir", c.dead_letter_dir);
     r.read("drain_timeout_ms", c.drain_timeout_ms);
+    r.read("retry_initial_ms", c.retry_initial_ms);
+    r.read("retry_max_ms", c.retry_max_ms);
 
     if (r.has("targets")) {
         const toml::array* targets = table->get("targets")->as_array();

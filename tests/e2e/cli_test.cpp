@@ -45,12 +45,16 @@ TEST(CheckConfig, AcceptsTheDocumentedExampleConfig) {
 
 TEST(CheckConfig, RefusesAnInlineSecretInAWorldReadableConfig) {
     TempDir dir;
-    write_file(dir.file("cefd.toml"), "[azure]\nclient_secret = \"hunter2\"\n", 0644);
+    const std::string config =
+        "[azure]\nendpoint = \"https://x.westeurope-1.ingest.monitor.azure.com\"\n"
+        "dcr_id = \"dcr-0123456789abcdef0123456789abcdef\"\ntenant_id = \"t\"\nclient_id = \"c\"\n"
+        "client_secret = \"hunter2\"\n";
+    write_file(dir.file("cefd.toml"), config, 0644);
     std::string out;
     EXPECT_EQ(run_command(cefd_binary() + " check-config --config " + dir.file("cefd.toml") + " 2>&1", &out), 2);
     EXPECT_NE(out.find("azure.client_secret"), std::string::npos) << out;
     EXPECT_EQ(out.find("hunter2"), std::string::npos) << "the secret itself must never be printed: " << out;
-    write_file(dir.file("cefd.toml"), "[azure]\nclient_secret = \"hunter2\"\n", 0600);
+    write_file(dir.file("cefd.toml"), config, 0600);
     EXPECT_EQ(run_command(cefd_binary() + " check-config --config " + dir.file("cefd.toml") + " 2>&1", &out), 0) << out;
 }
 
@@ -88,7 +92,8 @@ TEST(Run, FailsAtStartUpWithExitCode2WhenThePortIsTaken) {
     std::string out;
     write_file(dir.file("cefd.toml"),
                "[receive]\nudp_port = 0\ntcp_port = " + std::to_string(port) + "\n[spool]\ndir = \"" + dir.file("spool") +
-                   "\"\n[azure]\nauth = \"none\"\nendpoint = \"https://127.0.0.1:1\"\ndead_letter_dir = \"" +
+                   "\"\n[azure]\nauth = \"none\"\nendpoint = \"https://127.0.0.1:1\"\n"
+                   "dcr_id = \"dcr-00000000000000000000000000000000\"\ndead_letter_dir = \"" +
                    dir.file("dl") + "\"\n[metrics]\nlisten = \"\"\n");
     int holder = -1;
     {

@@ -14,15 +14,30 @@ bool has_error(const ConfigErrors& errors, const std::string& text) {
                        [&](const std::string& e) { return e.find(text) != std::string::npos; });
 }
 
+// What every runnable config must name: where to send, and as whom.
+const std::string azure_minimal = R"(
+[azure]
+endpoint = "https://x.westeurope-1.ingest.monitor.azure.com"
+dcr_id = "dcr-0123456789abcdef0123456789abcdef"
+auth = "managed_identity"
+)";
+
 std::string all(const ConfigErrors& errors) {
     std::string out;
     for (const auto& e : errors.list()) out += e + "\n";
     return out;
 }
 
-TEST(Config, EmptyTextGivesTheDocumentedDefaults) {
+TEST(Config, AnEmptyConfigNamesWhatMustBeSet) {
     ConfigErrors errors;
-    auto config = load_config_text("", "<test>", errors);
+    EXPECT_FALSE(load_config_text("", "<test>", errors));
+    EXPECT_TRUE(has_error(errors, "azure.endpoint")) << all(errors);
+    EXPECT_TRUE(has_error(errors, "azure.dcr_id")) << all(errors);
+}
+
+TEST(Config, UnsetKeysTakeTheDocumentedDefaults) {
+    ConfigErrors errors;
+    auto config = load_config_text(azure_minimal, "<test>", errors);
     ASSERT_TRUE(config) << all(errors);
     EXPECT_EQ(config->receive.listen, "127.0.0.1");
     EXPECT_EQ(config->receive.udp_port, 5514);
@@ -99,7 +114,10 @@ TEST(Config, ReadsTheSecretFileAndNeverPrintsIt) {
     test::TempDir dir;
     test::write_file(dir.file("secret"), "s3cret-value\n", 0600);
     ConfigErrors errors;
-    auto config = load_config_text("[azure]\nclient_secret_file = \"" + dir.file("secret") + "\"\n", "<test>", errors);
+    auto config = load_config_text("[azure]\nendpoint = \"https://x.westeurope-1.ingest.monitor.azure.com\"\n"
+                                   "dcr_id = \"dcr-0123456789abcdef0123456789abcdef\"\n"
+                                   "auth = \"client_secret\"\ntenant_id = \"t\"\nclient_id = \"c\"\n"
+                                   "client_secret_file = \"" + dir.file("secret") + "\"\n", "<test>", errors);
     ASSERT_TRUE(config) << all(errors);
     EXPECT_EQ(config->azure.client_secret.reveal(), "s3cret-value");
     EXPECT_EQ(config->azure.client_secret.redacted(), "***");
@@ -126,8 +144,8 @@ TEST(Config, LoadsTheExampleConfigWithEveryKey) {
     // The example must show the defaults: loading it equals loading nothing, apart from the
     // values an operator has to fill in.
     ConfigErrors none;
-    auto defaults = load_config_text("", "<empty>", none);
-    ASSERT_TRUE(defaults);
+    auto defaults = load_config_text(azure_minimal, "<minimal>", none);
+    ASSERT_TRUE(defaults) << all(none);
     EXPECT_EQ(config->batch.max_bytes, defaults->batch.max_bytes);
     EXPECT_EQ(config->batch.linger_ms, defaults->batch.linger_ms);
     EXPECT_EQ(config->receive.datagram_bytes_max, defaults->receive.datagram_bytes_max);
