@@ -2,6 +2,7 @@
 // stand-in accepts. Not a test; the figures go into README.md.
 //
 //   cefd-standin-bench --url http://127.0.0.1:PORT [--threads 2] [--seconds 5] [--batch-bytes 1048576]
+//                      [--cacert standin-ca.pem]
 //
 // Each thread keeps one libcurl connection open and posts the same pre-built batch (rows shaped
 // like cefd's CommonSecurityLog rows) as fast as the stand-in answers. Prints one JSON line.
@@ -53,12 +54,14 @@ int main(int argc, char** argv) {
     int threads = 2;
     double seconds = 5;
     std::size_t batch_bytes = 1'048'576;
+    std::string ca_file;
     for (int i = 1; i + 1 < argc; i += 2) {
         const std::string_view flag = argv[i];
         if (flag == "--url") url = argv[i + 1];
         else if (flag == "--threads") threads = std::atoi(argv[i + 1]);
         else if (flag == "--seconds") seconds = std::atof(argv[i + 1]);
         else if (flag == "--batch-bytes") batch_bytes = static_cast<std::size_t>(std::atoll(argv[i + 1]));
+        else if (flag == "--cacert") ca_file = argv[i + 1];
     }
     if (url.empty() || threads < 1) {
         std::fprintf(stderr, "usage: cefd-standin-bench --url BASE [--threads N] [--seconds S] [--batch-bytes B]\n");
@@ -82,6 +85,7 @@ int main(int argc, char** argv) {
         curl_easy_setopt(curl, CURLOPT_POSTFIELDS, form.c_str());
         curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, keep);
         curl_easy_setopt(curl, CURLOPT_WRITEDATA, &token_response);
+        if (!ca_file.empty()) curl_easy_setopt(curl, CURLOPT_CAINFO, ca_file.c_str());
         curl_easy_perform(curl);
         curl_easy_cleanup(curl);
     }
@@ -112,6 +116,7 @@ int main(int argc, char** argv) {
                 curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body.data());
                 curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE, static_cast<long>(body.size()));
                 curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, discard);
+                if (!ca_file.empty()) curl_easy_setopt(curl, CURLOPT_CAINFO, ca_file.c_str());
                 while (std::chrono::steady_clock::now() < deadline) {
                     long status = 0;
                     if (curl_easy_perform(curl) == CURLE_OK &&
