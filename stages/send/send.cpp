@@ -22,6 +22,7 @@
 
 #include "engine/clock.h"
 #include "engine/log.h"
+#include "stages/send/assertion.h"
 #include "stages/send/body.h"
 #include "stages/send/curl_handle.h"
 #include "stages/send/dead_letter.h"
@@ -57,6 +58,7 @@ void AzureConfig::validate(ConfigErrors& errors) const {
                      "must be the DCR's immutableId: dcr- followed by 32 hex digits");
         errors.check(key + ".stream", !t.stream.empty(), "must not be empty");
         errors.check_range<std::uint32_t>(key + ".weight", t.weight, 1, 1000);
+        errors.check_range<std::uint32_t>(key + ".max_in_flight", t.max_in_flight, 0, 64);
     }
     switch (auth) {
         case Auth::client_secret:
@@ -66,13 +68,22 @@ void AzureConfig::validate(ConfigErrors& errors) const {
         case Auth::client_certificate:
             errors.check("azure.tenant_id", !tenant_id.empty(), "must be set for this auth");
             errors.check("azure.client_id", !client_id.empty(), "must be set for this auth");
+            if (auth == Auth::client_certificate) {
+                errors.check("azure.client_certificate_file", !client_certificate_file.empty(),
+                             "auth = \"client_certificate\" needs the PEM certificate registered on the app");
+                const std::string& key = client_key_file.empty() ? client_certificate_file : client_key_file;
+                errors.check(client_key_file.empty() ? "azure.client_certificate_file" : "azure.client_key_file",
+                             key.empty() || !readable_by_others(key),
+                             key + " holds a private key and is readable by other users: chmod 600 it");
+            }
+            break;
+        case Auth::arc:
+            errors.check("azure.arc_token_dir", arc_token_dir.starts_with("/"), "must be an absolute directory");
             break;
         case Auth::managed_identity:
         case Auth::workload_identity:
         case Auth::none: break;
     }
-    errors.check("azure.auth", auth != Auth::client_certificate,
-                 "\"client_certificate\" is not implemented yet; use client_secret, managed_identity or workload_identity");
     errors.check_range<std::uint32_t>("azure.max_in_flight", max_in_flight, 1, 64);
     errors.check_range<std::uint32_t>("azure.connect_timeout_ms", connect_timeout_ms, 100, 120'000);
     errors.check_range<std::uint32_t>("azure.request_timeout_ms", request_timeout_ms, 1'000, 600'000);
@@ -99,6 +110,8 @@ struct Target {
     std::string url_syslog;
     std::int64_t paused_until_ns = 0;  // after a 429
     std::int64_t current_weight = 0;   // smooth weighted round robin
+    std::uint32_t in_flight = 0;
+    std::uint32_t max_in_flight = 0;   // its own cap, or the global one
 };
 
 struct Slot {
@@ -115,8 +128,9 @@ struct Slot {
 
 class Sender::Impl {
 public:
-    Impl(const AzureConfig& config, BatchSource& source, std::string client_secret)
-        : config_(config), source_(source), tokens_(config_, std::move(client_secret)),
+    Impl(const AzureConfig& config, BatchSource& source, std::string client_secret,
+         std::optional<ClientAssertion> certificate)
+        : config_(config), source_(source), tokens_(config_, std::move(client_secret), std::move(certificate)),
           slots_(config.max_in_flight), random_(std::random_device{}()) {
         targets_.push_back(make_target(config.target));
         for (const auto& t : config.extra_targets) targets_.push_back(make_target(t));
@@ -124,13 +138,16 @@ public:
     ~Impl() {
         for (auto& slot : slots_)
             if (slot.work) curl_multi_remove_handle(multi_, slot.easy.get());
+        if (token_in_flight_) curl_multi_remove_handle(multi_, token_request_.easy.get());
         if (multi_ != nullptr) curl_multi_cleanup(multi_);
     }
 
     Status init() {
         multi_ = curl_multi_init();
         if (multi_ == nullptr) return Error{Errc::unexpected, "curl_multi_init failed"};
-        curl_multi_setopt(multi_, CURLMOPT_MAX_HOST_CONNECTIONS, static_cast<long>(config_.max_in_flight));
+        // One more than the slots: a token refresh to the same host (tests, private endpoints)
+        // must not queue behind max_in_flight slow ingestion requests.
+        curl_multi_setopt(multi_, CURLMOPT_MAX_HOST_CONNECTIONS, static_cast<long>(config_.max_in_flight + 1));
         for (auto& slot : slots_) {
             CURL* c = slot.easy.get();
             if (c == nullptr) return Error{Errc::unexpected, "curl_easy_init failed"};
@@ -196,6 +213,7 @@ private:
         base += "/dataCollectionRules/" + t.dcr_id + "/streams/";
         target.url_common_security_log = base + t.stream + "?api-version=2023-01-01";
         target.url_syslog = base + t.syslog_stream + "?api-version=2023-01-01";
+        target.max_in_flight = t.max_in_flight == 0 ? config_.max_in_flight : std::min(t.max_in_flight, config_.max_in_flight);
         return target;
     }
 
@@ -209,37 +227,64 @@ private:
         return config_.auth == AzureConfig::Auth::none || (!token_.empty() && now < token_expires_ns_);
     }
 
+    /// Starts a token fetch on the multi handle when one is due. Requests keep flowing with the
+    /// current token while it runs; only a missing or expired token holds new requests back.
     void refresh_token_if_due(std::int64_t now) {
-        if (config_.auth == AzureConfig::Auth::none) return;
+        if (config_.auth == AzureConfig::Auth::none || token_in_flight_) return;
         if (!token_.empty() && now < token_refresh_ns_) return;
         if (now < token_retry_ns_) return;
-        auto token = tokens_.fetch();
-        const std::int64_t after = monotonic_ns();
-        if (!token) {
-            bump(stats_->token_errors);
-            // A refresh that fails while the old token is valid costs nothing yet: try again soon.
-            token_retry_ns_ = after + std::min<std::int64_t>(30'000, 1'000LL << std::min(token_failures_++, 5U)) * ms;
-            CEFD_LOG_EVERY(10, error, "send: cannot get a token (%s)%s", token.error().message.c_str(),
-                           token_usable(after) ? "; the current one is still valid" : "; deliveries wait");
+        if (auto prepared = tokens_.prepare(token_request_); !prepared) return on_token_failed(prepared.error());
+        curl_easy_setopt(token_request_.easy.get(), CURLOPT_PRIVATE, nullptr);
+        curl_multi_add_handle(multi_, token_request_.easy.get());
+        token_in_flight_ = true;
+        token_started_ns_ = now;
+    }
+
+    void on_token_complete(CURLcode rc) {
+        auto done = tokens_.finish(token_request_, rc);
+        if (!done) return on_token_failed(done.error());
+        if (!done->has_value()) {  // a second round trip (Arc challenge) was prepared
+            curl_multi_add_handle(multi_, token_request_.easy.get());
+            token_in_flight_ = true;
             return;
         }
+        const AccessToken& token = **done;
         bump(stats_->token_refreshes);
         token_failures_ = 0;
-        token_ = "Authorization: Bearer " + token->value;
-        token_expires_ns_ = now + token->lifetime_s * 1'000 * ms;
-        token_refresh_ns_ = now + token_refresh_after_ns(token->lifetime_s);
+        token_ = "Authorization: Bearer " + token.value;
+        // Lifetimes count from when the request was sent: Entra's clock starts before our answer.
+        token_expires_ns_ = token_started_ns_ + token.lifetime_s * 1'000 * ms;
+        token_refresh_ns_ = token_started_ns_ + token_refresh_after_ns(token.lifetime_s);
         ++token_generation_;
-        CEFD_LOG(info, "send: token from %s valid for %" PRId64 " s", tokens_.endpoint().c_str(), token->lifetime_s);
+        CEFD_LOG(info, "send: token from %s valid for %" PRId64 " s", tokens_.endpoint().c_str(), token.lifetime_s);
+    }
+
+    void on_token_failed(const Error& error) {
+        const std::int64_t now = monotonic_ns();
+        bump(stats_->token_errors);
+        // A refresh that fails while the old token is valid costs nothing yet: try again soon.
+        token_retry_ns_ = now + std::min<std::int64_t>(30'000, 1'000LL << std::min(token_failures_++, 5U)) * ms;
+        CEFD_LOG_EVERY(10, error, "send: cannot get a token (%s)%s", error.message.c_str(),
+                       token_usable(now) ? "; the current one is still valid" : "; deliveries wait");
     }
 
     // ---- starting requests ---------------------------------------------------------------
 
+    [[nodiscard]] static bool can_take(const Target& t, std::int64_t now) {
+        return t.paused_until_ns <= now && t.in_flight < t.max_in_flight;
+    }
+
+    [[nodiscard]] bool any_target_can_take(std::int64_t now) const {
+        return std::any_of(targets_.begin(), targets_.end(), [now](const Target& t) { return can_take(t, now); });
+    }
+
+    /// Smooth weighted round robin over the targets that can take a request now.
     std::size_t pick_target(std::int64_t now) {
         std::int64_t total = 0;
         std::size_t best = targets_.size();
         for (std::size_t i = 0; i < targets_.size(); ++i) {
             Target& t = targets_[i];
-            if (t.paused_until_ns > now) continue;
+            if (!can_take(t, now)) continue;
             t.current_weight += t.config.weight;
             total += t.config.weight;
             if (best == targets_.size() || t.current_weight > targets_[best].current_weight) best = i;
@@ -252,6 +297,8 @@ private:
         if (!token_usable(now)) return;
         for (auto& slot : slots_) {
             if (slot.work) continue;
+            // Every target throttled or at its own cap: leave work where it is (spool or waiting_).
+            if (!any_target_can_take(now)) return;
             std::optional<Work> work = take_due_retry(now);
             if (!work && waiting_.size() + busy_slots() < config_.max_in_flight) {
                 // Wait briefly for a batch only when there is nothing else to do.
@@ -261,11 +308,7 @@ private:
             }
             if (!work) return;
             const std::size_t target = pick_target(now);
-            if (target == targets_.size()) {  // every target is backed off (429)
-                work->ready_ns = earliest_unpause();
-                waiting_.push_back(std::move(*work));
-                return;
-            }
+            CEFD_ASSERT(target < targets_.size());  // any_target_can_take said one can
             start(slot, std::move(*work), target);
         }
     }
@@ -280,9 +323,11 @@ private:
         return work;
     }
 
-    std::int64_t earliest_unpause() const {
+    /// When the first paused target resumes; INT64_MAX when none is paused.
+    std::int64_t earliest_unpause(std::int64_t now) const {
         std::int64_t t = INT64_MAX;
-        for (const auto& target : targets_) t = std::min(t, target.paused_until_ns);
+        for (const auto& target : targets_)
+            if (target.paused_until_ns > now) t = std::min(t, target.paused_until_ns);
         return t;
     }
 
@@ -301,6 +346,7 @@ private:
     void start(Slot& slot, Work&& work, std::size_t target) {
         slot.work.emplace(std::move(work));
         slot.target = target;
+        ++targets_[target].in_flight;
         slot.token_generation = token_generation_;
         slot.response.clear();
         new_request_id(slot.request_id);
@@ -345,12 +391,20 @@ private:
         int left = 0;
         while (CURLMsg* msg = curl_multi_info_read(multi_, &left)) {
             if (msg->msg != CURLMSG_DONE) continue;
+            if (msg->easy_handle == token_request_.easy.get()) {
+                const CURLcode rc = msg->data.result;
+                curl_multi_remove_handle(multi_, msg->easy_handle);
+                token_in_flight_ = false;
+                on_token_complete(rc);
+                continue;
+            }
             Slot* slot = nullptr;
             curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, &slot);
             const CURLcode rc = msg->data.result;
             curl_multi_remove_handle(multi_, msg->easy_handle);
             Work work = std::move(*slot->work);
             slot->work.reset();
+            --targets_[slot->target].in_flight;
             on_complete(*slot, std::move(work), rc);
         }
         stats_->in_flight.store(busy_slots(), std::memory_order_relaxed);
@@ -383,14 +437,24 @@ private:
                 bump(stats_->unauthorized);
                 if (!work.retried_401) {
                     work.retried_401 = true;
-                    // Refresh once per token, however many requests carried it.
-                    if (slot.token_generation == token_generation_) token_refresh_ns_ = 0, token_retry_ns_ = 0;
+                    // Refresh once per token, however many requests carried it. The server
+                    // refused it, so no new request carries it while the refresh runs.
+                    if (slot.token_generation == token_generation_) {
+                        token_refresh_ns_ = 0;
+                        token_retry_ns_ = 0;
+                        token_expires_ns_ = 0;
+                    }
                     CEFD_LOG_EVERY(10, warn, "send: 401 from %s (request id %s); refreshing the token and retrying",
                                    target.config.endpoint.c_str(), id);
                     return retry(std::move(work), now);
                 }
                 CEFD_LOG_EVERY(10, error, "send: 401 again with a fresh token (request id %s): %s. Check that the "
-                               "token's audience is %s", id, slot.response.substr(0, 300).c_str(), config_.audience.c_str());
+                               "token is for the cloud of %s (azure.%s = %s)", id, slot.response.substr(0, 300).c_str(),
+                               target.config.endpoint.c_str(),
+                               config_.auth == AzureConfig::Auth::managed_identity || config_.auth == AzureConfig::Auth::arc
+                                   ? "audience" : "scope",
+                               config_.auth == AzureConfig::Auth::managed_identity || config_.auth == AzureConfig::Auth::arc
+                                   ? config_.audience.c_str() : config_.scope.c_str());
                 return retry(std::move(work), now + backoff_ns(work.item.attempts));
             case 413:  // over the size limit: never resend unchanged; split
                 return split(std::move(work), slot, now);
@@ -401,9 +465,12 @@ private:
                 const std::int64_t delay = retry_after_s > 0 ? std::min<std::int64_t>(retry_after_s, 3600) * 1'000 * ms
                                                              : backoff_ns(work.item.attempts);
                 targets_[slot.target].paused_until_ns = now + delay;
-                CEFD_LOG_EVERY(5, warn, "send: 429 from %s (request id %s); waiting %" PRId64 " ms",
-                               target.config.endpoint.c_str(), id, delay / ms);
-                return retry(std::move(work), now + delay);
+                // Another target that can take it now does; with none, the batch waits too.
+                const bool elsewhere = any_target_can_take(now);
+                CEFD_LOG_EVERY(5, warn, "send: 429 from %s %s (request id %s); pausing it %" PRId64 " ms%s",
+                               target.config.endpoint.c_str(), target.config.dcr_id.c_str(), id, delay / ms,
+                               elsewhere ? ", the other targets take its share" : "");
+                return retry(std::move(work), elsewhere ? now : now + delay);
             }
             case 400:  // the body or the call is malformed: a bug or a DCR/stream schema mismatch
             case 403:  // the identity lacks "Monitoring Metrics Publisher" on the DCR
@@ -502,11 +569,18 @@ private:
     void wait_for_work() {
         const std::int64_t now = monotonic_ns();
         std::int64_t timeout = 100 * ms;
-        for (const auto& w : waiting_) timeout = std::min(timeout, std::max<std::int64_t>(0, w.ready_ns - now));
-        if (!token_usable(now)) timeout = std::min(timeout, std::max<std::int64_t>(0, token_retry_ns_ - now));
-        const bool free_slot = busy_slots() < slots_.size();
-        if (busy_slots() == 0 && waiting_.empty() && token_usable(now)) return;  // start_requests waits in next()
-        if (free_slot && waiting_.size() + busy_slots() < config_.max_in_flight && token_usable(now))
+        const bool can_start = token_usable(now) && any_target_can_take(now);
+        if (can_start) {
+            for (const auto& w : waiting_) timeout = std::min(timeout, std::max<std::int64_t>(0, w.ready_ns - now));
+        } else if (token_usable(now)) {
+            // Every target paused (429) or full: the next chance is an unpause or a completion,
+            // and curl_multi_poll wakes on the completion.
+            timeout = std::min(timeout, std::max<std::int64_t>(0, earliest_unpause(now) - now));
+        }
+        if (!token_usable(now) && !token_in_flight_)
+            timeout = std::min(timeout, std::max<std::int64_t>(0, token_retry_ns_ - now));
+        if (busy_slots() == 0 && waiting_.empty() && can_start && !token_in_flight_) return;  // next() waits
+        if (can_start && busy_slots() < slots_.size() && waiting_.size() + busy_slots() < config_.max_in_flight)
             timeout = std::min(timeout, 10 * ms);  // look at the source again soon
         // With no transfers this just sleeps for the timeout.
         curl_multi_poll(multi_, nullptr, 0, static_cast<int>(std::max<std::int64_t>(timeout / ms, 1)), nullptr);
@@ -517,8 +591,13 @@ private:
         for (auto& slot : slots_) {
             if (!slot.work) continue;
             curl_multi_remove_handle(multi_, slot.easy.get());
+            --targets_[slot.target].in_flight;
             waiting_.push_back(std::move(*slot.work));
             slot.work.reset();
+        }
+        if (token_in_flight_) {
+            curl_multi_remove_handle(multi_, token_request_.easy.get());
+            token_in_flight_ = false;
         }
         for (auto& work : waiting_) {
             if (work.part) continue;  // released once, as the original, below
@@ -544,6 +623,9 @@ private:
     const AzureConfig config_;  // a copy: the Sender outlives any config object
     BatchSource& source_;
     TokenProvider tokens_;
+    TokenRequest token_request_;  // in the multi handle while token_in_flight_
+    bool token_in_flight_ = false;
+    std::int64_t token_started_ns_ = 0;
     SendStats* stats_ = nullptr;
     CURLM* multi_ = nullptr;
     std::vector<Target> targets_;
@@ -576,7 +658,13 @@ Result<std::unique_ptr<Sender>> Sender::create(const AzureConfig& config, BatchS
         while (!secret.empty() && (secret.back() == '\r' || secret.back() == ' ')) secret.pop_back();
         if (secret.empty()) return Error{Errc::config, "azure.client_secret_file: " + config.client_secret_file + " is empty"};
     }
-    auto impl = std::make_unique<Impl>(config, source, std::move(secret));
+    std::optional<ClientAssertion> certificate;
+    if (config.auth == AzureConfig::Auth::client_certificate) {
+        auto loaded = ClientAssertion::load(config.client_certificate_file, config.client_key_file);
+        if (!loaded) return loaded.error();
+        certificate.emplace(std::move(loaded).value());
+    }
+    auto impl = std::make_unique<Impl>(config, source, std::move(secret), std::move(certificate));
     if (auto s = impl->init(); !s) return s.error();
     auto sender = std::unique_ptr<Sender>(new Sender(std::move(impl)));
     sender->impl_->bind(sender->stats_);

@@ -37,7 +37,11 @@ struct AzureTarget {
     std::string stream = "Custom-CommonSecurityLog";
     /// The DCR stream for Syslog rows ([parse] non_cef = "syslog_table").
     std::string syslog_stream = "Microsoft-Syslog";
+    /// Share of new requests, relative to the other targets' weights.
     std::uint32_t weight = 1;
+    /// Most requests in flight to this target at once; 0 = only azure.max_in_flight limits it.
+    /// A target that is throttled (429) or paused takes none, and the others take its share.
+    std::uint32_t max_in_flight = 0;
 };
 
 struct AzureConfig {
@@ -45,8 +49,10 @@ struct AzureConfig {
     AzureTarget target;
     std::vector<AzureTarget> extra_targets;
 
-    enum class Auth : std::uint8_t { client_secret, client_certificate, managed_identity, workload_identity, none };
+    enum class Auth : std::uint8_t { client_secret, client_certificate, managed_identity, workload_identity, arc, none };
     Auth auth = Auth::client_secret;
+    /// Entra ID authority. US Gov: https://login.microsoftonline.us; China (21Vianet):
+    /// https://login.chinacloudapi.cn. Never derived from endpoint or scope.
     std::string authority_host = "https://login.microsoftonline.com";
     std::string tenant_id;
     std::string client_id;
@@ -54,11 +60,23 @@ struct AzureConfig {
     Secret client_secret;
     /// File holding the secret (preferred); read at start-up.
     std::string client_secret_file;
-    /// Token scope. The double slash is what Microsoft's own Logs Ingestion sample sends.
+    /// auth = "client_certificate": PEM certificate registered on the app (the first one in the
+    /// file is used; its SHA-1/SHA-256 thumbprints go into the assertion's x5t/x5t#S256).
+    std::string client_certificate_file;
+    /// auth = "client_certificate": PEM RSA private key of that certificate, unencrypted; must
+    /// not be readable by other users. Empty: the key is in client_certificate_file.
+    std::string client_key_file;
+    /// Token scope for the Entra flows. The double slash is what Microsoft's own Logs Ingestion
+    /// sample sends. US Gov: https://monitor.azure.us//.default; China: https://monitor.azure.cn//.default.
     std::string scope = "https://monitor.azure.com//.default";
     /// Managed identity (IMDS) token endpoint; overridable for tests.
     std::string imds_endpoint = "http://169.254.169.254/metadata/identity/oauth2/token";
-    /// Resource for IMDS tokens.
+    /// auth = "arc": the Arc agent's identity endpoint. Empty: $IDENTITY_ENDPOINT, else
+    /// http://localhost:40342/metadata/identity/oauth2/token.
+    std::string identity_endpoint;
+    /// auth = "arc": the only directory a challenge's key file may be read from.
+    std::string arc_token_dir = "/var/opt/azcmagent/tokens";
+    /// Resource for IMDS and Arc tokens. US Gov: https://monitor.azure.us; China: https://monitor.azure.cn.
     std::string audience = "https://monitor.azure.com";
     /// Extra CA bundle (PEM), for private endpoints and tests. TLS verification is always on.
     std::string ca_file;
@@ -89,7 +107,7 @@ struct SendStats {
     Counter server_errors{0};       // 5xx
     Counter network_errors{0};      // connect/TLS/timeouts/resets
     Counter token_refreshes{0};
-    Counter token_errors{0};
+    Counter token_errors{0};        // failed token fetches (the sender keeps the old token while valid)
     Counter unauthorized{0};        // 401
     Counter split_batches{0};       // 413 -> split in two
     Counter dead_lettered_batches{0};  // 400/403/404

@@ -1,17 +1,21 @@
 #include "stages/send/token.h"
 
 #include <simdjson.h>
+#include <sys/stat.h>
 
 #include <algorithm>
+#include <chrono>
+#include <climits>
 #include <cstdlib>
 #include <memory>
 
 #include "engine/log.h"
-#include "stages/send/curl_handle.h"
 
 namespace cefd {
 
 namespace {
+
+constexpr const char* default_arc_identity_endpoint = "http://localhost:40342/metadata/identity/oauth2/token";
 
 std::string escape(CURL* curl, const std::string& value) {
     char* escaped = curl_easy_escape(curl, value.data(), static_cast<int>(value.size()));
@@ -25,10 +29,10 @@ std::string env_or(const char* name, const std::string& fallback) {
     return v != nullptr && *v != '\0' ? std::string(v) : fallback;
 }
 
-std::string read_small_file(const std::string& path) {
+std::string read_small_file(const std::string& path, std::size_t max_bytes) {
     std::unique_ptr<FILE, int (*)(FILE*)> f(std::fopen(path.c_str(), "rb"), &std::fclose);
     if (!f) return {};
-    std::string out(64 * 1024, '\0');
+    std::string out(max_bytes, '\0');
     out.resize(std::fread(out.data(), 1, out.size(), f.get()));
     while (!out.empty() && (out.back() == '\n' || out.back() == '\r' || out.back() == ' ')) out.pop_back();
     return out;
@@ -50,6 +54,16 @@ std::string describe_error_body(const std::string& body) {
     return body.substr(0, 200);
 }
 
+std::int64_t unix_now_s() {
+    return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+std::string arc_identity_endpoint(const AzureConfig& config) {
+    // The Arc agent exports IDENTITY_ENDPOINT; the config wins when it names one.
+    return config.identity_endpoint.empty() ? env_or("IDENTITY_ENDPOINT", default_arc_identity_endpoint)
+                                            : config.identity_endpoint;
+}
+
 }  // namespace
 
 std::int64_t token_refresh_after_ns(std::int64_t lifetime_s) noexcept {
@@ -58,99 +72,184 @@ std::int64_t token_refresh_after_ns(std::int64_t lifetime_s) noexcept {
     return at_ms * 1'000'000;
 }
 
-TokenProvider::TokenProvider(const AzureConfig& config, std::string client_secret)
-    : config_(config), client_secret_(std::move(client_secret)) {}
+Result<std::string> read_arc_key(const std::string& www_authenticate, const std::string& token_dir) {
+    // "Basic realm=/var/opt/azcmagent/tokens/<guid>.key"
+    const std::size_t at = www_authenticate.find("realm=");
+    if (at == std::string::npos)
+        return Error{Errc::auth, "arc: the 401 challenge has no realm (WWW-Authenticate: " +
+                                     www_authenticate.substr(0, 200) + ")"};
+    std::string path = www_authenticate.substr(at + 6);
+    while (!path.empty() && (path.back() == ' ' || path.back() == '"' || path.back() == '\r')) path.pop_back();
+    if (!path.empty() && path.front() == '"') path.erase(0, 1);
+    // The path comes from whoever answered on the identity endpoint's port. Read only a key file
+    // in the agent's token directory, so that a rogue listener cannot make us send, say,
+    // /etc/shadow as a Basic credential.
+    char resolved[PATH_MAX];
+    char resolved_dir[PATH_MAX];
+    if (::realpath(token_dir.c_str(), resolved_dir) == nullptr)
+        return Error{Errc::auth, errno, "arc: token directory " + token_dir + " is missing or unreadable"};
+    if (::realpath(path.c_str(), resolved) == nullptr)
+        return Error{Errc::auth, errno,
+                     "arc: cannot resolve the challenge's key file " + path +
+                         " (is cefd's user in the himds group that may read the agent's tokens?)"};
+    const std::string file = resolved;
+    const std::string dir = std::string(resolved_dir) + "/";
+    if (!file.starts_with(dir) || file.find('/', dir.size()) != std::string::npos || !file.ends_with(".key"))
+        return Error{Errc::auth, "arc: the challenge names " + path + ", which is not a .key file directly in " +
+                                     token_dir + "; refusing to read it"};
+    struct stat st {};
+    if (::stat(resolved, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size > 4096 || st.st_size == 0)
+        return Error{Errc::auth, "arc: " + file + " is not a regular file of 1 to 4096 bytes"};
+    std::string key = read_small_file(file, 4096);
+    if (key.empty()) return Error{Errc::auth, errno, "arc: cannot read " + file};
+    if (key.find_first_of("\r\n") != std::string::npos)
+        return Error{Errc::auth, "arc: " + file + " holds a line break inside the key"};
+    return key;
+}
+
+TokenProvider::TokenProvider(const AzureConfig& config, std::string client_secret,
+                             std::optional<ClientAssertion> certificate)
+    : config_(config), client_secret_(std::move(client_secret)), certificate_(std::move(certificate)) {}
 
 std::string TokenProvider::endpoint() const {
     if (config_.auth == AzureConfig::Auth::managed_identity) return config_.imds_endpoint;
-    const std::string authority = env_or("AZURE_AUTHORITY_HOST", config_.authority_host);
-    const std::string tenant = config_.tenant_id.empty() ? env_or("AZURE_TENANT_ID", "") : config_.tenant_id;
+    if (config_.auth == AzureConfig::Auth::arc) return arc_identity_endpoint(config_);
+    // The workload identity webhook injects AZURE_AUTHORITY_HOST (and AZURE_TENANT_ID); the
+    // other flows use the configured authority only, so a sovereign-cloud config cannot be
+    // redirected by a stray environment variable.
+    const bool workload = config_.auth == AzureConfig::Auth::workload_identity;
+    const std::string authority = workload ? env_or("AZURE_AUTHORITY_HOST", config_.authority_host) : config_.authority_host;
+    const std::string tenant = config_.tenant_id.empty() && workload ? env_or("AZURE_TENANT_ID", "") : config_.tenant_id;
     std::string url = authority;
     if (!url.empty() && url.back() == '/') url.pop_back();
     return url + "/" + tenant + "/oauth2/v2.0/token";
 }
 
-Result<AccessToken> TokenProvider::fetch() {
-    CurlEasy easy;
-    CURL* curl = easy.get();
-    if (curl == nullptr) return Error{Errc::auth, "curl_easy_init failed"};
-    CurlHeaders headers;
-    std::string form;  // holds a secret: never logged
-    std::string url = endpoint();
-
-    switch (config_.auth) {
-        case AzureConfig::Auth::managed_identity:
-            url += "?api-version=2018-02-01&resource=" + escape(curl, config_.audience);
-            if (!config_.client_id.empty()) url += "&client_id=" + escape(curl, config_.client_id);
-            headers.append("Metadata: true");
-            // IMDS is link-local and must never be reached through a proxy.
-            curl_easy_setopt(curl, CURLOPT_NOPROXY, "*");
-            break;
-        case AzureConfig::Auth::client_secret:
-            form = "grant_type=client_credentials&client_id=" + escape(curl, config_.client_id) +
-                   "&client_secret=" + escape(curl, client_secret_) + "&scope=" + escape(curl, config_.scope);
-            break;
-        case AzureConfig::Auth::workload_identity: {
-            // Re-read on every request: kubelet rotates the projected token.
-            const std::string file = env_or("AZURE_FEDERATED_TOKEN_FILE", "");
-            const std::string assertion = read_small_file(file);
-            if (assertion.empty())
-                return Error{Errc::auth, "workload identity: AZURE_FEDERATED_TOKEN_FILE (" + file +
-                                             ") is unset, unreadable or empty"};
-            const std::string client_id = config_.client_id.empty() ? env_or("AZURE_CLIENT_ID", "") : config_.client_id;
-            form = "grant_type=client_credentials&client_id=" + escape(curl, client_id) +
-                   "&client_assertion_type=" +
-                   escape(curl, "urn:ietf:params:oauth:client-assertion-type:jwt-bearer") +
-                   "&client_assertion=" + escape(curl, assertion) + "&scope=" + escape(curl, config_.scope);
-            break;
-        }
-        case AzureConfig::Auth::client_certificate:
-            // TODO(#send-cert): RS256 client assertion with x5t; validate() rejects it until then.
-            return Error{Errc::auth, "client_certificate auth is not implemented yet"};
-        case AzureConfig::Auth::none:
-            return AccessToken{};
-    }
-
-    std::string body;
-    curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
+void TokenProvider::set_common_options(TokenRequest& request) const {
+    CURL* curl = request.easy.get();
+    curl_easy_setopt(curl, CURLOPT_URL, request.url.c_str());
     curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(curl, CURLOPT_SSL_VERIFYPEER, 1L);
     curl_easy_setopt(curl, CURLOPT_SSL_VERIFYHOST, 2L);
     if (!config_.ca_file.empty()) curl_easy_setopt(curl, CURLOPT_CAINFO, config_.ca_file.c_str());
-    if (!config_.proxy.empty() && config_.auth != AzureConfig::Auth::managed_identity)
+    const bool local_identity =
+        config_.auth == AzureConfig::Auth::managed_identity || config_.auth == AzureConfig::Auth::arc;
+    if (local_identity) {
+        // IMDS is link-local and Arc's endpoint is localhost: never through a proxy.
+        curl_easy_setopt(curl, CURLOPT_NOPROXY, "*");
+    } else if (!config_.proxy.empty()) {
         curl_easy_setopt(curl, CURLOPT_PROXY, config_.proxy.c_str());
+    }
     curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(config_.connect_timeout_ms));
-    // Short, because the sender thread waits for it (see token.h).
+    // Bounded, so a hung identity endpoint is retried rather than waited on for good.
     curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS,
                      static_cast<long>(std::min<std::uint64_t>(15'000, config_.connect_timeout_ms + 5'000ULL)));
-    curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers.get());
+    curl_easy_setopt(curl, CURLOPT_HTTPHEADER, request.headers.get());
     curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, &curl_append_to_string);
-    curl_easy_setopt(curl, CURLOPT_WRITEDATA, &body);
-    if (!form.empty()) {
-        curl_easy_setopt(curl, CURLOPT_POSTFIELDS, form.c_str());
-        curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(form.size()));
+    curl_easy_setopt(curl, CURLOPT_WRITEDATA, &request.response);
+    if (!request.form.empty()) {
+        curl_easy_setopt(curl, CURLOPT_POSTFIELDS, request.form.c_str());
+        curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(request.form.size()));
+    } else {
+        curl_easy_setopt(curl, CURLOPT_HTTPGET, 1L);
     }
+}
 
-    const CURLcode rc = curl_easy_perform(curl);
+Status TokenProvider::prepare(TokenRequest& request) {
+    CURL* curl = request.easy.get();
+    if (curl == nullptr) return Error{Errc::auth, "curl_easy_init failed"};
+    curl_easy_reset(curl);
+    request.headers.reset();
+    request.form.clear();
+    request.response.clear();
+    request.arc_answered = false;
+    request.url = endpoint();
+
+    const auto client_credentials = [&](const std::string& client_id) {
+        return "grant_type=client_credentials&client_id=" + escape(curl, client_id) +
+               "&scope=" + escape(curl, config_.scope);
+    };
+    const auto with_assertion = [&](const std::string& client_id, const std::string& assertion) {
+        return client_credentials(client_id) + "&client_assertion_type=" +
+               escape(curl, "urn:ietf:params:oauth:client-assertion-type:jwt-bearer") +
+               "&client_assertion=" + escape(curl, assertion);
+    };
+    switch (config_.auth) {
+        case AzureConfig::Auth::managed_identity:
+            request.url += "?api-version=2018-02-01&resource=" + escape(curl, config_.audience);
+            if (!config_.client_id.empty()) request.url += "&client_id=" + escape(curl, config_.client_id);
+            request.headers.append("Metadata: true");
+            break;
+        case AzureConfig::Auth::arc:
+            // Only the system-assigned identity exists on this path, so no client_id.
+            request.url += "?api-version=2020-06-01&resource=" + escape(curl, config_.audience);
+            request.headers.append("Metadata: true");
+            break;
+        case AzureConfig::Auth::client_secret:
+            request.form = client_credentials(config_.client_id) + "&client_secret=" + escape(curl, client_secret_);
+            break;
+        case AzureConfig::Auth::client_certificate: {
+            CEFD_ASSERT(certificate_.has_value());  // Sender::create loads it for this auth
+            auto assertion = certificate_->make(request.url, config_.client_id, unix_now_s());
+            if (!assertion) return assertion.error();
+            request.form = with_assertion(config_.client_id, *assertion);
+            break;
+        }
+        case AzureConfig::Auth::workload_identity: {
+            // Re-read on every request: kubelet rotates the projected token.
+            const std::string file = env_or("AZURE_FEDERATED_TOKEN_FILE", "");
+            const std::string assertion = read_small_file(file, 64 * 1024);
+            if (assertion.empty())
+                return Error{Errc::auth, "workload identity: AZURE_FEDERATED_TOKEN_FILE (" + file +
+                                             ") is unset, unreadable or empty"};
+            request.form = with_assertion(config_.client_id.empty() ? env_or("AZURE_CLIENT_ID", "") : config_.client_id,
+                                          assertion);
+            break;
+        }
+        case AzureConfig::Auth::none:
+            return Error{Errc::auth, "auth = none needs no token"};
+    }
+    set_common_options(request);
+    return ok_status();
+}
+
+Status TokenProvider::answer_arc_challenge(TokenRequest& request) {
+    curl_header* header = nullptr;
+    if (curl_easy_header(request.easy.get(), "WWW-Authenticate", 0, CURLH_HEADER, -1, &header) != CURLHE_OK)
+        return Error{Errc::auth, 401, "arc: " + endpoint() + " answered 401 without a WWW-Authenticate challenge"};
+    auto key = read_arc_key(header->value, config_.arc_token_dir);
+    if (!key) return key.error();
+    request.headers.append("Authorization: Basic " + *key);
+    request.response.clear();
+    request.arc_answered = true;
+    set_common_options(request);
+    return ok_status();
+}
+
+Result<std::optional<AccessToken>> TokenProvider::finish(TokenRequest& request, CURLcode rc) {
     if (rc != CURLE_OK)
         return Error{Errc::auth, "token request to " + endpoint() + " failed: " + curl_easy_strerror(rc)};
     long status = 0;
-    curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
+    curl_easy_getinfo(request.easy.get(), CURLINFO_RESPONSE_CODE, &status);
+    if (status == 401 && config_.auth == AzureConfig::Auth::arc && !request.arc_answered) {
+        if (auto answered = answer_arc_challenge(request); !answered) return answered.error();
+        return std::optional<AccessToken>{};
+    }
     if (status != 200)
         return Error{Errc::auth, static_cast<int>(status),
                      "token endpoint " + endpoint() + " answered " + std::to_string(status) + ": " +
-                         describe_error_body(body)};
+                         describe_error_body(request.response)};
 
     simdjson::dom::parser parser;
     simdjson::dom::element doc;
-    if (parser.parse(body).get(doc) != simdjson::SUCCESS)
+    if (parser.parse(request.response).get(doc) != simdjson::SUCCESS)
         return Error{Errc::auth, "token endpoint " + endpoint() + " answered 200 with a body that is not JSON"};
     AccessToken token;
     std::string_view access;
     if (doc["access_token"].get(access) != simdjson::SUCCESS || access.empty())
         return Error{Errc::auth, "token response has no access_token"};
     token.value = std::string(access);
-    // Entra sends expires_in as a number, IMDS as a string.
+    // Entra sends expires_in as a number, IMDS and Arc as a string.
     std::int64_t lifetime = 0;
     std::string_view lifetime_text;
     if (doc["expires_in"].get(lifetime) != simdjson::SUCCESS) {
@@ -159,7 +258,19 @@ Result<AccessToken> TokenProvider::fetch() {
     }
     // Without a usable lifetime assume 5 min, so a bad answer costs extra requests, not 401s.
     token.lifetime_s = lifetime > 0 ? lifetime : 300;
-    return token;
+    request.form.clear();  // drop the secret or assertion as soon as it is spent
+    return std::optional<AccessToken>{std::move(token)};
+}
+
+Result<AccessToken> TokenProvider::fetch_blocking() {
+    TokenRequest request;
+    if (auto prepared = prepare(request); !prepared) return prepared.error();
+    for (int transfer = 0; transfer < 2; ++transfer) {  // Arc needs two; the others one
+        auto done = finish(request, curl_easy_perform(request.easy.get()));
+        if (!done) return done.error();
+        if (done->has_value()) return std::move(**done);
+    }
+    return Error{Errc::auth, "token endpoint " + endpoint() + " asked for a third round trip"};
 }
 
 }  // namespace cefd

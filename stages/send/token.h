@@ -1,19 +1,27 @@
-// stages/send/token.h: gets and caches the Microsoft Entra ID access token for the Logs
-// Ingestion API. Flows: client_secret (client credentials), workload_identity (federated
-// token file as client assertion), managed_identity (IMDS), none (tests against open endpoints).
+// stages/send/token.h: gets the Microsoft Entra ID access token for the Logs Ingestion API.
+// Flows (reference §2): client_secret and client_certificate (client credentials, with a
+// secret or a signed JWT assertion), workload_identity (federated token file as the
+// assertion), managed_identity (IMDS), arc (Azure Arc's local identity endpoint: a 401
+// challenge names a key file; its content is sent back as Basic credentials), none.
 //
-// Threads: used by the sender thread only. fetch() blocks for at most the token timeout
-// (min(connect + request timeout, 15 s)) on that thread: while it runs no new request starts,
-// but requests already in flight are not affected (they complete when the loop resumes). This
-// happens once per token lifetime (60-90 min in Azure), ahead of expiry.
+// Non-blocking: prepare() sets up a TokenRequest, an easy handle that the sender adds to the
+// multi handle it already drives, next to the ingestion requests; finish() reads the answer
+// when the transfer is done. An Arc fetch takes two transfers: finish() then prepares the
+// second one on the same TokenRequest and returns "not yet". So a token refresh never stalls
+// deliveries that still hold a valid token. fetch_blocking() runs the same steps with
+// curl_easy_perform, for tools and tests.
 //
-// Secrets (client secret, assertion, access token) never reach a log line or an Error message.
+// Threads: the sender thread only. Secrets (client secret, assertion, Arc key, access token)
+// never reach a log line or an Error message.
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 
 #include "engine/result.h"
+#include "stages/send/assertion.h"
+#include "stages/send/curl_handle.h"
 #include "stages/send/send.h"
 
 namespace cefd {
@@ -23,23 +31,47 @@ struct AccessToken {
     std::int64_t lifetime_s = 0;
 };
 
+/// One token fetch in progress. Owned by the sender; it outlives its transfers.
+struct TokenRequest {
+    CurlEasy easy;
+    CurlHeaders headers;
+    std::string url;
+    std::string form;      // the POST body; holds a secret or an assertion: never logged
+    std::string response;  // body, capped at 64 KiB
+    bool arc_answered = false;  // Arc: the challenge was answered; this is the second transfer
+};
+
 class TokenProvider {
 public:
-    TokenProvider(const AzureConfig& config, std::string client_secret);
+    TokenProvider(const AzureConfig& config, std::string client_secret,
+                  std::optional<ClientAssertion> certificate);
 
-    /// One blocking request to the token endpoint.
-    Result<AccessToken> fetch();
+    /// Sets `request` up for the first (often only) transfer of a token fetch.
+    Status prepare(TokenRequest& request);
+    /// After a transfer of `request` finished with `rc`: the token; or nullopt when a second
+    /// transfer was prepared on `request` (Arc challenge); or why there is no token.
+    Result<std::optional<AccessToken>> finish(TokenRequest& request, CURLcode rc);
+    /// prepare/perform/finish until done, on the calling thread (blocks up to 2 x 15 s).
+    Result<AccessToken> fetch_blocking();
 
     /// The token endpoint (no secrets), for log lines.
     [[nodiscard]] std::string endpoint() const;
 
 private:
+    void set_common_options(TokenRequest& request) const;
+    Status answer_arc_challenge(TokenRequest& request);
+
     const AzureConfig& config_;
     std::string client_secret_;
+    std::optional<ClientAssertion> certificate_;
 };
 
 /// When to refresh a token of `lifetime_s` seconds: at 80 % of its life or 5 min before it
 /// expires, whichever is earlier, but never before half of it (short test lifetimes).
 std::int64_t token_refresh_after_ns(std::int64_t lifetime_s) noexcept;
+
+/// Azure Arc: the key file named by a `WWW-Authenticate: Basic realm=<path>` challenge, if it
+/// is a regular `.key` file of at most 4096 bytes inside `token_dir` (after resolving links).
+Result<std::string> read_arc_key(const std::string& www_authenticate, const std::string& token_dir);
 
 }  // namespace cefd
