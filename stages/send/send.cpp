@@ -465,8 +465,10 @@ private:
                 const std::int64_t delay = retry_after_s > 0 ? std::min<std::int64_t>(retry_after_s, 3600) * 1'000 * ms
                                                              : backoff_ns(work.item.attempts);
                 targets_[slot.target].paused_until_ns = now + delay;
-                // Another target that can take it now does; with none, the batch waits too.
-                const bool elsewhere = any_target_can_take(now);
+                // Another target that is not paused takes it (now, or when it has room); with
+                // none, the batch waits for the Retry-After too.
+                const bool elsewhere = std::any_of(targets_.begin(), targets_.end(),
+                                                   [now](const Target& t) { return t.paused_until_ns <= now; });
                 CEFD_LOG_EVERY(5, warn, "send: 429 from %s %s (request id %s); pausing it %" PRId64 " ms%s",
                                target.config.endpoint.c_str(), target.config.dcr_id.c_str(), id, delay / ms,
                                elsewhere ? ", the other targets take its share" : "");

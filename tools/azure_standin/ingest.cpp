@@ -25,6 +25,7 @@ constexpr std::array<RejectInfo, reject_count> reject_table{{
     {"token_missing", 401, "InvalidAuthenticationToken"},
     {"token_unknown", 401, "InvalidAuthenticationToken"},
     {"token_expired", 401, "TokenExpired"},
+    {"forbidden_dcr", 403, "OperationFailed"},
     {"unknown_dcr", 404, "NotFound"},
     {"unknown_stream", 404, "InvalidStream"},
     {"bad_api_version", 400, "InvalidApiVersion"},

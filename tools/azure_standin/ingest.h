@@ -30,6 +30,7 @@ enum class Reject : std::uint8_t {
     token_missing,        // 401: no "Authorization: Bearer"
     token_unknown,        // 401: a token this stand-in never issued
     token_expired,        // 401: issued, but older than its lifetime
+    forbidden_dcr,        // 403: --forbid-dcr (the identity lacks Monitoring Metrics Publisher)
     unknown_dcr,          // 404
     unknown_stream,       // 404
     bad_api_version,      // 400: api-version != 2023-01-01

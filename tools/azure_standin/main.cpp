@@ -28,6 +28,10 @@ constexpr const char* usage =
     "  --tenant-id T --client-id C --client-secret S\n"
     "  --dcr-id ID              repeatable (default dcr-00000000000000000000000000000000)\n"
     "  --stream NAME            repeatable (default Custom-CommonSecurityLog, Microsoft-Syslog)\n"
+    "  --forbid-dcr ID          repeatable: that DCR answers 403 OperationFailed\n"
+    "  --audience URL           monitor resource (default https://monitor.azure.com; scope URL/.default)\n"
+    "  --client-cert FILE       PEM: client assertions must be signed by its key\n"
+    "  --arc-key-dir DIR        serve the Arc identity endpoint; challenge key files go here\n"
     "  --token-lifetime-s N     (default 3600)\n"
     "  --max-body-bytes N       wire Content-Length limit (default 1048576)\n"
     "  --max-json-bytes N       decompressed limit (default 1048576)\n"
@@ -83,6 +87,10 @@ int main(int argc, char** argv) {
         else if (flag == "--client-secret") options.client_secret = value;
         else if (flag == "--dcr-id") options.dcr_ids.push_back(value);
         else if (flag == "--stream") options.streams.push_back(value);
+        else if (flag == "--forbid-dcr") options.forbidden_dcrs.push_back(value);
+        else if (flag == "--audience") options.audience = value;
+        else if (flag == "--client-cert") options.client_cert_file = value;
+        else if (flag == "--arc-key-dir") options.arc_key_dir = value;
         else if (flag == "--threads") {
             ok = parse_number(value, number) && number >= 1 && number <= 256;
             options.threads = static_cast<std::uint32_t>(number);

@@ -25,7 +25,6 @@ namespace cefd::standin {
 namespace {
 
 constexpr std::string_view api_version = "2023-01-01";
-constexpr std::string_view monitor_resource = "https://monitor.azure.com";
 // The pre-routing handler moves Content-Encoding here, so httplib hands the handler the raw
 // wire bytes instead of inflating them itself (see Standin::create).
 constexpr const char* wire_encoding_header = "X-Standin-Wire-Content-Encoding";
@@ -129,29 +128,6 @@ std::unordered_map<std::string, std::string> parse_form(std::string_view body) {
     return form;
 }
 
-std::string base64url_decode(std::string_view text) {
-    std::string out;
-    std::uint32_t buffer = 0;
-    int bits = 0;
-    for (const char c : text) {
-        int value = -1;
-        if (c >= 'A' && c <= 'Z') value = c - 'A';
-        else if (c >= 'a' && c <= 'z') value = c - 'a' + 26;
-        else if (c >= '0' && c <= '9') value = c - '0' + 52;
-        else if (c == '-' || c == '+') value = 62;
-        else if (c == '_' || c == '/') value = 63;
-        else if (c == '=') break;
-        else return {};
-        buffer = (buffer << 6) | static_cast<std::uint32_t>(value);
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            out += static_cast<char>((buffer >> bits) & 0xff);
-        }
-    }
-    return out;
-}
-
 void oauth_error(httplib::Response& response, int status, std::string_view error, std::string_view description) {
     response.status = status;
     response.set_content("{\"error\":\"" + std::string(error) + "\",\"error_description\":\"" +
@@ -215,6 +191,16 @@ Result<std::unique_ptr<Standin>> Standin::create(StandinOptions options) {
     auto standin = std::unique_ptr<Standin>(new Standin(std::move(options)));
     Standin& self = *standin;
     const StandinOptions& opts = self.options_;
+    if (!opts.client_cert_file.empty()) {
+        auto checker = AssertionChecker::with_certificate(opts.client_cert_file);
+        if (!checker.ok()) return checker.error();
+        self.assertion_checker_ = std::move(checker).value();
+    }
+    if (!opts.arc_key_dir.empty()) {
+        struct stat st {};
+        if (::stat(opts.arc_key_dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
+            return Error{Errc::config, "--arc-key-dir " + opts.arc_key_dir + " is not a directory"};
+    }
 
     self.out_fd_ = ::open(opts.out_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
     if (self.out_fd_ < 0) return Error{Errc::io, errno, "cannot open --out " + opts.out_path};
@@ -263,6 +249,12 @@ Result<std::unique_ptr<Standin>> Standin::create(StandinOptions options) {
                 [&self](const httplib::Request& q, httplib::Response& r) { self.on_token(q, r); });
     server.Get("/metadata/identity/oauth2/token",
                [&self](const httplib::Request& q, httplib::Response& r) { self.on_imds(q, r); });
+    if (!opts.arc_key_dir.empty()) {
+        // Real Arc serves the IMDS path on its own port (localhost:40342); the stand-in serves
+        // both on one port, so the Arc imitation gets a prefix.
+        server.Get("/arc/metadata/identity/oauth2/token",
+                   [&self](const httplib::Request& q, httplib::Response& r) { self.on_arc(q, r); });
+    }
     server.Post(R"(/dataCollectionRules/([^/]+)/streams/([^/]+))",
                 [&self](const httplib::Request& q, httplib::Response& r, const httplib::ContentReader& reader) {
                     self.on_ingest(q, r, reader);
@@ -357,9 +349,9 @@ void Standin::on_token(const httplib::Request& request, httplib::Response& respo
                                                       "' was not found in the directory.");
     }
     const std::string scope = field("scope");
-    if (scope != "https://monitor.azure.com/.default" && scope != "https://monitor.azure.com//.default") {
+    if (scope != options_.audience + "/.default" && scope != options_.audience + "//.default") {
         return refuse(400, "invalid_scope", "AADSTS70011: The provided value for the input parameter 'scope' is "
-                                            "not valid: '" + scope + "'. Expected https://monitor.azure.com/.default.");
+                                            "not valid: '" + scope + "'. Expected " + options_.audience + "/.default.");
     }
     if (form.contains("client_secret")) {
         if (field("client_secret") != options_.client_secret) {
@@ -370,35 +362,11 @@ void Standin::on_token(const httplib::Request& request, httplib::Response& respo
             return refuse(400, "invalid_request", "AADSTS50027: client_assertion_type must be "
                                                   "urn:ietf:params:oauth:client-assertion-type:jwt-bearer.");
         }
-        // The signature is not checked (the stand-in does not know the certificate); the
-        // shape and the claims a real tenant checks are.
-        const std::string assertion = field("client_assertion");
-        const std::size_t dot1 = assertion.find('.');
-        const std::size_t dot2 = dot1 == std::string::npos ? dot1 : assertion.find('.', dot1 + 1);
-        if (dot2 == std::string::npos || dot2 + 1 >= assertion.size()) {
-            return refuse(401, "invalid_client", "AADSTS50027: JWT token is invalid or malformed.");
-        }
-        const std::string header = base64url_decode(std::string_view(assertion).substr(0, dot1));
-        const std::string payload = base64url_decode(std::string_view(assertion).substr(dot1 + 1, dot2 - dot1 - 1));
-        simdjson::dom::parser parser;
-        simdjson::dom::element claims;
-        simdjson::dom::element header_json;
-        if (parser.parse(payload).get(claims)) {
-            return refuse(401, "invalid_client", "AADSTS50027: JWT token is invalid or malformed.");
-        }
-        std::string_view iss, sub;
-        std::int64_t exp = 0;
-        if (claims["iss"].get(iss) || claims["sub"].get(sub) || iss != options_.client_id || sub != options_.client_id) {
-            return refuse(401, "invalid_client", "AADSTS700023: client assertion iss and sub must be the client id.");
-        }
-        if (claims["exp"].get(exp) || exp <= unix_now_s()) {
-            return refuse(401, "invalid_client", "AADSTS700024: Client assertion is not within its valid time range.");
-        }
-        simdjson::dom::parser header_parser;
-        if (header_parser.parse(header).get(header_json) ||
-            (header_json["x5t"].error() && header_json["x5t#S256"].error())) {
-            return refuse(401, "invalid_client", "AADSTS700027: client assertion header needs x5t or x5t#S256.");
-        }
+        // Signed by --client-cert's key when one is given; the claims and shape always.
+        const AssertionVerdict verdict =
+            assertion_checker_.verify(field("client_assertion"), base_url_ + "/" + tenant + "/oauth2/v2.0/token",
+                                      options_.client_id, unix_now_s());
+        if (!verdict.ok()) return refuse(verdict.status, verdict.error, verdict.description);
     } else {
         return refuse(401, "invalid_client",
                       "AADSTS7000216: 'client_assertion', 'client_secret' or 'request' is required.");
@@ -411,15 +379,18 @@ void Standin::on_token(const httplib::Request& request, httplib::Response& respo
                          "application/json");
 }
 
-void Standin::on_imds(const httplib::Request& request, httplib::Response& response) {
+bool Standin::check_identity_request(const httplib::Request& request, httplib::Response& response,
+                                     const char* what) {
     if (in_outage()) {
         stats_.faults[static_cast<std::size_t>(Fault::outage)].fetch_add(1, std::memory_order_relaxed);
-        return oauth_error(response, 503, "temporarily_unavailable", "stand-in outage (--outage-s)");
+        oauth_error(response, 503, "temporarily_unavailable", "stand-in outage (--outage-s)");
+        return false;
     }
     const auto refuse = [&](int status, std::string_view error, std::string_view description) {
         stats_.token_rejected.fetch_add(1, std::memory_order_relaxed);
-        CEFD_LOG_EVERY(1, warn, "azure-standin: IMDS request refused: %s", std::string(description).c_str());
+        CEFD_LOG_EVERY(1, warn, "azure-standin: %s request refused: %s", what, std::string(description).c_str());
         oauth_error(response, status, error, description);
+        return false;
     };
     if (lowercase(request.get_header_value("Metadata")) != "true") {
         return refuse(400, "invalid_request", "Required metadata header not specified");
@@ -429,13 +400,17 @@ void Standin::on_imds(const httplib::Request& request, httplib::Response& respon
     }
     std::string resource = request.get_param_value("resource");
     if (!resource.empty() && resource.back() == '/') resource.pop_back();
-    if (resource != monitor_resource) {
+    if (resource != options_.audience) {
         return refuse(400, "invalid_resource", "AADSTS500011: The resource principal named '" +
                                                    request.get_param_value("resource") + "' was not found.");
     }
     if (request.has_param("client_id") && request.get_param_value("client_id") != options_.client_id) {
         return refuse(400, "invalid_request", "Identity not found");
     }
+    return true;
+}
+
+void Standin::answer_identity_token(httplib::Response& response) {
     const std::uint64_t lifetime = knobs_.token_lifetime_s.load(std::memory_order_relaxed);
     const std::string token = issue_token(lifetime);
     const std::int64_t now = unix_now_s();
@@ -444,9 +419,59 @@ void Standin::on_imds(const httplib::Request& request, httplib::Response& respon
                              "\",\"expires_in\":\"" + std::to_string(lifetime) + "\",\"expires_on\":\"" +
                              std::to_string(now + static_cast<std::int64_t>(lifetime)) + "\",\"ext_expires_in\":\"" +
                              std::to_string(lifetime) + "\",\"not_before\":\"" + std::to_string(now) +
-                             "\",\"resource\":\"" + std::string(monitor_resource) +
+                             "\",\"resource\":\"" + json_escape(options_.audience) +
                              "\",\"token_type\":\"Bearer\"}",
                          "application/json");
+}
+
+void Standin::on_imds(const httplib::Request& request, httplib::Response& response) {
+    if (!check_identity_request(request, response, "IMDS")) return;
+    answer_identity_token(response);
+}
+
+void Standin::on_arc(const httplib::Request& request, httplib::Response& response) {
+    if (!check_identity_request(request, response, "Arc")) return;
+    const auto refuse = [&](int status, std::string_view description) {
+        stats_.token_rejected.fetch_add(1, std::memory_order_relaxed);
+        CEFD_LOG_EVERY(1, warn, "azure-standin: Arc request refused: %s", std::string(description).c_str());
+        oauth_error(response, status, "invalid_request", description);
+    };
+    const std::string version = request.get_param_value("api-version");
+    if (version != "2019-11-01" && version != "2020-06-01") {
+        return refuse(400, "Arc supports api-version 2019-11-01 and 2020-06-01, got '" + version + "'");
+    }
+    const std::string authorization = request.get_header_value("Authorization");
+    if (authorization.empty()) {
+        // The challenge: a fresh secret in a fresh .key file that only its owner and group may
+        // read (the agent's himds group on a real machine).
+        const std::string secret = random_hex(32);
+        const std::string path = options_.arc_key_dir + "/" + random_hex(16) + ".key";
+        const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
+        const bool written = fd >= 0 && ::write(fd, secret.data(), secret.size()) == static_cast<ssize_t>(secret.size());
+        if (fd >= 0) ::close(fd);
+        if (!written) return refuse(500, "stand-in could not write the challenge key file");
+        {
+            std::lock_guard lock(arc_mutex_);
+            if (arc_keys_.size() >= 10'000) arc_keys_.clear();  // bounded; old challenges just fail
+            arc_keys_[secret] = path;
+        }
+        stats_.arc_challenges.fetch_add(1, std::memory_order_relaxed);
+        response.status = 401;
+        response.set_header("WWW-Authenticate", "Basic realm=" + path);
+        response.set_content(R"({"error":"unauthorized_client","error_description":"N/A: the key file is the challenge"})",
+                             "application/json");
+        return;
+    }
+    constexpr std::string_view basic = "Basic ";
+    if (!authorization.starts_with(basic)) return refuse(401, "Authorization must be 'Basic <key file content>'");
+    {
+        std::lock_guard lock(arc_mutex_);
+        const auto found = arc_keys_.find(authorization.substr(basic.size()));
+        if (found == arc_keys_.end()) return refuse(401, "the Basic credential is not a key this endpoint issued");
+        ::unlink(found->second.c_str());  // one use, as on a real agent
+        arc_keys_.erase(found);
+    }
+    answer_identity_token(response);
 }
 
 void Standin::reject(httplib::Response& response, Reject reason, const std::string& message) {
@@ -494,6 +519,11 @@ void Standin::on_ingest(const httplib::Request& request, httplib::Response& resp
     }
     const std::string dcr = request.matches[1];
     const std::string stream = request.matches[2];
+    if (std::find(options_.forbidden_dcrs.begin(), options_.forbidden_dcrs.end(), dcr) != options_.forbidden_dcrs.end()) {
+        return reject(response, Reject::forbidden_dcr,
+                      "The authentication token provided does not have access to ingest data for the data "
+                      "collection rule with immutable Id '" + dcr + "'.");
+    }
     if (std::find(options_.dcr_ids.begin(), options_.dcr_ids.end(), dcr) == options_.dcr_ids.end()) {
         return reject(response, Reject::unknown_dcr, "Data collection rule with immutable Id '" + dcr + "' not found.");
     }
@@ -701,7 +731,7 @@ void Standin::on_stats(const httplib::Request&, httplib::Response& response) {
         first = false;
     }
     body += "},\"tokens_issued\":" + value(stats_.tokens_issued) + ",\"token_rejected\":" +
-            value(stats_.token_rejected) + ",\"faults\":{";
+            value(stats_.token_rejected) + ",\"arc_challenges\":" + value(stats_.arc_challenges) + ",\"faults\":{";
     for (std::size_t i = 0; i < fault_count; ++i) {
         body += std::string(i == 0 ? "" : ",") + "\"" + std::string(fault_names[i]) + "\":" + value(stats_.faults[i]);
     }

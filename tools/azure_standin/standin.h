@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "engine/result.h"
+#include "tools/azure_standin/assertion_check.h"
 #include "tools/azure_standin/ingest.h"
 
 namespace httplib {
@@ -54,6 +55,16 @@ struct StandinOptions {
     std::string client_secret = "cefd-test-secret";
     std::vector<std::string> dcr_ids;  // default: dcr-000...0
     std::vector<std::string> streams;  // default: Custom-CommonSecurityLog, Microsoft-Syslog
+    /// DCRs that answer 403 OperationFailed (known, but the identity may not write to them).
+    std::vector<std::string> forbidden_dcrs;
+    /// The monitor resource: IMDS/Arc `resource`, and the scope `<audience>/.default` or
+    /// `<audience>//.default`. https://monitor.azure.us imitates US Gov, and so on.
+    std::string audience = "https://monitor.azure.com";
+    /// PEM certificate: client assertions must be signed by its key (empty: not checked).
+    std::string client_cert_file;
+    /// Serves the Azure Arc identity endpoint (GET /arc/metadata/identity/oauth2/token); its
+    /// challenge key files are written here. Empty: no Arc endpoint.
+    std::string arc_key_dir;
     std::uint32_t threads = 8;
     Knobs knobs;
 };
@@ -79,6 +90,10 @@ private:
 
     void on_token(const httplib::Request& request, httplib::Response& response);
     void on_imds(const httplib::Request& request, httplib::Response& response);
+    void on_arc(const httplib::Request& request, httplib::Response& response);
+    /// The IMDS/Arc checks shared by both (Metadata header, api-version, resource); false when refused.
+    bool check_identity_request(const httplib::Request& request, httplib::Response& response, const char* what);
+    void answer_identity_token(httplib::Response& response);
     void on_ingest(const httplib::Request& request, httplib::Response& response,
                    const httplib::ContentReader& reader);
     void on_control(const httplib::Request& request, httplib::Response& response);
@@ -105,12 +120,16 @@ private:
         std::atomic<std::int64_t> outage_until_ns{0};
     } knobs_{};
 
+    AssertionChecker assertion_checker_;
+    std::mutex arc_mutex_;
+    std::unordered_map<std::string, std::string> arc_keys_;  // secret -> key file path (one use each)
+
     mutable std::mutex tokens_mutex_;
     std::unordered_map<std::string, std::int64_t> token_expiry_ns_;
 
     struct Stats {
         std::atomic<std::uint64_t> requests{0}, accepted_requests{0}, rows{0}, rejected_requests{0},
-            tokens_issued{0}, token_rejected{0}, bytes_in{0}, bytes_json{0}, store_errors{0}, valid_requests{0};
+            tokens_issued{0}, token_rejected{0}, arc_challenges{0}, bytes_in{0}, bytes_json{0}, store_errors{0}, valid_requests{0};
         std::array<std::atomic<std::uint64_t>, reject_count> rejected{};
         std::array<std::atomic<std::uint64_t>, fault_count> faults{};
     } stats_;

@@ -8,6 +8,7 @@
 #include <simdjson.h>
 
 #include <atomic>
+#include <condition_variable>
 #include <deque>
 #include <map>
 #include <mutex>
@@ -24,10 +25,14 @@ public:
     static constexpr const char* tenant = "tenant-1";
     static constexpr const char* secret = "s3cret&=+/ value";
     static constexpr const char* dcr = "dcr-0123456789abcdef0123456789abcdef";
+    static constexpr const char* second_dcr = "dcr-22222222222222222222222222222222";
 
     FakeAzure() {
         server_.Post(std::string("/") + tenant + "/oauth2/v2.0/token", [this](const httplib::Request& req, httplib::Response& res) {
-            std::lock_guard lock(mutex_);
+            std::unique_lock lock(mutex_);
+            ++token_requests_;
+            // Held requests wait here (bounded) until release_tokens(): a slow Entra ID.
+            held_.wait_for(lock, std::chrono::seconds(20), [this] { return !hold_tokens_; });
             if (req.get_param_value("grant_type") != "client_credentials" || req.get_param_value("client_secret") != secret ||
                 req.get_param_value("scope") != "https://monitor.azure.com//.default") {
                 res.status = 401;
@@ -54,6 +59,7 @@ public:
         for (int i = 0; i < 500 && !server_.is_running(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(2));
     }
     ~FakeAzure() {
+        release_tokens();
         server_.stop();
         thread_.join();
     }
@@ -69,11 +75,33 @@ public:
     void set_max_json_bytes(std::size_t n) { std::lock_guard lock(mutex_); max_json_bytes_ = n; }
     void set_always(int status) { std::lock_guard lock(mutex_); always_ = status; }
     void revoke_tokens() { std::lock_guard lock(mutex_); tokens_.clear(); }
+    /// Token requests wait until release_tokens() (at most 20 s).
+    void hold_tokens() { std::lock_guard lock(mutex_); hold_tokens_ = true; }
+    void release_tokens() {
+        { std::lock_guard lock(mutex_); hold_tokens_ = false; }
+        held_.notify_all();
+    }
+    /// Every request for `dcr_id` is answered with `status` (429 carries Retry-After: retry_after_s).
+    void set_always_for(const std::string& dcr_id, int status, int retry_after_s = 1) {
+        std::lock_guard lock(mutex_);
+        always_for_[dcr_id] = {status, retry_after_s};
+    }
 
     std::size_t rows() const { std::lock_guard lock(mutex_); return rows_; }
     std::size_t distinct_rows() const { std::lock_guard lock(mutex_); return ext_ids_.size(); }
     std::size_t tokens_issued() const { std::lock_guard lock(mutex_); return tokens_issued_; }
     std::size_t requests() const { std::lock_guard lock(mutex_); return requests_; }
+    std::size_t token_requests() const { std::lock_guard lock(mutex_); return token_requests_; }
+    std::size_t requests_for(const std::string& dcr_id) const {
+        std::lock_guard lock(mutex_);
+        auto it = requests_for_.find(dcr_id);
+        return it == requests_for_.end() ? 0 : it->second;
+    }
+    std::size_t rows_for(const std::string& dcr_id) const {
+        std::lock_guard lock(mutex_);
+        auto it = rows_for_.find(dcr_id);
+        return it == rows_for_.end() ? 0 : it->second;
+    }
     std::string last_request_id() const { std::lock_guard lock(mutex_); return last_request_id_; }
     std::size_t max_json_seen() const { std::lock_guard lock(mutex_); return max_json_seen_; }
 
@@ -93,7 +121,13 @@ private:
         const std::string auth = req.get_header_value("Authorization");
         const auto token = tokens_.find(auth.starts_with("Bearer ") ? auth.substr(7) : "");
         if (token == tokens_.end() || token->second < monotonic_ns()) return fail(res, 401, "TokenExpired");
-        if (req.matches[1] != dcr) return fail(res, 404, "NotFound");
+        const std::string dcr_id = req.matches[1];
+        if (dcr_id != dcr && dcr_id != second_dcr) return fail(res, 404, "NotFound");
+        ++requests_for_[dcr_id];
+        if (auto it = always_for_.find(dcr_id); it != always_for_.end()) {
+            if (it->second.first == 429) res.set_header("Retry-After", std::to_string(it->second.second));
+            return fail(res, it->second.first, "AlwaysForDcr");
+        }
         if (req.get_header_value("Content-Encoding") != "gzip" || req.get_header_value("Content-Type") != "application/json")
             return fail(res, 400, "BadHeaders");
         if (!script_.empty()) {
@@ -114,6 +148,7 @@ private:
             if (row["ExtID"].get(ext) != simdjson::SUCCESS) return fail(res, 400, "MissingExtID");
             ext_ids_.insert(std::string(ext));
             ++rows_;
+            ++rows_for_[dcr_id];
         }
         res.status = 204;
     }
@@ -127,6 +162,12 @@ private:
     std::thread thread_;
     int port_ = 0;
     mutable std::mutex mutex_;
+    std::condition_variable held_;
+    bool hold_tokens_ = false;
+    std::size_t token_requests_ = 0;
+    std::map<std::string, std::pair<int, int>> always_for_;
+    std::map<std::string, std::size_t> requests_for_;
+    std::map<std::string, std::size_t> rows_for_;
     std::deque<int> script_;
     std::map<std::string, std::int64_t> tokens_;
     std::set<std::string> ext_ids_;

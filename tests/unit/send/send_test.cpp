@@ -136,6 +136,72 @@ TEST(Sender, RefreshesAShortLivedTokenAheadOfExpiry) {
     EXPECT_EQ(azure.distinct_rows(), 30U);
 }
 
+TEST(Sender, DeliversWithTheCurrentTokenWhileARefreshIsSlow) {
+    test::FakeAzure azure;
+    azure.set_token_lifetime_s(6);  // refreshed after 3 s; valid for 6
+    test::TempDir dir;
+    test::MemorySource source;
+    RunningSender sender(config_for(azure, dir), source);
+    add_batches(source, "first", 1, 10);
+    ASSERT_TRUE(test::wait_until(10s, [&] { return source.acked() == 1; }));
+    azure.hold_tokens();  // the refresh now hangs in the token endpoint until released
+    ASSERT_TRUE(test::wait_until(10s, [&] { return azure.token_requests() == 2; }))
+        << "token requests: " << azure.token_requests();
+    add_batches(source, "during", 5, 10);
+    ASSERT_TRUE(test::wait_until(10s, [&] { return source.acked() == 6; }))
+        << "acked " << source.acked() << ": deliveries waited for the token refresh";
+    EXPECT_EQ(azure.tokens_issued(), 1U) << "the refresh is still held, so these used the first token";
+    azure.release_tokens();
+    ASSERT_TRUE(test::wait_until(10s, [&] { return read(sender.stats().token_refreshes) == 2; }));
+    EXPECT_EQ(azure.distinct_rows(), 60U);
+}
+
+TEST(Sender, AThrottledTargetIsBackedOffAndTheOtherTakesEverything) {
+    test::FakeAzure azure;
+    // Retry-After far beyond this test's deadline: delivering everything proves no batch waited.
+    azure.set_always_for(test::FakeAzure::dcr, 429, 120);
+    test::TempDir dir;
+    test::MemorySource source;
+    add_batches(source, "s", 40, 10);
+    AzureConfig config = config_for(azure, dir);
+    config.max_in_flight = 4;
+    config.target.max_in_flight = 2;
+    AzureTarget second = config.target;
+    second.dcr_id = test::FakeAzure::second_dcr;
+    config.extra_targets.push_back(second);
+    RunningSender sender(config, source);
+    ASSERT_TRUE(test::wait_until(20s, [&] { return source.acked() == 40; })) << "acked " << source.acked();
+    // At most its own cap of requests reached the throttled target before its 429s paused it.
+    EXPECT_GE(azure.requests_for(test::FakeAzure::dcr), 1U);
+    EXPECT_LE(azure.requests_for(test::FakeAzure::dcr), 2U);
+    EXPECT_EQ(azure.rows_for(test::FakeAzure::dcr), 0U);
+    EXPECT_EQ(azure.rows_for(test::FakeAzure::second_dcr), 400U);
+    EXPECT_EQ(azure.distinct_rows(), 400U);
+    EXPECT_EQ(read(sender.stats().throttled), azure.requests_for(test::FakeAzure::dcr));
+}
+
+TEST(Sender, TwoTargetsShareTheLoadByWeightWithinTheirCaps) {
+    test::FakeAzure azure;
+    test::TempDir dir;
+    test::MemorySource source;
+    add_batches(source, "w", 40, 5);
+    AzureConfig config = config_for(azure, dir);
+    config.max_in_flight = 4;
+    config.target.weight = 3;
+    config.target.max_in_flight = 3;
+    AzureTarget second = config.target;
+    second.dcr_id = test::FakeAzure::second_dcr;
+    second.weight = 1;
+    second.max_in_flight = 1;
+    config.extra_targets.push_back(second);
+    RunningSender sender(config, source);
+    ASSERT_TRUE(test::wait_until(20s, [&] { return source.acked() == 40; })) << "acked " << source.acked();
+    // Smooth weighted round robin: 3 of every 4 requests go to the first while neither is full.
+    EXPECT_GE(azure.requests_for(test::FakeAzure::second_dcr), 1U);
+    EXPECT_GT(azure.requests_for(test::FakeAzure::dcr), azure.requests_for(test::FakeAzure::second_dcr));
+    EXPECT_EQ(azure.distinct_rows(), 200U);
+}
+
 TEST(Sender, Honours429RetryAfter) {
     test::FakeAzure azure;
     azure.script({429});
@@ -266,6 +332,20 @@ TEST(Sender, RegistersMetrics) {
     const std::string text = registry.render();
     EXPECT_NE(text.find("send_delivered_rows_total"), std::string::npos);
     EXPECT_NE(text.find("send_in_flight"), std::string::npos);
+}
+
+TEST(AzureConfig, ClientCertificateNeedsItsCertificateFile) {
+    AzureConfig c;
+    c.target.endpoint = "https://x.ingest.monitor.azure.com";
+    c.target.dcr_id = test::FakeAzure::dcr;
+    c.auth = AzureConfig::Auth::client_certificate;
+    ConfigErrors errors;
+    c.validate(errors);
+    std::string all;
+    for (const auto& e : errors.list()) all += e + "\n";
+    EXPECT_NE(all.find("azure.tenant_id"), std::string::npos) << all;
+    EXPECT_NE(all.find("azure.client_id"), std::string::npos) << all;
+    EXPECT_NE(all.find("azure.client_certificate_file"), std::string::npos) << all;
 }
 
 TEST(AzureConfig, RejectsBadValuesTogether) {
