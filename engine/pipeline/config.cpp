@@ -337,6 +337,11 @@ std::optional<Config> load_config_text(const std::string& text, const std::strin
     config.spool.validate(errors);
     config.azure.validate(errors);
     config.metrics.validate(errors);
+    // Checks that span tables.
+    if (config.azure.drain_timeout_ms >= config.runtime.shutdown_timeout_ms)
+        errors.add("azure.drain_timeout_ms", "must be less than runtime.shutdown_timeout_ms (" +
+                                                 std::to_string(config.runtime.shutdown_timeout_ms) +
+                                                 "), which bounds the whole shutdown");
     if (!errors.empty()) return std::nullopt;
     return config;
 }

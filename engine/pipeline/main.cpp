@@ -10,6 +10,9 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
+#include <cstdlib>
+#include <thread>
 #include <cstdio>
 #include <cstring>
 #include <memory>
@@ -192,6 +195,15 @@ int run(const Options& options) {
         }
         if (sig < 0 && errno == EAGAIN && interval_s > 0) CEFD_LOG(info, "%s", p.summary().c_str());
     }
+    // The drain is bounded (the sender stops at azure.drain_timeout_ms), but a stuck disk or a
+    // lane blocked on a full spool must not keep a service manager waiting for ever. Sealed
+    // batches are already in the spool, so leaving now loses nothing the spool accepted.
+    std::thread([timeout_ms = config->runtime.shutdown_timeout_ms] {
+        std::this_thread::sleep_for(std::chrono::milliseconds(timeout_ms));
+        CEFD_LOG(error, "shutdown took longer than runtime.shutdown_timeout_ms (%u ms): exiting now; "
+                        "what the spool holds is delivered at the next start", timeout_ms);
+        std::_Exit(1);
+    }).detach();
     p.stop();
     CEFD_LOG(info, "final: %s", p.summary().c_str());
     return 0;

@@ -104,6 +104,13 @@ colour = "blue"
     EXPECT_TRUE(has_error(errors, "extra: unknown table")) << all(errors);
 }
 
+TEST(Config, TheSenderDrainMustFitInTheShutdownTime) {
+    ConfigErrors errors;
+    EXPECT_FALSE(load_config_text(azure_minimal + "drain_timeout_ms = 20000\n[runtime]\nshutdown_timeout_ms = 15000\n",
+                                  "<test>", errors));
+    EXPECT_TRUE(has_error(errors, "azure.drain_timeout_ms: must be less than runtime.shutdown_timeout_ms")) << all(errors);
+}
+
 TEST(Config, ReportsTomlSyntaxErrorsWithLineAndColumn) {
     ConfigErrors errors;
     EXPECT_FALSE(load_config_text("[receive]\nudp_port = = 3\n", "cefd.toml", errors));
