@@ -8,7 +8,10 @@
 #include <thread>
 
 #include "stages/send/send.h"
+#include <filesystem>
+
 #include "tests/support/support.h"
+#include "tests/unit/send/test_cert.h"
 #include "tests/unit/send/test_source.h"
 
 namespace cefd {
@@ -224,6 +227,123 @@ TEST(SenderWithStandin, UnknownDcrIsDeadLettered) {
     ASSERT_TRUE(test::wait_until(15s, [&] { return source.acked() == 2; }));
     EXPECT_EQ(read(sender.stats().dead_lettered_batches), 2U);
     EXPECT_EQ(standin.rows().first, 0U);
+}
+
+TEST(SenderWithStandin, ClientCertificateAssertionIsVerifiedByTheStandin) {
+    REQUIRE_STANDIN();
+    test::TempDir keys;
+    const auto cert = test::make_rsa_cert(keys.path());
+    Standin standin({"--client-cert", cert.certificate});
+    test::MemorySource source;
+    add_batches(source, "k", 3, 10);
+    AzureConfig config = config_for(standin);
+    config.auth = AzureConfig::Auth::client_certificate;
+    config.client_secret = Secret("");
+    config.client_certificate_file = cert.certificate;
+    config.client_key_file = cert.key;
+    RunningSender sender(config, source);
+    ASSERT_TRUE(test::wait_until(15s, [&] { return source.acked() == 3; })) << "acked " << source.acked();
+    EXPECT_EQ(read(sender.stats().token_errors), 0U);
+    EXPECT_EQ(standin.rows().second, 30U);
+}
+
+TEST(SenderWithStandin, AnAssertionFromAnotherCertificateIsRefused) {
+    REQUIRE_STANDIN();
+    test::TempDir keys;
+    const auto registered = test::make_rsa_cert(keys.path(), "registered");
+    const auto other = test::make_rsa_cert(keys.path(), "other");
+    Standin standin({"--client-cert", registered.certificate});
+    test::MemorySource source;
+    add_batches(source, "o", 1, 1);
+    AzureConfig config = config_for(standin);
+    config.auth = AzureConfig::Auth::client_certificate;
+    config.client_secret = Secret("");
+    config.client_certificate_file = other.certificate;
+    config.client_key_file = other.key;
+    config.drain_timeout_ms = 100;
+    {
+        RunningSender sender(config, source);
+        ASSERT_TRUE(test::wait_until(10s, [&] { return read(sender.stats().token_errors) >= 1; }));
+    }
+    EXPECT_EQ(source.acked(), 0U);
+    EXPECT_EQ(standin.rows().first, 0U);
+}
+
+TEST(SenderWithStandin, ArcChallengeIsAnsweredFromTheTokenDirectory) {
+    REQUIRE_STANDIN();
+    test::TempDir tokens;
+    Standin standin({"--arc-key-dir", tokens.path()});
+    test::MemorySource source;
+    add_batches(source, "a", 3, 10);
+    AzureConfig config = config_for(standin);
+    config.auth = AzureConfig::Auth::arc;
+    config.identity_endpoint = standin.url() + "/arc/metadata/identity/oauth2/token";
+    config.arc_token_dir = tokens.path();
+    RunningSender sender(config, source);
+    ASSERT_TRUE(test::wait_until(15s, [&] { return source.acked() == 3; })) << "acked " << source.acked();
+    EXPECT_EQ(read(sender.stats().token_refreshes), 1U);
+    EXPECT_EQ(standin.rows().second, 30U);
+}
+
+TEST(SenderWithStandin, ArcRefusesAChallengeOutsideTheTokenDirectory) {
+    REQUIRE_STANDIN();
+    test::TempDir challenge_dir;
+    test::TempDir expected_dir;
+    Standin standin({"--arc-key-dir", challenge_dir.path()});
+    test::MemorySource source;
+    add_batches(source, "x", 1, 1);
+    AzureConfig config = config_for(standin);
+    config.auth = AzureConfig::Auth::arc;
+    config.identity_endpoint = standin.url() + "/arc/metadata/identity/oauth2/token";
+    config.arc_token_dir = expected_dir.path();
+    config.drain_timeout_ms = 100;
+    {
+        RunningSender sender(config, source);
+        ASSERT_TRUE(test::wait_until(10s, [&] { return read(sender.stats().token_errors) >= 1; }));
+    }
+    EXPECT_EQ(source.acked(), 0U);
+}
+
+TEST(SenderWithStandin, SovereignCloudSettingsAreUsedAsGiven) {
+    REQUIRE_STANDIN();
+    // A US Gov-like stand-in: only the .us resource is known. Authority, scope and endpoint are
+    // set independently; the default (public) scope would be refused.
+    Standin standin({"--audience", "https://monitor.azure.us"});
+    for (const auto auth : {AzureConfig::Auth::client_secret, AzureConfig::Auth::managed_identity}) {
+        test::MemorySource source;
+        add_batches(source, auth == AzureConfig::Auth::client_secret ? "us-secret" : "us-mi", 2, 10);
+        AzureConfig config = config_for(standin);
+        config.auth = auth;
+        config.scope = "https://monitor.azure.us//.default";
+        config.audience = "https://monitor.azure.us";
+        config.imds_endpoint = standin.url() + "/metadata/identity/oauth2/token";
+        RunningSender sender(config, source);
+        ASSERT_TRUE(test::wait_until(15s, [&] { return source.acked() == 2; })) << "acked " << source.acked();
+    }
+    EXPECT_EQ(standin.rows().second, 40U);
+
+    test::MemorySource source;
+    add_batches(source, "public", 1, 1);
+    AzureConfig config = config_for(standin);  // public-cloud scope
+    config.drain_timeout_ms = 100;
+    RunningSender sender(config, source);
+    ASSERT_TRUE(test::wait_until(10s, [&] { return read(sender.stats().token_errors) >= 1; }));
+    EXPECT_EQ(source.acked(), 0U);
+}
+
+TEST(SenderWithStandin, ForbiddenDcrIsDeadLetteredWithItsReason) {
+    REQUIRE_STANDIN();
+    Standin standin({"--forbid-dcr", standin_dcr});
+    test::MemorySource source;
+    add_batches(source, "f", 2, 5);
+    RunningSender sender(config_for(standin), source);
+    ASSERT_TRUE(test::wait_until(15s, [&] { return source.acked() == 2; }));
+    EXPECT_EQ(read(sender.stats().dead_lettered_batches), 2U);
+    std::string meta;
+    for (const auto& e : std::filesystem::directory_iterator(standin.dir().file("dead-letter")))
+        if (e.path().string().ends_with(".meta.json")) meta = test::read_file(e.path());
+    EXPECT_NE(meta.find("\"status\":403"), std::string::npos) << meta;
+    EXPECT_NE(meta.find("OperationFailed"), std::string::npos) << meta;
 }
 
 }  // namespace
