@@ -236,6 +236,70 @@ TEST(StandinImds, RequiresMetadataHeaderAndIssuesUsableToken) {
     EXPECT_EQ(standin.ingest(one_row, std::string(token)).status, 204);
 }
 
+TEST(StandinToken, WithClientCertAnUnsignedAssertionIsRefusedByThumbprint) {
+    // The cert file only needs to be a certificate here; make one with the openssl CLI.
+    TempDir keys;
+    const std::string cert = keys.file("c.crt");
+    ASSERT_EQ(cefd::test::run_command("openssl req -x509 -newkey rsa:2048 -nodes -subj /CN=t -days 1 -keyout " +
+                                      keys.file("c.key") + " -out " + cert + " 2>/dev/null"),
+              0);
+    StandinProcess standin({"--client-cert", cert});
+    const auto exp = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count() + 600;
+    const std::string jwt = base64url(R"({"alg":"RS256","typ":"JWT","x5t":"abc"})") + "." +
+                            base64url(R"({"aud":")" + standin.url() + "/" + tenant + R"(/oauth2/v2.0/token","iss":"cefd-test-client","sub":"cefd-test-client","jti":"j","exp":)" +
+                                      std::to_string(exp) + "}") +
+                            ".c2lnbmF0dXJl";
+    const HttpResponse refused = standin.post_token(
+        "grant_type=client_credentials&client_id=cefd-test-client&scope=https%3A%2F%2Fmonitor.azure.com%2F%2F.default"
+        "&client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer&client_assertion=" + jwt);
+    EXPECT_EQ(refused.status, 401);
+    EXPECT_NE(refused.body.find("AADSTS700027"), std::string::npos) << refused.body;
+    EXPECT_NE(refused.body.find("The key was not found"), std::string::npos) << refused.body;
+}
+
+TEST(StandinToken, AudienceFlagChangesTheAcceptedScopeAndResource) {
+    StandinProcess standin({"--audience", "https://monitor.azure.cn"});
+    EXPECT_EQ(standin.post_token(token_form).status, 400);  // the public-cloud scope
+    EXPECT_EQ(standin.post_token("grant_type=client_credentials&client_id=cefd-test-client&client_secret=cefd-test-secret"
+                                 "&scope=https%3A%2F%2Fmonitor.azure.cn%2F.default").status, 200);
+    const std::string imds = standin.url() + "/metadata/identity/oauth2/token?api-version=2018-02-01&resource=";
+    EXPECT_EQ(http("GET", imds + "https%3A%2F%2Fmonitor.azure.cn", {"Metadata: true"}).status, 200);
+    EXPECT_EQ(http("GET", imds + "https%3A%2F%2Fmonitor.azure.com", {"Metadata: true"}).status, 400);
+}
+
+TEST(StandinArc, ChallengesWithAKeyFileAndAcceptsItsContentOnce) {
+    TempDir tokens;
+    StandinProcess standin({"--arc-key-dir", tokens.path()});
+    const std::string url = standin.url() + "/arc/metadata/identity/oauth2/token?api-version=2020-06-01&resource=https%3A%2F%2Fmonitor.azure.com";
+    EXPECT_EQ(http("GET", url).status, 400);  // no Metadata header
+    const HttpResponse challenge = http("GET", url, {"Metadata: true"});
+    ASSERT_EQ(challenge.status, 401) << challenge.body;
+    const auto at = challenge.headers.find("Basic realm=");
+    ASSERT_NE(at, std::string::npos) << challenge.headers;
+    std::string path = challenge.headers.substr(at + 12, challenge.headers.find('\r', at) - at - 12);
+    EXPECT_TRUE(path.starts_with(tokens.path() + "/") && path.ends_with(".key")) << path;
+    const std::string key = cefd::test::read_file(path);
+    ASSERT_FALSE(key.empty());
+    EXPECT_EQ(http("GET", url, {"Metadata: true", "Authorization: Basic wrong"}).status, 401);
+    const HttpResponse token = http("GET", url, {"Metadata: true", "Authorization: Basic " + key});
+    ASSERT_EQ(token.status, 200) << token.body;
+    EXPECT_FALSE(std::filesystem::exists(path)) << "a used key file is removed";
+    EXPECT_EQ(http("GET", url, {"Metadata: true", "Authorization: Basic " + key}).status, 401) << "one use";
+    EXPECT_EQ(stat_value(standin.stats(), "/arc_challenges"), 1u);
+}
+
+TEST(StandinIngest, ForbiddenDcrAnswers403OperationFailed) {
+    const std::string forbidden = "dcr-11111111111111111111111111111111";
+    StandinProcess standin({"--forbid-dcr", forbidden});
+    const std::string token = standin.token();
+    const HttpResponse refused = standin.ingest(one_row, token, {}, "Custom-CommonSecurityLog", forbidden);
+    EXPECT_EQ(refused.status, 403);
+    EXPECT_NE(refused.body.find("OperationFailed"), std::string::npos) << refused.body;
+    EXPECT_NE(refused.headers.find("x-ms-error-code: OperationFailed"), std::string::npos) << refused.headers;
+    EXPECT_EQ(standin.ingest(one_row, token).status, 204);  // the other DCR still works
+    EXPECT_EQ(stat_value(standin.stats(), "/rejected/forbidden_dcr"), 1u);
+}
+
 // ---- Accepted batches ------------------------------------------------------------------------
 
 TEST(StandinIngest, AcceptedGzipBatchLandsInJsonlAsCompactRows) {
