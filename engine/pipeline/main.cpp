@@ -176,8 +176,9 @@ int run(const Options& options) {
     Pipeline& p = *pipeline.value();
     p.start();
     const auto& r = config->receive;
-    CEFD_LOG(info, "cefd %s running: %zu lanes, udp=%s:%u tcp=%s:%u, metrics=%s, sending to %s",
-             CEFD_VERSION, p.lane_count(), r.listen.c_str(), r.udp_port, r.listen.c_str(), r.tcp_port,
+    auto where = [&r](std::uint16_t port) { return port == 0 ? std::string("off") : r.listen + ":" + std::to_string(port); };
+    CEFD_LOG(info, "cefd %s running: %zu lanes, udp=%s tcp=%s, metrics=%s, sending to %s", CEFD_VERSION,
+             p.lane_count(), where(r.udp_port).c_str(), where(r.tcp_port).c_str(),
              config->metrics.listen.empty() ? "off" : config->metrics.listen.c_str(),
              config->azure.target.endpoint.c_str());
 

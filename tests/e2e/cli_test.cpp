@@ -2,7 +2,9 @@
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
+#include <signal.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <string>
@@ -109,6 +111,48 @@ TEST(Run, FailsAtStartUpWithExitCode2WhenThePortIsTaken) {
     ::close(holder);
     EXPECT_EQ(code, 2) << out;
     EXPECT_NE(out.find(std::to_string(port)), std::string::npos) << "the message names the port: " << out;
+}
+
+/// A port below 1024 that nothing on loopback uses right now, or 0.
+int free_privileged_port() {
+    for (int port = 600; port < 1000; ++port) {
+        const int fd = ::socket(AF_INET, SOCK_DGRAM, 0);
+        sockaddr_in addr{};
+        addr.sin_family = AF_INET;
+        addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        addr.sin_port = htons(static_cast<std::uint16_t>(port));
+        const bool ok = ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
+        ::close(fd);
+        if (ok) return port;
+    }
+    return 0;
+}
+
+TEST(Run, ListensOnAPrivilegedPortAsAnUnprivilegedUserWithOnlyNetBindService) {
+    if (::geteuid() != 0) GTEST_SKIP() << "needs root to switch to the nobody user";
+    if (run_command("command -v setpriv >/dev/null") != 0) GTEST_SKIP() << "setpriv (util-linux) not installed";
+    const int port = free_privileged_port();
+    ASSERT_NE(port, 0);
+    TempDir dir;
+    ::chmod(dir.path().c_str(), 0777);  // the nobody user writes its spool here
+    write_file(dir.file("cefd.toml"),
+               "[receive]\nudp_port = " + std::to_string(port) + "\ntcp_port = 0\n[spool]\ndir = \"" +
+                   dir.file("spool") + "\"\n[azure]\nauth = \"none\"\nendpoint = \"https://127.0.0.1:1\"\n"
+                   "dcr_id = \"dcr-00000000000000000000000000000000\"\ndead_letter_dir = \"" + dir.file("dl") +
+                   "\"\n[metrics]\nlisten = \"\"\n",
+               0644);
+    const std::string as_nobody = "setpriv --reuid=nobody --regid=nogroup --clear-groups ";
+    const std::string with_cap = "--inh-caps=+net_bind_service --ambient-caps=+net_bind_service ";
+    const std::string run = cefd_binary() + " run --config " + dir.file("cefd.toml");
+
+    Process plain({"/bin/sh", "-c", as_nobody + run}, dir.path(), "plain");
+    EXPECT_EQ(plain.wait(std::chrono::seconds(20)), 2) << plain.err();
+    EXPECT_NE(plain.err().find("CAP_NET_BIND_SERVICE"), std::string::npos) << plain.err();
+
+    Process capable({"/bin/sh", "-c", "exec " + as_nobody + with_cap + run}, dir.path(), "capable");
+    ASSERT_TRUE(wait_until(std::chrono::seconds(20), [&] { return capable.err().find("running") != std::string::npos; }))
+        << capable.err();
+    EXPECT_EQ(capable.stop(SIGTERM), 0) << capable.err();
 }
 
 }  // namespace
