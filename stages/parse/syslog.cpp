@@ -168,7 +168,7 @@ void parse_rfc3164(std::string_view rest, std::size_t ts_length, SyslogMessage& 
     std::size_t end = find_space(rest, at);
     std::string_view token = rest.substr(at, end - at);
     if (!take_tag(token, out)) {
-        out.hostname = token;
+        out.hostname = nil_to_empty(token);  // "-": no host, as in RFC 5424 (README: Computer)
         at = skip_spaces(rest, end);
         if (at >= rest.size()) return;
         if (!starts_with_cef(rest.substr(at))) {

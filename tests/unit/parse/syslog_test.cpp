@@ -18,6 +18,15 @@ TEST(SyslogFraming, ReadsRfc3164WithPriHostAndNoTag) {
     EXPECT_EQ(m.after_timestamp, "dt-master-01 CEF:0|a|b|c|d|e|1|x=y");
 }
 
+// Found by tests/fuzz/syslog_fuzz.cpp: "-" was taken as the host of a 3164 line, so Computer
+// became "-" instead of the sender address (README: Computer).
+TEST(SyslogFraming, ReadsRfc3164DashHostnameAsEmpty) {
+    const auto m = parse_syslog("<13>Mar 14 09:15:02 - had");
+    EXPECT_EQ(m.form, SyslogForm::rfc3164);
+    EXPECT_EQ(m.hostname, "");
+    EXPECT_EQ(m.message, "had");
+}
+
 TEST(SyslogFraming, ReadsSpacePaddedAndUnpaddedDays) {
     EXPECT_EQ(parse_syslog("<134>Mar  4 09:15:07 host CEF:0|x").hostname, "host");
     EXPECT_EQ(parse_syslog("<134>Mar  4 09:15:07 host CEF:0|x").timestamp, "Mar  4 09:15:07");
