@@ -1,10 +1,16 @@
-// engine/row/columns.h: every CommonSecurityLog column, its JSON type, and the CEF key that
-// fills it. Generated once from engine/row/commonsecuritylog-columns.tsv (a copy of the
-// reference column list); tests/unit/row/columns_test.cpp checks that the two still agree.
+// engine/row/columns.h: every column cefd can send, its JSON type, and what fills it.
 //
-// The enum order is the TSV order (alphabetical, as Microsoft's table reference lists them).
-// Columns with an empty cef_key are filled by the collector (TimeGenerated, Computer,
-// CollectorHostName, AdditionalExtensions, ...) or by the service (TenantId, _ItemId, ...).
+// The first common_security_log_column_count entries are the CommonSecurityLog table, generated
+// once from engine/row/commonsecuritylog-columns.tsv (a copy of the reference column list) in
+// the TSV's order (alphabetical, as Microsoft's table reference lists them);
+// tests/unit/row/columns_test.cpp checks that the two still agree. Columns with an empty cef_key
+// are filled by the collector (TimeGenerated, Computer, CollectorHostName, AdditionalExtensions,
+// ...) or by the service (TenantId, _ItemId, ...).
+//
+// After them come the columns only the Syslog table has (EventTime ... SyslogMessage). The
+// Syslog table also uses six CommonSecurityLog columns of the same name and type: TimeGenerated,
+// Computer, CollectorHostName, ProcessName, ProcessID, SourceSystem. in_table() says which
+// columns belong to which table; the encoder writes only those (row_json.h).
 #pragma once
 
 #include <array>
@@ -180,14 +186,23 @@ enum class Column : std::uint8_t {
     ThreatSeverity,
     TimeGenerated,
     Type,
+    // Syslog table only.
+    EventTime,
+    Facility,
+    HostIP,
+    HostName,
+    SeverityLevel,
+    SyslogMessage,
 };
 
-inline constexpr std::size_t column_count = 164;
+/// CommonSecurityLog columns: Column values [0, this). The TSV has exactly these.
+inline constexpr std::size_t common_security_log_column_count = 164;
+inline constexpr std::size_t column_count = 170;
 
 struct ColumnInfo {
     std::string_view name;
     ColumnType type;
-    /// CEF extension key, "header:<Field>", "syslog:HOSTNAME", or empty.
+    /// CEF extension key, "header:<Field>", "syslog:<header part>", "sender:address", or empty.
     std::string_view cef_key;
 };
 
@@ -356,8 +371,29 @@ inline constexpr std::array<ColumnInfo, column_count> columns{{
     {"ThreatSeverity", ColumnType::int_, ""},
     {"TimeGenerated", ColumnType::datetime, ""},
     {"Type", ColumnType::string, ""},
+    {"EventTime", ColumnType::datetime, "syslog:TIMESTAMP"},
+    {"Facility", ColumnType::string, "syslog:PRI"},
+    {"HostIP", ColumnType::string, "sender:address"},
+    {"HostName", ColumnType::string, "syslog:HOSTNAME"},
+    {"SeverityLevel", ColumnType::string, "syslog:PRI"},
+    {"SyslogMessage", ColumnType::string, "syslog:MSG"},
 }};
 
 constexpr const ColumnInfo& info(Column c) noexcept { return columns[static_cast<std::size_t>(c)]; }
+
+namespace detail {
+constexpr std::array<bool, column_count> make_syslog_columns() {
+    std::array<bool, column_count> in{};
+    for (const Column c : {Column::TimeGenerated, Column::Computer, Column::CollectorHostName, Column::ProcessName,
+                           Column::ProcessID, Column::SourceSystem})
+        in[static_cast<std::size_t>(c)] = true;
+    for (std::size_t i = common_security_log_column_count; i < column_count; ++i) in[i] = true;
+    return in;
+}
+inline constexpr std::array<bool, column_count> syslog_columns = make_syslog_columns();
+}  // namespace detail
+
+/// Number of columns the Syslog table has (TimeGenerated included).
+inline constexpr std::size_t syslog_column_count = 12;
 
 }  // namespace cefd

@@ -1,4 +1,5 @@
-// engine/row/row.h: one CommonSecurityLog row, as the parser fills it and the batcher encodes it.
+// engine/row/row.h: one row for CommonSecurityLog or Syslog (Row::table), as the parser fills it
+// and the batcher encodes it.
 //
 // A Row holds string_views, never copies: values point into the message bytes in the lane ring
 // or into the parser's per-lane scratch arena (unescaped values, AdditionalExtensions, ISO
@@ -20,6 +21,12 @@ namespace cefd {
 
 /// Which Azure table (and so which DCR stream) a row is for.
 enum class Table : std::uint8_t { common_security_log = 0, syslog = 1 };
+
+/// True when `table` has column `c` (columns.h). The encoder writes no other column.
+constexpr bool in_table(Column c, Table table) noexcept {
+    const auto i = static_cast<std::size_t>(c);
+    return table == Table::syslog ? detail::syslog_columns[i] : i < common_security_log_column_count;
+}
 
 class Row {
 public:

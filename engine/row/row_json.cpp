@@ -159,8 +159,12 @@ char* write_row_json(const Row& row, char* out) noexcept {
     std::memcpy(out, time_key.data(), time_key.size());
     out = write_time(row.receive_time_ns, out + time_key.size());
     *out++ = '"';
-    row.for_each([&out](Column column, std::string_view value) {
+    const Table table = row.table;
+    row.for_each([&out, table](Column column, std::string_view value) {
         if (column == Column::TimeGenerated) return;  // always written from receive_time_ns
+        // The parser never sets a column outside the row's table (fuzzed: tests/fuzz); this keeps
+        // a caller's mistake from reaching Azure, which would reject the whole batch for it.
+        if (!in_table(column, table)) [[unlikely]] return;
         const RenderedKey& key = rendered_keys[static_cast<std::size_t>(column)];
         std::memcpy(out, key.text.data(), key.size);
         out += key.size;

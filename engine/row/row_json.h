@@ -1,9 +1,10 @@
-// engine/row/row_json.h: encodes a Row as one JSON object, the form the Logs Ingestion API
-// takes for CommonSecurityLog: {"TimeGenerated":"2026-11-29T08:28:21.123456Z","Computer":...}.
+// engine/row/row_json.h: encodes a Row as one JSON object, the form the Logs Ingestion API takes
+// for CommonSecurityLog and Syslog: {"TimeGenerated":"2026-11-29T08:28:21.123456Z","Computer":...}.
 //
-// Only set columns are written (plus TimeGenerated from Row::receive_time_ns). string and
-// datetime values are JSON strings; int, long and real values are written as JSON numbers
-// exactly as the parser validated them. Strings are escaped per RFC 8259 (", \, and control
+// The same encoder serves both tables (Row::table): only set columns of that table are written
+// (plus TimeGenerated from Row::receive_time_ns); a set column the table lacks (in_table()) is
+// skipped. string and datetime values are JSON strings; int, long and real values are written
+// as JSON numbers exactly as the parser validated them. Strings are escaped per RFC 8259 (", \, and control
 // characters); the parser has already repaired invalid UTF-8, so bytes >= 0x80 pass through.
 //
 // The caller guarantees room: write_row_json() writes at most row_json_bound(row) bytes.

@@ -30,7 +30,8 @@ constexpr bool is_legacy(Column c) noexcept {
 
 constexpr std::array<KeySlot, key_slots> make_key_table() {
     std::array<KeySlot, key_slots> table{};
-    for (std::size_t i = 0; i < column_count; ++i) {
+    // CommonSecurityLog columns only: the Syslog table's are filled from the syslog header.
+    for (std::size_t i = 0; i < common_security_log_column_count; ++i) {
         const ColumnInfo& column = columns[i];
         const auto c = static_cast<Column>(i);
         if (column.cef_key.empty() || column.cef_key.starts_with("header:") ||

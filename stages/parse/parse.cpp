@@ -9,6 +9,7 @@
 #include "stages/parse/cef.h"
 #include "stages/parse/mapping.h"
 #include "stages/parse/syslog.h"
+#include "stages/parse/syslog_table.h"
 #include "stages/parse/utf8.h"
 
 namespace cefd {
@@ -132,15 +133,20 @@ ParseResult Parser::parse(std::string_view message, const MessageMeta& meta, Row
         cef_text = body.substr(at + 1);
     }
     if (cef_text.empty()) {
-        if (is_blank(body)) {
+        // For the Syslog table, an RFC 5424 MSGID or STRUCTURED-DATA is content too.
+        const bool to_syslog_table = config_.non_cef == ParseConfig::NonCef::syslog_table;
+        if (is_blank(to_syslog_table ? syslog_message_text(syslog) : body)) {
             bump(stats_.empty_message);
             CEFD_LOG_EVERY(10, warn, "parse: message with nothing after the syslog header (empty_message)");
             result.outcome = ParseOutcome::rejected;
             result.reason = "empty_message";
             return result;
         }
-        // TODO(#parse-syslog-table): non_cef = "syslog_table" needs Syslog-table columns in Row;
-        // until then it behaves exactly as "drop" (README.md).
+        if (to_syslog_table) {
+            fill_syslog_row(syslog, meta, row);
+            result.outcome = ParseOutcome::row;
+            return result;
+        }
         bump(stats_.not_cef);
         CEFD_LOG_EVERY(10, info, "parse: non-CEF message dropped (not_cef)");
         result.outcome = ParseOutcome::dropped_not_cef;
@@ -279,6 +285,72 @@ ParseResult Parser::parse(std::string_view message, const MessageMeta& meta, Row
     bump(stats_.rows);
     result.outcome = ParseOutcome::row;
     return result;
+}
+
+void Parser::fill_syslog_row(const SyslogMessage& syslog, const MessageMeta& meta, Row& row) {
+    Scratch& scratch = *scratch_;
+    row.table = Table::syslog;
+    std::uint64_t truncated = 0;
+    const std::size_t field_max = config_.field_bytes_max;
+    const auto set_text = [&](Column column, std::string_view value) noexcept {
+        if (value.empty()) return;
+        if (value.size() > field_max) [[unlikely]] {
+            value = utf8_prefix(value, field_max);
+            ++truncated;
+        }
+        row.set(column, value);
+    };
+
+    std::string_view sender;
+    if (meta.source.family != 0) {
+        char* out = scratch.take(64);
+        sender = {out, meta.source.format(out)};
+        scratch.give_back(64 - sender.size());
+    }
+    set_text(Column::Computer, syslog.hostname.empty() ? sender : syslog.hostname);
+    set_text(Column::HostName, syslog.hostname);
+    set_text(Column::HostIP, sender);
+    set_text(Column::CollectorHostName, collector_host_name_);
+
+    // RFC 3164 §4.3.3: a message without PRI is treated as <13>, user.notice.
+    const int pri = syslog.pri >= 0 ? syslog.pri : 13;
+    row.set(Column::Facility, syslog_facility_name(pri));
+    row.set(Column::SeverityLevel, syslog_severity_name(pri));
+
+    set_text(Column::ProcessName, syslog.app_name);
+    bool bad_number = false;
+    if (!syslog.procid.empty()) {
+        const std::string_view pid = checked_integer(syslog.procid, 0, INT32_MAX);
+        if (pid.empty()) bad_number = true;
+        else row.set(Column::ProcessID, pid);
+    }
+
+    bool bad_timestamp = false;
+    if (!syslog.timestamp.empty()) {
+        const std::optional<std::int64_t> ms = parse_cef_time_ms(syslog.timestamp, meta.receive_time_ns / 1'000'000);
+        if (!ms || *ms < 0 || *ms > max_iso_ms) {
+            bad_timestamp = true;
+        } else {
+            char* out = scratch.take(24);
+            row.set(Column::EventTime, {out, format_iso_ms(*ms, out)});
+        }
+    }
+
+    set_text(Column::SyslogMessage, syslog_message_text(syslog));
+
+    if (bad_number) [[unlikely]] {
+        bump(stats_.bad_numbers);
+        CEFD_LOG_EVERY(10, warn, "parse: non-numeric syslog PROCID not sent as ProcessID (bad_numbers)");
+    }
+    if (bad_timestamp) [[unlikely]] {
+        bump(stats_.bad_timestamps);
+        CEFD_LOG_EVERY(10, warn, "parse: unreadable syslog timestamp not sent as EventTime (bad_timestamps)");
+    }
+    if (truncated != 0) [[unlikely]] {
+        bump(stats_.truncated_fields, truncated);
+        CEFD_LOG_EVERY(10, warn, "parse: value over %zu bytes cut (truncated_fields)", field_max);
+    }
+    bump(stats_.syslog_rows);
 }
 
 void Parser::register_metrics(MetricsRegistry& registry, const std::string& labels) const {

@@ -1,5 +1,6 @@
 // stages/parse/parse.h: turns one syslog message (RFC 3164, RFC 5424 or bare CEF) into one
-// CommonSecurityLog Row (engine/row/row.h). The same Parser serves the pipeline's workers and
+// CommonSecurityLog Row (engine/row/row.h), or, with non_cef = "syslog_table", a non-CEF message
+// into one Syslog-table Row. The same Parser serves the pipeline's workers and
 // `cefd parse`, so what `cefd parse` prints is exactly what cefd sends.
 //
 // Lifecycle: one Parser per lane, owned by the lane's worker thread (and one in `cefd parse`).
@@ -25,6 +26,8 @@
 
 namespace cefd {
 
+struct SyslogMessage;
+
 /// Longest message parsed. Longer input (only possible from TCP frames or `cefd parse`) is cut
 /// here and counted as `oversize_messages`; the scratch arena is sized from this.
 inline constexpr std::size_t parse_message_bytes_max = 65'536;
@@ -46,21 +49,23 @@ struct ParseConfig {
 
 struct ParseStats {
     Counter rows{0};              // messages that became a CommonSecurityLog row
-    Counter syslog_rows{0};       // non-CEF messages routed to the Syslog table
+    Counter syslog_rows{0};       // non-CEF messages that became a Syslog row (non_cef = "syslog_table")
     Counter not_cef{0};           // non-CEF messages dropped (non_cef = "drop")
     Counter bad_cef_header{0};    // "CEF:" present but fewer than 7 header fields, or bad version
     Counter empty_message{0};     // nothing after the syslog header
     Counter invalid_utf8{0};      // messages with invalid UTF-8, repaired with U+FFFD
     Counter truncated_fields{0};  // values cut at field_bytes_max
-    Counter bad_numbers{0};       // int/long/real keys whose value was not a number (kept in AdditionalExtensions)
-    Counter bad_timestamps{0};    // start/end values that could not be read as a time (kept in AdditionalExtensions)
+    Counter bad_numbers{0};       // int/long/real keys whose value was not a number (kept in AdditionalExtensions);
+                                  // on Syslog rows, a non-numeric PROCID (ProcessID not sent)
+    Counter bad_timestamps{0};    // start/end values that could not be read as a time (kept in AdditionalExtensions);
+                                  // on Syslog rows, a syslog timestamp that could not be read (EventTime not sent)
     Counter truncated_messages{0};  // messages the receiver had to cut (TCP frames over max_frame_bytes)
     Counter oversize_messages{0};   // messages over parse_message_bytes_max, cut there and parsed
     Counter stray_extension_text{0};  // extension text before the first key=, kept in AdditionalExtensions
 };
 
 enum class ParseOutcome : std::uint8_t {
-    row,             // `row` is filled; send it
+    row,             // `row` is filled (for row.table); send it
     dropped_not_cef, // counted; nothing to send
     rejected,        // counted under its reason; nothing to send. `reason` says which.
 };
@@ -89,6 +94,8 @@ public:
 
 private:
     struct Scratch;
+    /// non_cef = "syslog_table": fills `row` as a Syslog-table row (README.md).
+    void fill_syslog_row(const SyslogMessage& syslog, const MessageMeta& meta, Row& row);
     ParseConfig config_;
     std::string collector_host_name_;
     std::unique_ptr<Scratch> scratch_;

@@ -187,11 +187,13 @@ TEST_F(ParserTest, CountsNonCefAsDropped) {
     EXPECT_EQ(parser_.stats().not_cef.load(), 1U);
 }
 
-TEST_F(ParserTest, SyslogTableModeBehavesAsDropForNow) {
+TEST_F(ParserTest, SyslogTableModeMakesASyslogRowNotADrop) {
     Parser parser(ParseConfig{.non_cef = ParseConfig::NonCef::syslog_table});
-    EXPECT_EQ(parser.parse("<13>Mar 14 09:15:02 host app: hello", meta_, row_).outcome, ParseOutcome::dropped_not_cef);
-    EXPECT_EQ(parser.stats().not_cef.load(), 1U);
-    EXPECT_EQ(parser.stats().syslog_rows.load(), 0U);
+    EXPECT_EQ(parser.parse("<13>Mar 14 09:15:02 host app: hello", meta_, row_).outcome, ParseOutcome::row);
+    EXPECT_EQ(row_.table, Table::syslog);
+    EXPECT_EQ(parser.stats().not_cef.load(), 0U);
+    EXPECT_EQ(parser.stats().syslog_rows.load(), 1U);
+    EXPECT_EQ(parser.stats().rows.load(), 0U);
 }
 
 TEST_F(ParserTest, RejectsBadCefHeaderWithItsReason) {

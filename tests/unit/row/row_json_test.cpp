@@ -66,6 +66,20 @@ TEST(RowJson, WritesNumbersAsNumbersAndStringsAsStrings) {
     EXPECT_EQ(std::string_view(doc["DeviceVendor"]), "Darktrace");
 }
 
+TEST(RowJson, WritesOnlyTheColumnsOfTheRowsTable) {
+    Row row;
+    row.receive_time_ns = 1'710'409'920'123'456'789;
+    row.set(Column::Computer, "host");
+    row.set(Column::DeviceVendor, "Darktrace");  // CommonSecurityLog only
+    row.set(Column::SyslogMessage, "hello");     // Syslog only
+    row.set(Column::ProcessID, "42");            // both
+    EXPECT_EQ(encode(row),
+              R"({"TimeGenerated":"2024-03-14T09:52:00.123456Z","Computer":"host","DeviceVendor":"Darktrace","ProcessID":42})");
+    row.table = Table::syslog;
+    EXPECT_EQ(encode(row),
+              R"({"TimeGenerated":"2024-03-14T09:52:00.123456Z","Computer":"host","ProcessID":42,"SyslogMessage":"hello"})");
+}
+
 TEST(RowJson, EscapesQuotesBackslashesAndControlCharacters) {
     std::string nasty = "a\"b\\c\nd\re\tf\bg\fh";
     nasty += '\0';
