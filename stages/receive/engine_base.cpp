@@ -3,6 +3,7 @@
 #include <cstring>
 
 #include "engine/log.h"
+#include "stages/receive/tls.h"
 
 namespace cefd::receive {
 namespace {
@@ -23,14 +24,15 @@ std::string_view strip_line_end(std::string_view bytes) noexcept {
 }  // namespace
 
 Connection::Connection(UniqueFd socket, const SourceAddress& peer, std::uint32_t frame_bytes_max,
-                       std::int64_t now_ns)
+                       std::int64_t now_ns, Transport over)
     : Completion{Kind::connection},
       fd(std::move(socket)),
       source(peer),
       framer(frame_bytes_max),
       buffer(new char[TcpFramer::buffer_bytes_min(frame_bytes_max)]),
       capacity(TcpFramer::buffer_bytes_min(frame_bytes_max)),
-      last_activity_ns(now_ns) {}
+      last_activity_ns(now_ns),
+      transport(over) {}
 
 EngineBase::EngineBase(const ReceiveConfig& config, unsigned lane, ByteRing& ring)
     : config_(config),
@@ -45,6 +47,27 @@ EngineBase::EngineBase(const ReceiveConfig& config, unsigned lane, ByteRing& rin
                  "receive: lane %u ring of %zu bytes takes messages up to %u bytes; datagrams and "
                  "TCP frames are limited to that (raise runtime.queue_slots)",
                  lane, ring.capacity(), ring_message_bytes_max(ring));
+}
+
+EngineBase::~EngineBase() = default;
+
+Status EngineBase::open_tls() {
+    if (config_.tls_cert_file.empty()) return ok_status();
+    auto context = TlsContext::load(config_);
+    if (!context) return context.error();
+    tls_ = std::make_unique<TlsServer>(*this, std::move(context).value());
+    return tls_->open();
+}
+
+void EngineBase::reload_if_requested() {
+    // A relaxed load first: this runs every pass and a reload is rare.
+    if (!reload_requested.load(std::memory_order_relaxed)) return;
+    if (!reload_requested.exchange(false, std::memory_order_acquire)) return;
+    if (tls_ == nullptr) {
+        CEFD_LOG(debug, "receive: lane %u reload requested; TLS is off, nothing to reload", lane_);
+        return;
+    }
+    tls_->reload();
 }
 
 void EngineBase::on_datagram(const sockaddr* peer, std::string_view payload, bool truncated,
@@ -119,7 +142,7 @@ FrameStatus EngineBase::deliver_frames(Connection& connection, std::int64_t now_
         meta.receive_time_ns = now_ns;
         meta.source = connection.source;
         meta.length = static_cast<std::uint32_t>(frame.size());
-        meta.transport = Transport::tcp;
+        meta.transport = connection.transport;
         meta.flags = cut == Cut::none ? 0 : message_truncated;
         if (!write_message(meta, frame)) return false;
         ++frames;
@@ -142,8 +165,10 @@ FrameStatus EngineBase::deliver_frames(Connection& connection, std::int64_t now_
     }
 
     ReceiveStats& s = *stats;
+    const bool tls = connection.transport == Transport::tls;
+    const char* kind = tls ? "TLS" : "TCP";
     if (frames != 0) {
-        bump(s.tcp_frames, frames);
+        bump(tls ? s.tls_frames : s.tcp_frames, frames);
         bump(s.bytes, bytes);
         ring_.notify();
     }
@@ -151,24 +176,24 @@ FrameStatus EngineBase::deliver_frames(Connection& connection, std::int64_t now_
     if (oversize != 0) {
         bump(s.tcp_oversize_frames, oversize);
         CEFD_LOG_EVERY(10, warn,
-                       "receive: lane %u TCP frame over %u bytes from %s cut to that size "
+                       "receive: lane %u %s frame over %u bytes from %s cut to that size "
                        "(receive_tcp_oversize_frames_total=%llu)",
-                       lane_, frame_limit_, connection.source.to_string().c_str(),
+                       lane_, kind, frame_limit_, connection.source.to_string().c_str(),
                        static_cast<unsigned long long>(read(s.tcp_oversize_frames)));
     }
     if (partial != 0) {
         bump(s.tcp_partial_frames, partial);
         CEFD_LOG_EVERY(10, warn,
-                       "receive: lane %u TCP peer %s closed inside an octet-counted frame; kept "
+                       "receive: lane %u %s peer %s closed inside an octet-counted frame; kept "
                        "the part received, flagged truncated",
-                       lane_, connection.source.to_string().c_str());
+                       lane_, kind, connection.source.to_string().c_str());
     }
     if (status == FrameStatus::bad_frame) {
         bump(s.tcp_bad_frames);
         CEFD_LOG_EVERY(10, warn,
-                       "receive: lane %u closing TCP connection from %s: octet count longer than "
+                       "receive: lane %u closing %s connection from %s: octet count longer than "
                        "9 digits, the stream is not RFC 6587 framing",
-                       lane_, connection.source.to_string().c_str());
+                       lane_, kind, connection.source.to_string().c_str());
     }
     return status;
 }

@@ -2,8 +2,9 @@
 //
 // An engine (uring_engine.cpp or epoll_engine.cpp) owns the lane's sockets and its event loop;
 // this base owns everything that does not depend on how bytes arrive: the limits derived from
-// the config, writing a message into the lane ring, per-connection TCP state and framing, and
-// the process-wide TCP connection count. Only the lane's receive thread calls into it.
+// the config, writing a message into the lane ring, per-connection TCP state and framing, the
+// process-wide TCP connection count, and the lane's TLS server (tls.h), which both engines drive
+// the same way. Only the lane's receive thread calls into it.
 #pragma once
 
 #include <atomic>
@@ -29,6 +30,8 @@ public:
     [[nodiscard]] virtual const char* name() const noexcept = 0;
 
     ReceiveStats* stats = nullptr;  // the owning Receiver's; set by Receiver::open
+    /// Set by Receiver::request_reload (any thread); the receive thread clears it and reloads.
+    std::atomic<bool> reload_requested{false};
 };
 
 }  // namespace cefd
@@ -38,7 +41,7 @@ namespace cefd::receive {
 /// What an io_uring completion or an epoll event points at (STYLE: user_data is a typed
 /// completion). Connection derives from it.
 struct Completion {
-    enum class Kind : std::uint8_t { udp, listener, connection };
+    enum class Kind : std::uint8_t { udp, listener, connection, tls };
     Kind kind;
 };
 
@@ -46,7 +49,7 @@ struct Completion {
 /// and holds at most one partial frame plus what the last read brought.
 struct Connection : Completion {
     Connection(UniqueFd socket, const SourceAddress& peer, std::uint32_t frame_bytes_max,
-               std::int64_t now_ns);
+               std::int64_t now_ns, Transport over = Transport::tcp);
 
     UniqueFd fd;
     SourceAddress source;
@@ -57,19 +60,30 @@ struct Connection : Completion {
     std::size_t end = 0;    // one past the last byte read
     std::int64_t last_activity_ns = 0;
     std::size_t index = 0;  // position in the engine's connection table
+    Transport transport;    // tcp or tls: stamped on every frame, picks the frame counter
     bool paused = false;    // the lane ring was full: not reading until the frames fit
     bool eof = false;       // the peer closed (or reset); deliver what is left, then close
-    bool closing = false;   // close requested; io_uring waits for the in-flight recv
+    bool closing = false;   // idle close requested; io_uring waits for the in-flight recv
     bool in_flight = false; // io_uring: a recv is submitted
 
     [[nodiscard]] std::size_t room() const noexcept { return capacity - end; }
 };
 
+class TlsServer;
+
 class EngineBase : public Receiver::Impl {
 public:
     EngineBase(const ReceiveConfig& config, unsigned lane, ByteRing& ring);
+    ~EngineBase() override;
 
 protected:
+    friend class TlsServer;  // frames and counts through the helpers below
+
+    /// Opens the lane's TLS listener when tls_cert_file is set (engines call it from open()).
+    Status open_tls();
+    /// Once per pass: reloads the TLS certificate if Receiver::request_reload asked for it.
+    void reload_if_requested();
+
     /// Copies one message into the lane ring. False when the ring is full.
     bool write_message(const MessageMeta& meta, std::string_view bytes) noexcept {
         const auto room = ring_.reserve(sizeof(MessageMeta) + bytes.size());
@@ -109,6 +123,7 @@ protected:
     std::uint32_t frame_limit_;     // max_frame_bytes, likewise
     std::string udp_text_;          // "127.0.0.1:5514" for log lines
     std::string tcp_text_;
+    std::unique_ptr<TlsServer> tls_;  // null unless tls_cert_file is set
 };
 
 }  // namespace cefd::receive

@@ -4,10 +4,16 @@
 // UDP: up to 16 recvmmsg calls of 64 datagrams per readiness event, into buffers allocated at
 // open. TCP: accept4 until EAGAIN, then one read per readable connection per pass into the
 // connection's buffer. A connection whose frames do not fit in the lane ring is taken out of
-// the epoll interest set (paused) and retried every millisecond until they fit.
+// the epoll interest set (paused) and retried every millisecond until they fit. TLS: the lane's
+// TlsServer (tls.h) keeps its own epoll set, which sits in this one as a single fd.
 // epoll_wait waits at most 50 ms, so run() notices a stop request in time.
+//
+// Batched waits, like the io_uring engine's: after a pass that read some datagrams but fewer
+// than a full recvmmsg (and nothing else), the thread sleeps coalesce_ns (1 ms) before its next
+// epoll_wait, so a steady stream costs one wake-up per batch instead of one per datagram.
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <time.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -17,6 +23,7 @@
 #include "engine/clock.h"
 #include "engine/log.h"
 #include "stages/receive/engine_base.h"
+#include "stages/receive/tls.h"
 
 namespace cefd::receive {
 namespace {
@@ -27,6 +34,7 @@ constexpr unsigned accepts_per_event_max = 256;
 constexpr int events_max = 256;
 constexpr int wait_idle_ms = 50;
 constexpr int wait_paused_ms = 1;
+constexpr std::int64_t coalesce_ns = 1'000'000;  // the most a busy lane adds to latency
 constexpr std::size_t control_bytes = CMSG_SPACE(sizeof(std::uint32_t)) + 16;
 
 class EpollEngine final : public EngineBase {
@@ -72,6 +80,9 @@ public:
                 return Error{Errc::io, errno, "receive: epoll_ctl for TCP"};
             connections_.reserve(std::min<std::uint32_t>(config_.tcp_max_connections, 65'536));
         }
+        if (auto status = open_tls(); !status) return status.error();
+        if (tls_ != nullptr && !watch(tls_->fd(), EPOLLIN, &tls_completion_))
+            return Error{Errc::io, errno, "receive: epoll_ctl for TLS"};
         return ok_status();
     }
 
@@ -83,35 +94,64 @@ public:
                                                                    1'000'000'000);
         std::int64_t next_idle_scan_ns = monotonic_ns() + idle_scan_ns;
         epoll_event events[events_max];
+        bool coalesce = false;  // the last pass read a partial batch of datagrams, nothing else
         while (!stop.stop_requested()) {
-            const int ready = ::epoll_wait(epoll_fd_.get(), events, events_max,
-                                           paused_.empty() ? wait_idle_ms : wait_paused_ms);
+            if (coalesce) {
+                const timespec pause{.tv_sec = 0, .tv_nsec = coalesce_ns};
+                ::clock_nanosleep(CLOCK_MONOTONIC, 0, &pause, nullptr);
+            }
+            const int ready = ::epoll_wait(epoll_fd_.get(), events, events_max, wait_ms());
             if (ready < 0 && errno != EINTR)
                 CEFD_LOG_EVERY(10, error, "receive: lane %u epoll_wait failed: %s", lane_,
                                std::strerror(errno));
             now_ns_ = wall_clock_ns();
             monotonic_now_ns_ = monotonic_ns();
+            bool tls_ready = false;
+            bool only_udp = true;
             for (int i = 0; i < ready; ++i) {
                 auto* completion = static_cast<Completion*>(events[i].data.ptr);
                 switch (completion->kind) {
-                    case Completion::Kind::udp: on_udp(); break;
+                    case Completion::Kind::udp: on_udp(); continue;
                     case Completion::Kind::listener: on_accept(); break;
                     case Completion::Kind::connection:
                         on_readable(static_cast<Connection&>(*completion));
                         break;
+                    case Completion::Kind::tls: tls_ready = true; break;
                 }
+                only_udp = false;
             }
+            coalesce = only_udp && batch_.datagrams + batch_.oversize + batch_.empty +
+                                           batch_.ring_full != 0 &&
+                       batch_.datagrams < datagrams_per_call && paused_.empty();
             flush(batch_);
             batch_ = {};
             if (!paused_.empty()) resume_paused();
+            if (tls_ != nullptr) {
+                if (tls_ready || tls_->wait_ns_max() >= 0) tls_->service(now_ns_, monotonic_now_ns_);
+                if (tls_->wait_ns_max() >= 0) coalesce = false;
+            }
+            reload_if_requested();
             if (monotonic_now_ns_ >= next_idle_scan_ns) {
                 close_idle(idle_ns);
+                if (tls_ != nullptr) tls_->close_idle(idle_ns, now_ns_, monotonic_now_ns_);
                 next_idle_scan_ns = monotonic_now_ns_ + idle_scan_ns;
             }
         }
     }
 
 private:
+    // How long epoll_wait may sleep: short while connections wait for ring space or TLS has
+    // work epoll cannot see.
+    int wait_ms() const noexcept {
+        int ms = paused_.empty() ? wait_idle_ms : wait_paused_ms;
+        if (tls_ != nullptr) {
+            const std::int64_t tls_ns = tls_->wait_ns_max();
+            if (tls_ns == 0) return 0;
+            if (tls_ns > 0) ms = std::min(ms, static_cast<int>((tls_ns + 999'999) / 1'000'000));
+        }
+        return ms;
+    }
+
     bool watch(int fd, std::uint32_t events, Completion* completion) {
         epoll_event event{};
         event.events = events;
@@ -270,8 +310,18 @@ private:
             Connection& connection = *connections_[i];
             if (connection.paused) continue;
             if (monotonic_now_ns_ - connection.last_activity_ns < idle_ns) continue;
+            // Bytes that arrived since epoll_wait returned: not idle after all, and closing now
+            // would throw them away. The next pass reads them.
+            char byte = 0;
+            if (::recv(connection.fd.get(), &byte, 1, MSG_PEEK | MSG_DONTWAIT) > 0) {
+                connection.last_activity_ns = monotonic_now_ns_;
+                continue;
+            }
             bump(stats->tcp_idle_closed);
-            close(connection);
+            // As at the peer's end of stream: an unterminated last frame is delivered (an
+            // octet-counted one flagged and counted as partial) before the close.
+            connection.eof = true;
+            process(connection);
         }
     }
 
@@ -280,6 +330,7 @@ private:
     UniqueFd tcp_fd_;
     Completion udp_completion_{Completion::Kind::udp};
     Completion listener_completion_{Completion::Kind::listener};
+    Completion tls_completion_{Completion::Kind::tls};
     std::vector<char> payloads_;
     std::vector<char> controls_;
     std::vector<sockaddr_storage> names_;

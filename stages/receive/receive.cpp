@@ -4,14 +4,31 @@
 
 #include "engine/log.h"
 #include "stages/receive/engine_base.h"
+#include "stages/receive/tls.h"
 
 namespace cefd {
 
 void ReceiveConfig::validate(ConfigErrors& errors) const {
     if (receive::ListenAddress::parse(listen, 0).ok() == false)
         errors.add("receive.listen", "\"" + listen + "\" is not an IPv4 or IPv6 address");
-    errors.check("receive", udp_port != 0 || tcp_port != 0,
-                 "udp_port and tcp_port are both 0: nothing to receive");
+    const bool tls = !tls_cert_file.empty();
+    errors.check("receive", udp_port != 0 || tcp_port != 0 || tls,
+                 "udp_port and tcp_port are both 0 and TLS is off: nothing to receive");
+    if (tls) {
+        errors.check("receive.tls_port", tls_port != 0, "must not be 0 when tls_cert_file is set");
+        errors.check("receive.tls_port", tls_port != tcp_port,
+                     "must differ from tcp_port (both are TCP listeners)");
+        if (tls_key_file.empty()) {
+            errors.add("receive.tls_key_file", "must be set when tls_cert_file is set");
+        } else if (auto status = receive::check_private_key_file(tls_key_file); !status) {
+            errors.add("receive.tls_key_file", status.error().message);
+        }
+    } else {
+        errors.check("receive.tls_key_file", tls_key_file.empty(),
+                     "is set but tls_cert_file is not: set both to turn TLS on");
+        errors.check("receive.tls_client_ca_file", tls_client_ca_file.empty(),
+                     "is set but tls_cert_file is not: set both to turn TLS on");
+    }
     // 2048: what RFC 5426 asks receivers to accept. 65507: the largest IPv4 UDP payload.
     errors.check_range<std::uint32_t>("receive.datagram_bytes_max", datagram_bytes_max, 2'048,
                                       65'507);
@@ -60,6 +77,10 @@ Result<std::unique_ptr<Receiver>> Receiver::open(const ReceiveConfig& config, un
 
 void Receiver::run(std::stop_token stop) { impl_->run(std::move(stop)); }
 
+void Receiver::request_reload() noexcept {
+    impl_->reload_requested.store(true, std::memory_order_release);
+}
+
 const char* Receiver::engine_name() const noexcept { return impl_->name(); }
 
 void Receiver::register_metrics(MetricsRegistry& registry) const {
@@ -97,6 +118,17 @@ void Receiver::register_metrics(MetricsRegistry& registry) const {
         {"receive_tcp_partial_frames_total",
          "Octet-counted frames cut short by the peer closing, kept and flagged",
          &stats_.tcp_partial_frames},
+        {"receive_tls_accepted_total", "TLS handshakes completed", &stats_.tls_accepted},
+        {"receive_tls_handshake_failures_total",
+         "TLS connections closed before the handshake completed", &stats_.tls_handshake_failures},
+        {"receive_tls_frames_total", "TLS frames written to the lane ring", &stats_.tls_frames},
+        {"receive_tls_closed_total", "TLS connections closed after a completed handshake",
+         &stats_.tls_closed},
+        {"receive_tls_reloads_total", "TLS certificate reloads that took effect",
+         &stats_.tls_reloads},
+        {"receive_tls_reload_failures_total",
+         "TLS certificate reloads refused (the old certificate stays)",
+         &stats_.tls_reload_failures},
     };
     for (const Entry& entry : entries) registry.add(entry.name, entry.help, labels, entry.counter);
 }

@@ -2,13 +2,15 @@
 // writes each into the lane's ByteRing (engine/queue/byte_ring.h) as MessageMeta + bytes.
 //
 // Lifecycle: Pipeline::build opens one Receiver per lane (Receiver::open binds the lane's UDP
-// socket and TCP listener, both with SO_REUSEPORT so the kernel spreads senders over lanes);
+// socket, TCP listener and TLS listener, all with SO_REUSEPORT so the kernel spreads senders
+// over lanes);
 // the lane's receive thread calls run() until its stop_token is set. run() never allocates per
 // message. Only the receive thread touches a Receiver after open(); stats() may be read from
-// any thread.
+// any thread, and request_reload() may be called from any thread (the receive thread does the
+// reload at its next pass).
 //
-// Full ring: UDP datagrams are dropped and counted (`ring_full`); TCP stops reading the
-// connection until the worker frees space (backpressure), so nothing on TCP is dropped.
+// Full ring: UDP datagrams are dropped and counted (`ring_full`); TCP and TLS stop reading the
+// connection until the worker frees space (backpressure), so nothing on TCP or TLS is dropped.
 // Every other drop has a counter too: see ReceiveStats.
 #pragma once
 
@@ -47,6 +49,16 @@ struct ReceiveConfig {
     enum class Engine : std::uint8_t { automatic, io_uring, recvmmsg };
     /// "auto" uses io_uring and falls back to recvmmsg/epoll with a log line saying why.
     Engine engine = Engine::automatic;
+    /// TLS syslog port (RFC 5425; RFC 6587 framing inside TLS). The TLS listener exists only
+    /// when tls_cert_file is set. Must differ from tcp_port.
+    std::uint16_t tls_port = 6514;
+    /// Server certificate chain (PEM, leaf first). Setting it turns TLS on. Reloaded on SIGHUP.
+    std::string tls_cert_file;
+    /// Private key of tls_cert_file (PEM). Refused if other users can read it (chmod 600).
+    std::string tls_key_file;
+    /// CA bundle (PEM) for client certificates. Set: every client must present a certificate
+    /// that chains to it (mutual TLS). Empty: clients are not asked for one.
+    std::string tls_client_ca_file;
 
     void validate(ConfigErrors& errors) const;
 };
@@ -68,6 +80,14 @@ struct ReceiveStats {
     Counter tcp_idle_closed{0}; // connections closed by the idle timeout
     Counter empty{0};           // empty datagrams / TCP frames (health probes): not written
     Counter tcp_partial_frames{0};  // octet-counted frame cut short by the peer closing: kept, flagged
+    // TLS connections also count in tcp_rejected, tcp_idle_closed, tcp_oversize_frames,
+    // tcp_bad_frames, tcp_partial_frames, empty and bytes.
+    Counter tls_accepted{0};    // TLS handshakes completed
+    Counter tls_handshake_failures{0};  // closed before the handshake completed (reason logged)
+    Counter tls_frames{0};      // frames received over TLS, written to the ring
+    Counter tls_closed{0};      // TLS connections closed after a completed handshake
+    Counter tls_reloads{0};     // certificate reloads that took effect
+    Counter tls_reload_failures{0};  // reloads refused (the old certificate stays; reason logged)
 };
 
 class Receiver {
@@ -82,6 +102,11 @@ public:
 
     /// The receive thread's body: returns soon (within about 100 ms) after `stop` is requested.
     void run(std::stop_token stop);
+
+    /// Asks the receive thread to reload the TLS certificate, key and client CA at its next pass
+    /// (within about 50 ms). Any thread may call it (the lead's SIGHUP handler does). Existing
+    /// connections keep the old certificate; a reload that fails keeps it too and logs why.
+    void request_reload() noexcept;
 
     [[nodiscard]] const ReceiveStats& stats() const noexcept { return stats_; }
     /// Registers every counter with a lane="N" label.

@@ -8,9 +8,12 @@
 // TCP: a multishot accept on the lane listener, then one single-shot recv per connection into
 // the connection's own buffer, re-armed after each completion unless the lane ring is full
 // (then the connection pauses; a 1 ms wait retries it).
+// TLS: the lane's TlsServer (tls.h) keeps its own epoll set; a multishot poll on that set's fd
+// tells this loop when to call it.
 // The loop waits at most 50 ms for completions, so run() notices a stop request in time.
 #include <liburing.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -24,6 +27,7 @@
 #include "engine/clock.h"
 #include "engine/log.h"
 #include "stages/receive/engine_base.h"
+#include "stages/receive/tls.h"
 
 namespace cefd::receive {
 namespace {
@@ -232,6 +236,7 @@ public:
             tcp_fd_ = std::move(fd).value();
             connections_.reserve(std::min<std::uint32_t>(config_.tcp_max_connections, 65'536));
         }
+        if (auto status = open_tls(); !status) return status.error();
         return ok_status();
     }
 
@@ -245,6 +250,7 @@ public:
         }
         if (udp_fd_.valid()) arm_udp();
         if (tcp_fd_.valid()) arm_accept();
+        if (tls_ != nullptr) arm_tls();
         const std::int64_t idle_ns = std::int64_t{config_.tcp_idle_timeout_ms} * 1'000'000;
         const std::int64_t idle_scan_ns = std::clamp<std::int64_t>(idle_ns / 4, 1'000'000,
                                                                    1'000'000'000);
@@ -256,6 +262,8 @@ public:
             const bool busy = last_pass != 0 && ring_.deferred();
             std::int64_t wait_ns = busy ? coalesce_ns : wait_idle_ns;
             if (!paused_.empty()) wait_ns = std::min(wait_ns, wait_paused_ns);
+            if (tls_ != nullptr && tls_->wait_ns_max() >= 0)
+                wait_ns = std::min(wait_ns, tls_->wait_ns_max());
             __kernel_timespec timeout{.tv_sec = 0, .tv_nsec = wait_ns};
             io_uring_cqe* first = nullptr;
             const int rc = io_uring_submit_and_wait_timeout(ring_.get(), &first,
@@ -266,14 +274,20 @@ public:
                                std::strerror(-rc));
             now_ns_ = wall_clock_ns();
             monotonic_now_ns_ = monotonic_ns();
+            tls_ready_ = false;
             last_pass = drain_completions();
             flush(batch_);
             batch_ = {};
             if (!paused_.empty()) resume_paused();
+            if (tls_ != nullptr && (tls_ready_ || tls_->wait_ns_max() >= 0))
+                tls_->service(now_ns_, monotonic_now_ns_);
             if (udp_rearm_) arm_udp();
             if (accept_rearm_ && monotonic_now_ns_ >= accept_retry_at_ns_) arm_accept();
+            if (tls_rearm_) arm_tls();
+            reload_if_requested();
             if (monotonic_now_ns_ >= next_idle_scan_ns) {
                 close_idle(idle_ns);
+                if (tls_ != nullptr) tls_->close_idle(idle_ns, now_ns_, monotonic_now_ns_);
                 next_idle_scan_ns = monotonic_now_ns_ + idle_scan_ns;
             }
         }
@@ -297,6 +311,13 @@ private:
         accept_rearm_ = false;
     }
 
+    void arm_tls() {
+        io_uring_sqe* sqe = ring_.sqe();
+        io_uring_prep_poll_multishot(sqe, tls_->fd(), POLLIN);
+        io_uring_sqe_set_data(sqe, &tls_completion_);
+        tls_rearm_ = false;
+    }
+
     void arm_recv(Connection& connection) {
         io_uring_sqe* sqe = ring_.sqe();
         io_uring_prep_recv(sqe, connection.fd.get(), connection.buffer.get() + connection.end,
@@ -317,6 +338,10 @@ private:
                     case Completion::Kind::listener: on_accept(*cqe); break;
                     case Completion::Kind::connection:
                         on_recv(static_cast<Connection&>(*completion), cqe->res);
+                        break;
+                    case Completion::Kind::tls:
+                        if ((cqe->flags & IORING_CQE_F_MORE) == 0) tls_rearm_ = true;
+                        tls_ready_ = true;
                         break;
                 }
             }  // else: the completion of a cancel request; nothing to do
@@ -410,7 +435,12 @@ private:
     void on_recv(Connection& connection, int res) {
         connection.in_flight = false;
         if (connection.closing) {
-            finish_close(connection);
+            // The idle timeout cancelled this recv. If bytes raced in first they are kept: the
+            // connection is at its end of stream (eof is set) and process() delivers everything,
+            // then closes.
+            connection.closing = false;
+            if (res > 0) connection.end += static_cast<std::size_t>(res);
+            process(connection);
             return;
         }
         if (res > 0) {
@@ -461,11 +491,7 @@ private:
     }
 
     void close(Connection& connection) {
-        if (connection.in_flight) {
-            connection.closing = true;
-            io_uring_prep_cancel(ring_.sqe(), &connection, 0);  // its CQE carries no data
-            return;
-        }
+        CEFD_ASSERT(!connection.in_flight);  // only close_idle closes with a recv in flight
         finish_close(connection);
     }
 
@@ -487,7 +513,19 @@ private:
             if (connection.closing || connection.paused) continue;
             if (monotonic_now_ns_ - connection.last_activity_ns < idle_ns) continue;
             bump(stats->tcp_idle_closed);
-            close(connection);
+            // As at the peer's end of stream: what is buffered (an unterminated last frame; an
+            // octet-counted one flagged and counted as partial) is delivered before the close.
+            connection.eof = true;
+            if (connection.in_flight) {
+                connection.closing = true;  // on_recv finishes the close
+                io_uring_sqe* sqe = ring_.sqe();
+                io_uring_prep_cancel(sqe, &connection, 0);
+                // prep_cancel leaves user_data as the slot's last user left it: clear it, so
+                // the cancel's own completion is not taken for some earlier request's.
+                io_uring_sqe_set_data(sqe, nullptr);
+                continue;
+            }
+            process(connection);
         }
     }
 
@@ -495,6 +533,7 @@ private:
     UniqueFd tcp_fd_;
     Completion udp_completion_{Completion::Kind::udp};
     Completion listener_completion_{Completion::Kind::listener};
+    Completion tls_completion_{Completion::Kind::tls};
     msghdr udp_msg_ = recvmsg_template();
     std::vector<std::unique_ptr<Connection>> connections_;
     std::vector<Connection*> paused_;
@@ -505,6 +544,8 @@ private:
     std::int64_t accept_retry_at_ns_ = 0;
     bool udp_rearm_ = false;
     bool accept_rearm_ = false;
+    bool tls_rearm_ = false;
+    bool tls_ready_ = false;  // the TLS epoll set signalled this pass
     // Last, so it is destroyed first: no request may outlive the memory it points into.
     Ring ring_;
 };

@@ -413,6 +413,31 @@ TEST_P(ReceiverTest, IdleConnectionIsClosed) {
     ::close(fd);
 }
 
+TEST_P(ReceiverTest, IdleCloseDeliversTheUnterminatedLastFrame) {
+    config.tcp_idle_timeout_ms = 100;
+    auto lane = start_lane();
+    ASSERT_TRUE(lane);
+    const int fd = tcp_connect(port);
+    write_all(fd, "complete\nno newline, then silence");
+    ASSERT_TRUE(lane->wait_for(1));
+    EXPECT_TRUE(peer_closed(fd));
+    // Before: the buffered part was thrown away without a count. Now it is delivered as at end
+    // of stream (an octet-counted one would be flagged and counted as partial).
+    ASSERT_TRUE(lane->wait_for(2));
+    EXPECT_EQ(lane->got[1].bytes, "no newline, then silence");
+    EXPECT_EQ(read(lane->stats().tcp_idle_closed), 1U);
+    ::close(fd);
+
+    const int counted = tcp_connect(port);
+    write_all(counted, "40 only part of the frame");
+    EXPECT_TRUE(peer_closed(counted));
+    ASSERT_TRUE(lane->wait_for(3));
+    EXPECT_EQ(lane->got[2].bytes, "only part of the frame");
+    EXPECT_EQ(lane->got[2].meta.flags, message_truncated);
+    EXPECT_EQ(read(lane->stats().tcp_partial_frames), 1U);
+    ::close(counted);
+}
+
 TEST_P(ReceiverTest, PeerResetIsAClose) {
     auto lane = start_lane();
     ASSERT_TRUE(lane);

@@ -1,0 +1,461 @@
+#include "stages/receive/tls.h"
+
+#include <openssl/err.h>
+#include <openssl/x509.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+#include "engine/log.h"
+
+namespace cefd::receive {
+namespace {
+
+constexpr int events_max = 64;
+constexpr unsigned accepts_per_pass_max = 256;
+// SSL_reads per connection per pass: up to 16 x 16 KB records, then the others get a turn.
+constexpr unsigned reads_per_event_max = 16;
+constexpr std::int64_t paused_retry_ns = 1'000'000;
+
+/// OpenSSL's error queue as one line ("error:0A000086:SSL routines::certificate verify
+/// failed"), then cleared. The queue is per thread and only this thread's calls fill it.
+std::string openssl_errors() {
+    std::string out;
+    // Bounded: OpenSSL queues at most 16 errors per thread.
+    for (unsigned long code = ERR_get_error(); code != 0; code = ERR_get_error()) {
+        char text[256];
+        ERR_error_string_n(code, text, sizeof text);
+        if (!out.empty()) out += "; ";
+        out += text;
+    }
+    return out;
+}
+
+Error tls_error(const std::string& what) {
+    std::string reason = openssl_errors();
+    return Error{Errc::config, "receive: " + what + (reason.empty() ? "" : ": " + reason)};
+}
+
+/// Why SSL_accept failed, for the log line: OpenSSL's reason, the certificate verdict when there
+/// is one, or what the socket said.
+std::string handshake_failure_reason(SSL* ssl, int ssl_error, int saved_errno) {
+    std::string reason = openssl_errors();
+    const long verdict = SSL_get_verify_result(ssl);
+    if (verdict != X509_V_OK)
+        reason += std::string(reason.empty() ? "" : " ") + "(client certificate: " +
+                  X509_verify_cert_error_string(verdict) + ")";
+    if (!reason.empty()) return reason;
+    if (ssl_error == SSL_ERROR_SYSCALL)
+        return saved_errno != 0 ? std::strerror(saved_errno)
+                                : "the peer closed the connection during the handshake";
+    if (ssl_error == SSL_ERROR_ZERO_RETURN) return "the peer sent close_notify during the handshake";
+    return "SSL_accept failed (SSL_get_error " + std::to_string(ssl_error) + ")";
+}
+
+}  // namespace
+
+Status check_private_key_file(const std::string& path) {
+    struct stat st {};
+    if (::stat(path.c_str(), &st) != 0)
+        return Error{Errc::config, errno, "cannot read " + path};
+    if ((st.st_mode & S_IROTH) != 0)
+        return Error{Errc::config, path + " is readable by other users: chmod 600 it"};
+    return ok_status();
+}
+
+// ---- TlsContext ----
+
+Result<TlsContext> TlsContext::load(const ReceiveConfig& config) {
+    if (auto status = check_private_key_file(config.tls_key_file); !status)
+        return Error{Errc::config, "receive.tls_key_file: " + status.error().message};
+    ERR_clear_error();
+    TlsContext out;
+    out.context_ = SSL_CTX_new(TLS_server_method());
+    if (out.context_ == nullptr) return tls_error("SSL_CTX_new failed");
+    SSL_CTX* ctx = out.context_;
+    // RFC 5425 asks for TLS 1.2 at least; older versions are refused in the handshake.
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_TICKET |
+                                 SSL_OP_CIPHER_SERVER_PREFERENCE);
+    SSL_CTX_set_num_tickets(ctx, 0);  // TLS 1.3: no NewSessionTicket writes after the handshake
+    if (SSL_CTX_use_certificate_chain_file(ctx, config.tls_cert_file.c_str()) != 1)
+        return tls_error("receive.tls_cert_file: cannot load " + config.tls_cert_file);
+    if (SSL_CTX_use_PrivateKey_file(ctx, config.tls_key_file.c_str(), SSL_FILETYPE_PEM) != 1)
+        return tls_error("receive.tls_key_file: cannot load " + config.tls_key_file);
+    if (SSL_CTX_check_private_key(ctx) != 1)
+        return tls_error("receive.tls_key_file: " + config.tls_key_file +
+                         " does not match the certificate in " + config.tls_cert_file);
+    if (!config.tls_client_ca_file.empty()) {
+        const char* ca = config.tls_client_ca_file.c_str();
+        if (SSL_CTX_load_verify_locations(ctx, ca, nullptr) != 1)
+            return tls_error("receive.tls_client_ca_file: cannot load " + config.tls_client_ca_file);
+        // The CA names go into the CertificateRequest, so clients pick the right certificate.
+        STACK_OF(X509_NAME)* names = SSL_load_client_CA_file(ca);
+        if (names == nullptr)
+            return tls_error("receive.tls_client_ca_file: no CA certificate in " +
+                             config.tls_client_ca_file);
+        SSL_CTX_set_client_CA_list(ctx, names);  // takes ownership
+        SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, nullptr);
+    }
+    return out;
+}
+
+TlsContext::~TlsContext() {
+    // Connections still using this context hold their own reference to it.
+    if (context_ != nullptr) SSL_CTX_free(context_);
+}
+
+TlsContext::TlsContext(TlsContext&& other) noexcept
+    : context_(std::exchange(other.context_, nullptr)) {}
+
+TlsContext& TlsContext::operator=(TlsContext&& other) noexcept {
+    if (this != &other) {
+        if (context_ != nullptr) SSL_CTX_free(context_);
+        context_ = std::exchange(other.context_, nullptr);
+    }
+    return *this;
+}
+
+// ---- TlsConnection ----
+
+TlsConnection::TlsConnection(UniqueFd socket, const SourceAddress& peer,
+                             std::uint32_t frame_bytes_max, std::int64_t now_ns, SSL* session)
+    : Connection(std::move(socket), peer, frame_bytes_max, now_ns, Transport::tls), ssl(session) {
+    SSL_set_fd(ssl, fd.get());
+}
+
+TlsConnection::~TlsConnection() { SSL_free(ssl); }  // before Connection closes the socket
+
+// ---- TlsServer ----
+
+TlsServer::TlsServer(EngineBase& engine, TlsContext context)
+    : engine_(engine),
+      context_(std::move(context)),
+      text_(engine.config_.listen + ":" + std::to_string(engine.config_.tls_port)) {}
+
+TlsServer::~TlsServer() {
+    for (std::size_t i = 0; i < connections_.size(); ++i) EngineBase::release_connection();
+}
+
+Status TlsServer::open() {
+    const ReceiveConfig& config = engine_.config_;
+    epoll_fd_ = UniqueFd{::epoll_create1(EPOLL_CLOEXEC)};
+    if (!epoll_fd_.valid()) return Error{Errc::io, errno, "receive: epoll_create1 for TLS"};
+    auto address = ListenAddress::parse(config.listen, config.tls_port);
+    if (!address) return address.error();
+    auto fd = open_tcp_listener(address.value(), true, text_);
+    if (!fd) return fd.error();
+    listener_fd_ = std::move(fd).value();
+    epoll_event event{};
+    event.events = EPOLLIN;
+    event.data.ptr = nullptr;  // null: the listener; anything else is a TlsConnection
+    if (::epoll_ctl(epoll_fd_.get(), EPOLL_CTL_ADD, listener_fd_.get(), &event) != 0)
+        return Error{Errc::io, errno, "receive: epoll_ctl for the TLS listener " + text_};
+    connections_.reserve(std::min<std::uint32_t>(config.tcp_max_connections, 65'536));
+    paused_.reserve(64);
+    ready_.reserve(64);
+    scratch_.reserve(64);
+    return ok_status();
+}
+
+void TlsServer::service(std::int64_t now_ns, std::int64_t monotonic_now_ns) {
+    if (!sigpipe_blocked_) {
+        // OpenSSL writes alerts and close_notify with write(2), which raises SIGPIPE when the
+        // peer has gone. Blocked on this thread, the write fails with EPIPE instead.
+        sigset_t pipe;
+        sigemptyset(&pipe);
+        sigaddset(&pipe, SIGPIPE);
+        pthread_sigmask(SIG_BLOCK, &pipe, nullptr);
+        sigpipe_blocked_ = true;
+    }
+    now_ns_ = now_ns;
+    monotonic_now_ns_ = monotonic_now_ns;
+    if (!paused_.empty()) resume_paused();
+    if (!ready_.empty()) run_ready();
+    epoll_event events[events_max];
+    const int n = ::epoll_wait(epoll_fd_.get(), events, events_max, 0);
+    if (n < 0 && errno != EINTR)
+        CEFD_LOG_EVERY(10, error, "receive: lane %u TLS epoll_wait failed: %s", engine_.lane_,
+                       std::strerror(errno));
+    more_events_ = n == events_max;
+    for (int i = 0; i < n; ++i) {
+        if (events[i].data.ptr == nullptr)
+            on_accept();
+        else
+            on_event(*static_cast<TlsConnection*>(events[i].data.ptr));
+    }
+}
+
+std::int64_t TlsServer::wait_ns_max() const noexcept {
+    if (!ready_.empty() || more_events_) return 0;
+    if (!paused_.empty()) return paused_retry_ns;
+    return -1;
+}
+
+void TlsServer::on_accept() {
+    for (unsigned i = 0; i < accepts_per_pass_max; ++i) {
+        sockaddr_storage peer{};
+        socklen_t peer_length = sizeof peer;
+        UniqueFd fd{::accept4(listener_fd_.get(), reinterpret_cast<sockaddr*>(&peer), &peer_length,
+                              SOCK_NONBLOCK | SOCK_CLOEXEC)};
+        if (!fd.valid()) {
+            switch (errno) {
+                case EAGAIN:        // no more pending connections
+                case ECONNABORTED:  // the peer gave up before we accepted
+                case EINTR:
+                    return;
+                default:  // EMFILE/ENFILE: level-triggered, so it is retried next pass
+                    CEFD_LOG_EVERY(10, error, "receive: lane %u TLS accept failed: %s",
+                                   engine_.lane_, std::strerror(errno));
+                    return;
+            }
+        }
+        if (!EngineBase::try_reserve_connection(engine_.config_.tcp_max_connections)) {
+            bump(stats().tcp_rejected);
+            CEFD_LOG_EVERY(10, warn,
+                           "receive: lane %u TLS connection refused: %u open, the limit "
+                           "(receive.tcp_max_connections)",
+                           engine_.lane_, engine_.config_.tcp_max_connections);
+            continue;  // closed by UniqueFd
+        }
+        const SourceAddress source = SourceAddress::from_sockaddr(reinterpret_cast<sockaddr*>(&peer));
+        SSL* ssl = SSL_new(context_.get());  // takes a reference to the current context
+        if (ssl == nullptr) {
+            EngineBase::release_connection();
+            bump(stats().tls_handshake_failures);
+            CEFD_LOG_EVERY(10, error, "receive: lane %u SSL_new failed for %s: %s", engine_.lane_,
+                           source.to_string().c_str(), openssl_errors().c_str());
+            continue;
+        }
+        auto connection = std::make_unique<TlsConnection>(std::move(fd), source,
+                                                          engine_.frame_limit_, monotonic_now_ns_,
+                                                          ssl);
+        connection->index = connections_.size();
+        TlsConnection& c = *connections_.emplace_back(std::move(connection));
+        epoll_event event{};
+        event.events = EPOLLIN;
+        event.data.ptr = &c;
+        if (::epoll_ctl(epoll_fd_.get(), EPOLL_CTL_ADD, c.fd.get(), &event) != 0) {
+            CEFD_LOG_EVERY(10, error, "receive: lane %u epoll_ctl for a TLS connection: %s",
+                           engine_.lane_, std::strerror(errno));
+            fail_handshake(c, "epoll_ctl failed");
+            continue;
+        }
+        c.interest = EPOLLIN;
+        on_event(c);  // the ClientHello is often here already
+    }
+    more_events_ = true;  // more may be waiting in the backlog
+}
+
+void TlsServer::on_event(TlsConnection& connection) {
+    if (connection.paused || connection.ready) return;  // retried from those lists
+    if (connection.handshaking && !handshake(connection)) return;
+    read_and_deliver(connection);
+}
+
+// True once the handshake is complete; false while it waits for the peer or after it failed
+// (then the connection is gone).
+bool TlsServer::handshake(TlsConnection& connection) {
+    ERR_clear_error();
+    errno = 0;
+    const int rc = SSL_accept(connection.ssl);
+    if (rc == 1) {
+        connection.handshaking = false;
+        connection.last_activity_ns = monotonic_now_ns_;
+        bump(stats().tls_accepted);
+        want(connection, EPOLLIN);
+        return true;
+    }
+    const int saved_errno = errno;
+    const int error = SSL_get_error(connection.ssl, rc);
+    switch (error) {
+        case SSL_ERROR_WANT_READ: want(connection, EPOLLIN); return false;
+        case SSL_ERROR_WANT_WRITE: want(connection, EPOLLIN | EPOLLOUT); return false;
+        default:
+            // The handshake must finish within tcp_idle_timeout_ms of the accept: last_activity
+            // is not moved while it runs.
+            connection.fatal = true;
+            fail_handshake(connection,
+                           handshake_failure_reason(connection.ssl, error, saved_errno).c_str());
+            return false;
+    }
+}
+
+void TlsServer::read_and_deliver(TlsConnection& connection) {
+    for (unsigned reads = 0; reads < reads_per_event_max; ++reads) {
+        CEFD_ASSERT(connection.room() != 0);
+        std::size_t n = 0;
+        ERR_clear_error();
+        const int rc = SSL_read_ex(connection.ssl, connection.buffer.get() + connection.end,
+                                   connection.room(), &n);
+        if (rc == 1) {
+            connection.end += n;
+            connection.last_activity_ns = monotonic_now_ns_;
+        } else {
+            switch (SSL_get_error(connection.ssl, rc)) {
+                case SSL_ERROR_WANT_READ: want(connection, EPOLLIN); return;
+                case SSL_ERROR_WANT_WRITE: want(connection, EPOLLIN | EPOLLOUT); return;
+                case SSL_ERROR_ZERO_RETURN: break;  // close_notify: a clean end of stream
+                case SSL_ERROR_SYSCALL:
+                    // EOF without close_notify, or a reset: routine for syslog senders.
+                    connection.fatal = true;
+                    ERR_clear_error();
+                    break;
+                default:
+                    connection.fatal = true;
+                    // A sender that closes without close_notify is routine for syslog, and
+                    // octet counting shows a cut frame anyway (counted as partial).
+                    if (ERR_GET_REASON(ERR_peek_error()) == SSL_R_UNEXPECTED_EOF_WHILE_READING) {
+                        ERR_clear_error();
+                        break;
+                    }
+                    CEFD_LOG_EVERY(10, warn, "receive: lane %u TLS read from %s failed: %s",
+                                   engine_.lane_, connection.source.to_string().c_str(),
+                                   openssl_errors().c_str());
+            }
+            connection.eof = true;  // deliver what is left, then close
+        }
+        if (!process(connection)) return;  // paused or closed
+    }
+    // The budget ran out with bytes perhaps still inside OpenSSL, where epoll cannot see them.
+    connection.ready = true;
+    ready_.push_back(&connection);
+}
+
+// Frames what the connection holds. True when it stays open and may be read again.
+bool TlsServer::process(TlsConnection& connection) {
+    switch (engine_.deliver_frames(connection, now_ns_)) {
+        case FrameStatus::bad_frame:
+            close(connection);
+            return false;
+        case FrameStatus::blocked:
+            if (!connection.paused) {
+                connection.paused = true;
+                paused_.push_back(&connection);
+                want(connection, 0);  // stop reading: backpressure to the sender
+            }
+            return false;
+        case FrameStatus::need_more:
+            break;
+    }
+    if (connection.eof) {
+        close(connection);
+        return false;
+    }
+    return true;
+}
+
+void TlsServer::resume_paused() {
+    // Backwards, so that a connection closing (and leaving the list) skips nothing.
+    for (std::size_t i = paused_.size(); i-- > 0;) {
+        TlsConnection& connection = *paused_[i];
+        connection.paused = false;
+        paused_[i] = paused_.back();
+        paused_.pop_back();
+        if (!process(connection)) continue;  // paused again, or closed at its end of stream
+        // OpenSSL may hold decrypted bytes that no socket event will announce.
+        read_and_deliver(connection);
+    }
+}
+
+void TlsServer::run_ready() {
+    scratch_.swap(ready_);  // read_and_deliver may put a connection back on ready_
+    for (TlsConnection* connection : scratch_) {
+        connection->ready = false;
+        read_and_deliver(*connection);
+    }
+    scratch_.clear();
+}
+
+void TlsServer::want(TlsConnection& connection, std::uint32_t events) {
+    if (connection.interest == events) return;
+    epoll_event event{};
+    event.events = events;
+    event.data.ptr = &connection;
+    if (::epoll_ctl(epoll_fd_.get(), EPOLL_CTL_MOD, connection.fd.get(), &event) != 0)
+        CEFD_LOG_EVERY(10, error, "receive: lane %u epoll_ctl for a TLS connection: %s",
+                       engine_.lane_, std::strerror(errno));
+    connection.interest = events;
+}
+
+void TlsServer::fail_handshake(TlsConnection& connection, const char* reason) {
+    bump(stats().tls_handshake_failures);
+    CEFD_LOG_EVERY(10, warn,
+                   "receive: lane %u TLS handshake with %s on %s failed: %s "
+                   "(receive_tls_handshake_failures_total=%llu)",
+                   engine_.lane_, connection.source.to_string().c_str(), text_.c_str(), reason,
+                   static_cast<unsigned long long>(read(stats().tls_handshake_failures)));
+    remove(connection);
+}
+
+void TlsServer::close(TlsConnection& connection) {
+    bump(stats().tls_closed);
+    if (!connection.fatal) {
+        // Best effort close_notify; OpenSSL forbids it after a fatal error on the connection.
+        SSL_shutdown(connection.ssl);
+        ERR_clear_error();
+    }
+    remove(connection);
+}
+
+void TlsServer::remove(TlsConnection& connection) {
+    if (connection.paused) std::erase(paused_, &connection);
+    if (connection.ready) std::erase(ready_, &connection);
+    EngineBase::release_connection();
+    const std::size_t index = connection.index;
+    if (index + 1 != connections_.size()) {
+        connections_[index] = std::move(connections_.back());
+        connections_[index]->index = index;
+    }
+    connections_.pop_back();  // frees the SSL, then closes the socket (and leaves the epoll set)
+}
+
+void TlsServer::close_idle(std::int64_t idle_ns, std::int64_t now_ns,
+                           std::int64_t monotonic_now_ns) {
+    now_ns_ = now_ns;
+    monotonic_now_ns_ = monotonic_now_ns;
+    for (std::size_t i = connections_.size(); i-- > 0;) {
+        TlsConnection& connection = *connections_[i];
+        if (connection.paused || connection.ready) continue;
+        if (monotonic_now_ns_ - connection.last_activity_ns < idle_ns) continue;
+        if (connection.handshaking) {
+            fail_handshake(connection, "no completed handshake within receive.tcp_idle_timeout_ms");
+            continue;
+        }
+        // Bytes that arrived since the last pass: the connection is not idle after all, and
+        // closing it now would throw them away.
+        char byte = 0;
+        if (SSL_has_pending(connection.ssl) == 1 ||
+            ::recv(connection.fd.get(), &byte, 1, MSG_PEEK | MSG_DONTWAIT) > 0) {
+            connection.last_activity_ns = monotonic_now_ns_;
+            continue;
+        }
+        bump(stats().tcp_idle_closed);
+        // As at the peer's end of stream: an unterminated last frame is delivered (an
+        // octet-counted one flagged and counted as partial), then the connection closes.
+        connection.eof = true;
+        process(connection);
+    }
+}
+
+void TlsServer::reload() {
+    auto next = TlsContext::load(engine_.config_);
+    if (!next) {
+        bump(stats().tls_reload_failures);
+        CEFD_LOG(error, "%s (reload refused: lane %u keeps its current TLS certificate)",
+                 next.error().message.c_str(), engine_.lane_);
+        return;
+    }
+    context_ = std::move(next).value();  // connections still open keep the old context alive
+    bump(stats().tls_reloads);
+    CEFD_LOG(info, "receive: lane %u TLS certificate reloaded from %s", engine_.lane_,
+             engine_.config_.tls_cert_file.c_str());
+}
+
+}  // namespace cefd::receive

@@ -1,0 +1,138 @@
+// stages/receive/tls.h: syslog over TLS (RFC 5425) for one lane: a non-blocking SO_REUSEPORT
+// listener on receive.tls_port, OpenSSL handshakes and reads, the same RFC 6587 framer as TCP.
+//
+// Lifecycle: the lane's engine creates it in open() (EngineBase::open_tls) when tls_cert_file
+// is set; it lives as long as the engine. Only the lane's receive thread touches it.
+//
+// How an engine drives it: the server keeps its own epoll set (the listener and every TLS
+// socket, level-triggered) and exposes that set's fd. The epoll engine watches the fd in its
+// own epoll set; the io_uring engine keeps a multishot poll on it. When the fd is readable, or
+// when pending_work() says so, the engine calls service(), which never blocks. OpenSSL wants
+// plain non-blocking sockets, so this is simpler to read than memory BIOs fed by io_uring, and
+// TLS decryption costs far more per byte than the readiness wake-up does.
+//
+// Per connection: accept4 -> SSL_accept until the handshake completes (tls_accepted) or fails
+// (tls_handshake_failures, logged with the peer and OpenSSL's reason) -> SSL_read into the
+// connection buffer -> TcpFramer -> lane ring with Transport::tls. At most reads_per_event
+// SSL_reads per connection per pass; a connection with more to read waits on the ready list so
+// one fast sender cannot starve the lane.
+//
+// Full ring: the connection is paused (taken out of the epoll set, retried every millisecond),
+// so the sender's TCP window fills: backpressure, nothing dropped.
+//
+// Certificates: the server certificate, key and client CA live in an SSL_CTX. reload() builds a
+// new one; new connections use it, existing ones keep the old one (OpenSSL counts references,
+// so the old context is freed with its last connection). A reload that fails keeps the old
+// context and logs why. Minimum TLS 1.2, no renegotiation, no session tickets (every lane has
+// its own context, so a ticket could not be resumed on another lane anyway).
+#pragma once
+
+#include <openssl/ssl.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "engine/result.h"
+#include "stages/receive/engine_base.h"
+
+namespace cefd::receive {
+
+/// An owned SSL_CTX with the server certificate, key, protocol floor and client verification.
+class TlsContext {
+public:
+    /// Loads tls_cert_file, tls_key_file and tls_client_ca_file. The error names the file and
+    /// OpenSSL's reason. Refuses a key file other users can read.
+    static Result<TlsContext> load(const ReceiveConfig& config);
+
+    TlsContext() = default;
+    ~TlsContext();
+    TlsContext(TlsContext&& other) noexcept;
+    TlsContext& operator=(TlsContext&& other) noexcept;
+    TlsContext(const TlsContext&) = delete;
+    TlsContext& operator=(const TlsContext&) = delete;
+
+    [[nodiscard]] SSL_CTX* get() const noexcept { return context_; }
+
+private:
+    SSL_CTX* context_ = nullptr;
+};
+
+/// Returns an error when `path` is missing or readable by users other than its owner and group
+/// (the same rule the config loader applies to secret files).
+Status check_private_key_file(const std::string& path);
+
+/// One accepted TLS connection: a Connection (buffer, framer, flags) plus its SSL.
+struct TlsConnection : Connection {
+    TlsConnection(UniqueFd socket, const SourceAddress& peer, std::uint32_t frame_bytes_max,
+                  std::int64_t now_ns, SSL* session);
+    ~TlsConnection();
+    TlsConnection(const TlsConnection&) = delete;
+    TlsConnection& operator=(const TlsConnection&) = delete;
+
+    SSL* ssl;
+    bool handshaking = true;   // SSL_accept has not completed yet
+    bool ready = false;        // on the ready list: more to read than one pass allowed
+    bool fatal = false;        // OpenSSL reported a fatal error: no close_notify may be sent
+    std::uint32_t interest = 0;  // events currently asked of epoll
+};
+
+class TlsServer {
+public:
+    TlsServer(EngineBase& engine, TlsContext context);
+    ~TlsServer();
+    TlsServer(const TlsServer&) = delete;
+    TlsServer& operator=(const TlsServer&) = delete;
+
+    /// Binds the lane's TLS listener and creates the epoll set.
+    Status open();
+
+    /// The epoll set's fd: readable when a TLS socket or the listener has something.
+    [[nodiscard]] int fd() const noexcept { return epoll_fd_.get(); }
+
+    /// Accepts, handshakes, reads and frames whatever is ready. Never blocks.
+    void service(std::int64_t now_ns, std::int64_t monotonic_now_ns);
+
+    /// How long the engine may wait before calling service() again even without an event:
+    /// 0 when connections are on the ready list, 1 ms when some are paused, else -1 (no limit).
+    [[nodiscard]] std::int64_t wait_ns_max() const noexcept;
+
+    /// Closes connections idle for `idle_ns` (handshakes that never finish count as failures).
+    void close_idle(std::int64_t idle_ns, std::int64_t now_ns, std::int64_t monotonic_now_ns);
+
+    /// Builds a new SSL_CTX from the config's files and swaps it in; keeps the old on failure.
+    void reload();
+
+private:
+    void on_accept();
+    void on_event(TlsConnection& connection);
+    bool handshake(TlsConnection& connection);
+    void read_and_deliver(TlsConnection& connection);
+    bool process(TlsConnection& connection);
+    void resume_paused();
+    void run_ready();
+    void want(TlsConnection& connection, std::uint32_t events);
+    void fail_handshake(TlsConnection& connection, const char* reason);
+    void close(TlsConnection& connection);
+    void remove(TlsConnection& connection);
+
+    // The Receiver sets engine_.stats after the engine is opened, so it is looked up each time.
+    ReceiveStats& stats() noexcept { return *engine_.stats; }
+
+    EngineBase& engine_;
+    TlsContext context_;
+    UniqueFd epoll_fd_;
+    UniqueFd listener_fd_;
+    std::string text_;  // "127.0.0.1:6514" for log lines
+    std::vector<std::unique_ptr<TlsConnection>> connections_;
+    std::vector<TlsConnection*> paused_;
+    std::vector<TlsConnection*> ready_;
+    std::vector<TlsConnection*> scratch_;  // run_ready's copy of ready_
+    bool more_events_ = false;  // the last pass stopped at a limit; call service() again soon
+    bool sigpipe_blocked_ = false;
+    std::int64_t now_ns_ = 0;
+    std::int64_t monotonic_now_ns_ = 0;
+};
+
+}  // namespace cefd::receive
