@@ -220,12 +220,16 @@ void read_azure(const toml::table& root, AzureConfig& c, ConfigErrors& e, const 
     using A = AzureConfig::Auth;
     r.read_enum("auth", c.auth, {{"client_secret", A::client_secret}, {"client_certificate", A::client_certificate},
                                  {"managed_identity", A::managed_identity}, {"workload_identity", A::workload_identity},
-                                 {"none", A::none}});
+                                 {"arc", A::arc}, {"none", A::none}});
     r.read("authority_host", c.authority_host);
     r.read("tenant_id", c.tenant_id);
     r.read("client_id", c.client_id);
     r.read_secret("client_secret", c.client_secret);
     r.read("client_secret_file", c.client_secret_file);
+    r.read("client_certificate_file", c.client_certificate_file);
+    r.read("client_key_file", c.client_key_file);
+    r.read("identity_endpoint", c.identity_endpoint);
+    r.read("arc_token_dir", c.arc_token_dir);
     r.read("scope", c.scope);
     r.read("imds_endpoint", c.imds_endpoint);
     r.read("audience", c.audience);
@@ -251,6 +255,7 @@ void read_azure(const toml::table& root, AzureConfig& c, ConfigErrors& e, const 
                 AzureTarget target;
                 read_target(tr, target);
                 tr.read("weight", target.weight);
+                tr.read("max_in_flight", target.max_in_flight);
                 c.extra_targets.push_back(std::move(target));
             }
         }
