@@ -28,8 +28,9 @@ MessageMeta bench_meta() {
     return meta;
 }
 
-void run(benchmark::State& state, const std::vector<std::string>& lines, bool encode) {
-    Parser parser(ParseConfig{.collector_host_name = "collector"});
+void run(benchmark::State& state, const std::vector<std::string>& lines, bool encode,
+         ParseConfig::NonCef non_cef = ParseConfig::NonCef::drop) {
+    Parser parser(ParseConfig{.non_cef = non_cef, .collector_host_name = "collector"});
     Row row;
     const MessageMeta meta = bench_meta();
     std::vector<char> out(1 << 20);
@@ -73,6 +74,20 @@ void BM_ParseEncode_WithSecure(benchmark::State& state) {
     run(state, lines, true);
 }
 BENCHMARK(BM_ParseEncode_WithSecure);
+
+// non_cef = "syslog_table": plain syslog lines (3164 with tag and pid, 5424 with SD) to Syslog rows.
+void BM_ParseEncode_SyslogTable(benchmark::State& state) {
+    static const std::vector<std::string> lines = {
+        "<38>Mar 14 09:15:02 web-01 sshd[2201]: Accepted publickey for root from 192.0.2.9 port 52144 ssh2: "
+        "ED25519 SHA256:Yx3kLq0vUu1nW2k9n7m5Yx3kLq0vUu1nW2k9n7m5Yx3",
+        "<86>Mar  4 09:15:07 web-02 CRON[99]: pam_unix(cron:session): session opened for user root(uid=0) by (uid=0)",
+        R"(<165>1 2024-03-14T10:22:03.412345+01:00 mymachine.example.com evntslog 77 ID47 [exampleSDID@32473 )"
+        R"(iut="3" eventSource="Application" eventID="1011"] An application event log entry)",
+        "<13>Mar 14 09:15:02 app: a line whose header has no host",
+    };
+    run(state, lines, true, ParseConfig::NonCef::syslog_table);
+}
+BENCHMARK(BM_ParseEncode_SyslogTable);
 
 void BM_EncodeOnly_Darktrace(benchmark::State& state) {
     const auto lines = load("tests/data/synthetic-darktrace-cef.log");

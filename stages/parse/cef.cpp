@@ -89,8 +89,17 @@ std::size_t unescape_cef_header(std::string_view field, char* out) noexcept {
 std::size_t unescape_cef_value(std::string_view value, char* out) noexcept {
     std::size_t n = 0;
     for (std::size_t i = 0; i < value.size(); ++i) {
+        // Most values hold no backslash: copy each run up to the next one at once. This was
+        // a byte-at-a-time loop and 13% of the instructions per WithSecure row (callgrind).
+        const void* hit = std::memchr(value.data() + i, '\\', value.size() - i);
+        const std::size_t run_end =
+            hit == nullptr ? value.size() : static_cast<std::size_t>(static_cast<const char*>(hit) - value.data());
+        std::memcpy(out + n, value.data() + i, run_end - i);
+        n += run_end - i;
+        i = run_end;
+        if (i >= value.size()) break;
         const char c = value[i];
-        if (c != '\\' || i + 1 >= value.size()) {
+        if (i + 1 >= value.size()) {
             out[n++] = c;
             continue;
         }

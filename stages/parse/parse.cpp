@@ -49,6 +49,23 @@ struct Parser::Scratch {
     /// Gives back the unused tail of the last take().
     void give_back(std::size_t n) noexcept { arena_used -= n; }
 
+    /// The sender's address as text. inet_ntop formats IPv4 with sprintf, which was 8% of the
+    /// instructions per WithSecure row (callgrind); a lane sees the same few senders over and
+    /// over, so the text of the last one is kept (not reset per message). Port is ignored.
+    std::string_view sender_text(const SourceAddress& source) noexcept {
+        if (source.family == 0) return {};
+        if (source.family != sender_family || std::memcmp(source.addr, sender_addr, sizeof(sender_addr)) != 0) {
+            sender_size = source.format(sender);
+            sender_family = source.family;
+            std::memcpy(sender_addr, source.addr, sizeof(sender_addr));
+        }
+        return {sender, sender_size};
+    }
+    char sender[64] = {};
+    std::size_t sender_size = 0;
+    std::uint8_t sender_family = 0;
+    std::uint8_t sender_addr[16] = {};
+
     /// Appends "key=value" (value unescaped), with ';' before every pair but the first.
     void append_extension(std::string_view key, std::string_view raw_value) noexcept {
         CEFD_ASSERT(extensions_used + key.size() + raw_value.size() + 2 <= extensions_bytes);
@@ -191,11 +208,8 @@ ParseResult Parser::parse(std::string_view message, const MessageMeta& meta, Row
 
     if (!syslog.hostname.empty()) {
         set_text(Column::Computer, syslog.hostname);
-    } else if (meta.source.family != 0) {
-        char* out = scratch.take(64);
-        const std::size_t n = meta.source.format(out);
-        scratch.give_back(64 - n);
-        set_text(Column::Computer, {out, n});
+    } else {
+        set_text(Column::Computer, scratch.sender_text(meta.source));
     }
     set_text(Column::CollectorHostName, collector_host_name_);
 
@@ -301,12 +315,7 @@ void Parser::fill_syslog_row(const SyslogMessage& syslog, const MessageMeta& met
         row.set(column, value);
     };
 
-    std::string_view sender;
-    if (meta.source.family != 0) {
-        char* out = scratch.take(64);
-        sender = {out, meta.source.format(out)};
-        scratch.give_back(64 - sender.size());
-    }
+    const std::string_view sender = scratch.sender_text(meta.source);
     set_text(Column::Computer, syslog.hostname.empty() ? sender : syslog.hostname);
     set_text(Column::HostName, syslog.hostname);
     set_text(Column::HostIP, sender);
