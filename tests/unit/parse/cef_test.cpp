@@ -101,6 +101,20 @@ TEST(CefExtension, KeepsUnknownEscapesAndPipes) {
     EXPECT_EQ(pairs_of(R"(msg=a\tb | c\|d)"), (Pairs{{"msg", R"(a\tb | c\|d)"}}));
 }
 
+TEST(CefExtension, UnescapesRunsAroundEveryEscapeAndKeepsATrailingBackslash) {
+    const auto unescape = [](std::string_view raw) {
+        std::string out(raw.size(), '\0');
+        out.resize(unescape_cef_value(raw, out.data()));
+        return out;
+    };
+    EXPECT_EQ(unescape("plain text, no escapes"), "plain text, no escapes");
+    EXPECT_EQ(unescape(R"(a\=b\\c\nd\re\qf)"), "a=b\\c\nd\re\\qf");
+    EXPECT_EQ(unescape(R"(\=\=)"), "==");
+    EXPECT_EQ(unescape(R"(end\)"), "end\\");
+    EXPECT_EQ(unescape(R"(\)"), "\\");
+    EXPECT_EQ(unescape(""), "");
+}
+
 TEST(CefExtension, ReadsEmptyValues) {
     EXPECT_EQ(pairs_of("dhost= message=x cs2="), (Pairs{{"dhost", ""}, {"message", "x"}, {"cs2", ""}}));
 }

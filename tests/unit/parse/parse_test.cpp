@@ -60,6 +60,20 @@ TEST_F(ParserTest, SetsComputerFromSenderAddressWithoutHeaderHostname) {
     EXPECT_EQ(get(Column::Computer), "192.0.2.200");
 }
 
+TEST_F(ParserTest, SetsComputerFromEachSenderInTurn) {
+    // The parser keeps the text of the last sender's address; a new sender must replace it.
+    for (const char* address : {"192.0.2.1", "192.0.2.2", "192.0.2.2", "198.51.100.77", "192.0.2.1"}) {
+        meta_ = meta_from(address);
+        ASSERT_EQ(parse(header).outcome, ParseOutcome::row);
+        EXPECT_EQ(get(Column::Computer), address);
+    }
+    meta_.source = {};
+    meta_.source.family = AF_INET6;
+    inet_pton(AF_INET6, "::c000:201", meta_.source.addr);  // same last 4 bytes as 192.0.2.1
+    ASSERT_EQ(parse(header).outcome, ParseOutcome::row);
+    EXPECT_EQ(get(Column::Computer), "::192.0.2.1");
+}
+
 TEST_F(ParserTest, SetsComputerFromIpv6Sender) {
     meta_.source = {};
     meta_.source.family = AF_INET6;
