@@ -23,7 +23,12 @@ MessageMeta meta_from(const char* ipv4 = "192.0.2.200") {
 
 class ParserTest : public ::testing::Test {
 protected:
-    ParseResult parse(std::string_view line) { return parser_.parse(line, meta_, row_); }
+    // The row's views point into the line, so the fixture keeps the line alive until the next parse.
+    ParseResult parse(std::string_view line) {
+        line_ = std::string(line);
+        return parser_.parse(line_, meta_, row_);
+    }
+    std::string line_;
     std::string_view get(Column c) const { return row_.get(c); }
 
     ParseConfig config_{.collector_host_name = "collector-test"};
@@ -189,7 +194,8 @@ TEST_F(ParserTest, CutsLongValuesAtAUtf8Boundary) {
     Parser parser(ParseConfig{.collector_host_name = "c", .field_bytes_max = 256});
     std::string value(255, 'a');
     value += "\xC3\xA9tail";  // 'é' straddles the 256-byte limit
-    ASSERT_EQ(parser.parse(std::string(header) + "msg=" + value, meta_, row_).outcome, ParseOutcome::row);
+    const std::string line = std::string(header) + "msg=" + value;  // outlives the row's views
+    ASSERT_EQ(parser.parse(line, meta_, row_).outcome, ParseOutcome::row);
     EXPECT_EQ(row_.get(Column::Message), std::string(255, 'a'));
     EXPECT_EQ(parser.stats().truncated_fields.load(), 1U);
 }

@@ -114,7 +114,8 @@ TEST(SyslogFraming, ReadsRfc5424OffsetAndStructuredData) {
 
 TEST(SyslogFraming, KeepsEscapedBracketQuoteAndBackslashInsideStructuredData) {
     const std::string sd = R"([a x="q\]\"\\" y="2"][b z="]"])";
-    const auto m = parse_syslog("<134>1 2024-03-14T09:22:03Z h app - - " + sd + " CEF:0|x");
+    const std::string line = "<134>1 2024-03-14T09:22:03Z h app - - " + sd + " CEF:0|x";  // outlives the views
+    const auto m = parse_syslog(line);
     EXPECT_EQ(m.structured_data, sd);
     EXPECT_EQ(m.message, "CEF:0|x");
 }
