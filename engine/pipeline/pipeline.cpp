@@ -167,17 +167,20 @@ void Pipeline::register_metrics() {
 
 std::string Pipeline::summary() const {
     auto total = [this](const char* name) { return static_cast<unsigned long long>(metrics_.value(name)); };
-    char line[512];
+    char line[768];
     std::snprintf(line, sizeof line,
-                  "received udp=%llu tcp_frames=%llu | rows=%llu not_cef=%llu rejected=%llu deduplicated=%llu | "
-                  "batches=%llu | delivered rows=%llu batches=%llu retries=%llu dead_lettered=%llu | "
-                  "drops ring_full=%llu oversize=%llu kernel=%llu",
-                  total("receive_datagrams_total"), total("receive_tcp_frames_total"), total("parse_rows_total"),
-                  total("parse_not_cef_total"), total("parse_bad_cef_header_total"), total("dedupe_deduplicated_total"),
-                  total("batch_batches_total"), total("send_delivered_rows_total"),
+                  "received udp=%llu tcp_frames=%llu tls_frames=%llu | rows=%llu syslog_rows=%llu not_cef=%llu "
+                  "rejected=%llu deduplicated=%llu | batches=%llu spooled_pending=%llu | delivered rows=%llu "
+                  "batches=%llu retries=%llu dead_lettered=%llu | drops ring_full=%llu oversize=%llu kernel=%llu "
+                  "spool=%llu",
+                  total("receive_datagrams_total"), total("receive_tcp_frames_total"), total("receive_tls_frames_total"),
+                  total("parse_rows_total"), total("parse_syslog_rows_total"), total("parse_not_cef_total"),
+                  total("parse_bad_cef_header_total"), total("dedupe_deduplicated_total"), total("batch_batches_total"),
+                  total("spool_pending_batches"), total("send_delivered_rows_total"),
                   total("send_delivered_batches_total"), total("send_retries_total"),
                   total("send_dead_lettered_batches_total"), total("receive_ring_full_total"),
-                  total("receive_oversize_total"), total("receive_kernel_drops_total"));
+                  total("receive_oversize_total"), total("receive_kernel_drops_total"),
+                  total("spool_dropped_batches_total"));
     return line;
 }
 
