@@ -185,7 +185,7 @@ struct SpoolScan {
 
 /// Collects the stamps of every intact record in dir's segment files (not corrupt/: those are
 /// set aside, and their good records were copied forward). Only call it while no cefd runs.
-SpoolScan read_spool(const std::string& dir, SeqCounts& stamps) {
+SpoolScan read_spool(const std::string& dir, SeqCounts& stamps, SeqCounts* unacked_stamps = nullptr) {
     SpoolScan scan;
     if (!std::filesystem::exists(dir)) return scan;
     libdeflate_decompressor* inflater = libdeflate_alloc_decompressor();
@@ -238,6 +238,8 @@ SpoolScan read_spool(const std::string& dir, SeqCounts& stamps) {
             if (!acked.contains(header->id)) ++scan.unacked;
             scan.rows += header->rows;
             count_stamps(std::string_view(json.data(), json_size), stamps);
+            if (unacked_stamps != nullptr && !acked.contains(header->id))
+                count_stamps(std::string_view(json.data(), json_size), *unacked_stamps);
         }
         if (offset < bytes.size() && offset + spool::header_bytes > bytes.size()) ++scan.torn_tails;
     }
@@ -322,6 +324,9 @@ struct CrashPlan {
     int life_ms_max;  // each life lasts a random 0..life_ms_max after "running"
 };
 
+// Lives alternate at random between a healthy stand-in and an outage (503). Without outages
+// the sender acknowledges nearly every batch before the kill, and the replay is barely tested.
+
 void run_crash_test(const CrashPlan& plan) {
     std::uint64_t seed = std::random_device{}();
     if (const char* forced = std::getenv("CEFD_CRASH_SEED")) seed = std::strtoull(forced, nullptr, 10);
@@ -339,6 +344,8 @@ void run_crash_test(const CrashPlan& plan) {
     DeliveredRows delivered(azure.rows_path());
 
     SeqCounts accepted;  // union over all kills of the stamps found in the spool
+    SeqCounts unacked;   // those of them in records not yet acknowledged at the kill
+    int outage_lives = 0;
     std::map<std::string, std::uint64_t> sent;
     SpoolScan totals;
     double replayed = 0;
@@ -346,6 +353,9 @@ void run_crash_test(const CrashPlan& plan) {
     for (int life = 0; life < plan.kills; ++life) {
         Process& current = cefd ? *cefd : first.process();
         const std::string run = "k" + std::to_string(life);
+        const bool outage = std::bernoulli_distribution(0.5)(random);
+        outage_lives += outage ? 1 : 0;
+        ASSERT_NO_FATAL_FAILURE(set_outage(azure, outage ? 600 : 0));
         auto loadgen = start_loadgen(dir, first.port(), run,
                                      {"--rate", std::to_string(plan.rate_eps), "--duration", "600"});
         // The kill lands at a random moment: during replay, mid-batch, mid-write, mid-send.
@@ -359,7 +369,7 @@ void run_crash_test(const CrashPlan& plan) {
         sent[run] = loadgen_sent(*loadgen);
 
         // The process is dead and the files are stable: what is in them was accepted.
-        const SpoolScan scan = read_spool(spool_dir, accepted);
+        const SpoolScan scan = read_spool(spool_dir, accepted, &unacked);
         totals.records += scan.records;
         totals.unacked += scan.unacked;
         totals.torn_tails += scan.torn_tails;
@@ -369,7 +379,8 @@ void run_crash_test(const CrashPlan& plan) {
         cefd = restart_cefd(dir, first, "cefd-" + std::to_string(life + 1));
     }
 
-    // The last life: no kill. Everything it sends must arrive, and the spool must drain.
+    // The last life: no kill, no outage. Everything it sends must arrive, and the spool drains.
+    ASSERT_NO_FATAL_FAILURE(set_outage(azure, 0));
     const std::string last = "final";
     auto loadgen = start_loadgen(dir, first.port(), last, {"--rate", std::to_string(plan.rate_eps), "--count", "20000"});
     ASSERT_GE(loadgen->wait(60s), 0);
@@ -389,17 +400,20 @@ void run_crash_test(const CrashPlan& plan) {
     replayed += first.metric("cefd_spool_batches_replayed_total");
     EXPECT_EQ(cefd->stop(SIGTERM, 60s), 0) << cefd->err();
 
-    std::uint64_t sent_total = 0, delivered_total = 0, accepted_total = 0;
+    std::uint64_t sent_total = 0, delivered_total = 0, accepted_total = 0, unacked_total = 0;
     for (const auto& [run, n] : sent) {
         sent_total += n;
         delivered_total += distinct(delivered.counts(), run);
         accepted_total += distinct(accepted, run);
+        unacked_total += distinct(unacked, run);
     }
     const std::uint64_t duplicates = copies_beyond_first(delivered.counts());
-    std::printf("crash test: %d kills, %llu events sent, %llu found in the spool after a kill, %llu delivered "
-                "(%llu never accepted: in a ring or an unsealed batch at a kill), %llu duplicate rows, "
-                "%llu spool records read after kills (%llu not acknowledged), %llu torn tails, %.0f batches replayed\n",
-                plan.kills, static_cast<unsigned long long>(sent_total), static_cast<unsigned long long>(accepted_total),
+    std::printf("crash test: %d kills (%d in an outage), %llu events sent, %llu found in the spool after a kill "
+                "(%llu in records not yet acknowledged), %llu delivered (%llu never accepted: in a socket, a ring or "
+                "an unsealed batch at a kill), %llu duplicate rows, %llu spool records read after kills (%llu not "
+                "acknowledged), %llu torn tails, %.0f batches replayed\n",
+                plan.kills, outage_lives, static_cast<unsigned long long>(sent_total),
+                static_cast<unsigned long long>(accepted_total), static_cast<unsigned long long>(unacked_total),
                 static_cast<unsigned long long>(delivered_total),
                 static_cast<unsigned long long>(sent_total - delivered_total), static_cast<unsigned long long>(duplicates),
                 static_cast<unsigned long long>(totals.records), static_cast<unsigned long long>(totals.unacked),
