@@ -47,8 +47,9 @@ struct Received {
 
 class Lane {
 public:
-    Lane(const ReceiveConfig& config, std::size_t ring_bytes = 1 << 20) : ring_(ring_bytes) {
-        auto receiver = Receiver::open(config, 0, ring_);
+    Lane(const ReceiveConfig& config, std::size_t ring_bytes = 1 << 20, unsigned index = 0)
+        : ring_(ring_bytes) {
+        auto receiver = Receiver::open(config, index, ring_);
         if (!receiver) {
             error = receiver.error();
             return;
@@ -272,8 +273,8 @@ protected:
         config.engine = GetParam();
     }
 
-    std::unique_ptr<Lane> start_lane(std::size_t ring_bytes = 1 << 20) {
-        auto lane = std::make_unique<Lane>(config, ring_bytes);
+    std::unique_ptr<Lane> start_lane(std::size_t ring_bytes = 1 << 20, unsigned index = 0) {
+        auto lane = std::make_unique<Lane>(config, ring_bytes, index);
         EXPECT_TRUE(lane->ok()) << lane->error.describe();
         if (!lane->ok()) return nullptr;
         EXPECT_STREQ(lane->receiver().engine_name(), engine_label(GetParam()));
@@ -323,6 +324,28 @@ TEST_P(TlsReceiverTest, FramesArriveWithTransportTls) {
     client.shutdown();
     ASSERT_TRUE(wait_until(5s, [&] { return read(lane->stats().tls_closed) == 1; }));
     EXPECT_EQ(read(lane->stats().tls_handshake_failures), 0U);
+}
+
+TEST_P(TlsReceiverTest, TwoLanesShareTheTlsPort) {
+    auto lane0 = start_lane(1 << 20, 0);
+    auto lane1 = start_lane(1 << 20, 1);
+    ASSERT_TRUE(lane0 && lane1);
+    constexpr int clients = 16;
+    std::vector<std::unique_ptr<TlsClient>> senders;
+    for (int i = 0; i < clients; ++i) {
+        senders.push_back(std::make_unique<TlsClient>(client_options()));
+        ASSERT_TRUE(senders.back()->connect(port)) << senders.back()->error;
+        senders.back()->write("<13>client " + std::to_string(i) + "\n");
+    }
+    ASSERT_TRUE(wait_until(10s, [&] {
+        lane0->drain();
+        lane1->drain();
+        return lane0->got.size() + lane1->got.size() >= clients;
+    })) << lane0->got.size() + lane1->got.size();
+    EXPECT_EQ(lane0->got.size() + lane1->got.size(), static_cast<std::size_t>(clients));
+    // SO_REUSEPORT hashes the 16 connections over both listeners (all on one: p = 2^-15).
+    EXPECT_GT(read(lane0->stats().tls_accepted), 0U);
+    EXPECT_GT(read(lane1->stats().tls_accepted), 0U);
 }
 
 TEST_P(TlsReceiverTest, OctetCountedFramesSplitAcrossTlsRecords) {
