@@ -387,9 +387,10 @@ void TlsServer::want(TlsConnection& connection, std::uint32_t events) {
 void TlsServer::fail_handshake(TlsConnection& connection, const char* reason) {
     bump(stats().tls_handshake_failures);
     CEFD_LOG_EVERY(10, warn,
-                   "receive: lane %u TLS handshake with %s on %s failed: %s "
+                   "receive: lane %u TLS handshake with %s port %u on %s failed: %s "
                    "(receive_tls_handshake_failures_total=%llu)",
-                   engine_.lane_, connection.source.to_string().c_str(), text_.c_str(), reason,
+                   engine_.lane_, connection.source.to_string().c_str(),
+                   static_cast<unsigned>(connection.source.port), text_.c_str(), reason,
                    static_cast<unsigned long long>(read(stats().tls_handshake_failures)));
     remove(connection);
 }
