@@ -120,9 +120,13 @@ public:
                 }
                 only_udp = false;
             }
-            coalesce = only_udp && batch_.datagrams + batch_.oversize + batch_.empty +
-                                           batch_.ring_full != 0 &&
-                       batch_.datagrams < datagrams_per_call && paused_.empty();
+            // Coalesce only after some datagrams but less than one full recvmmsg (a full one
+            // means we are behind), and never when connections had work: their reads are not
+            // delayed.
+            const std::uint64_t datagrams_seen =
+                batch_.datagrams + batch_.oversize + batch_.empty + batch_.ring_full;
+            coalesce = only_udp && datagrams_seen != 0 && datagrams_seen < datagrams_per_call &&
+                       paused_.empty();
             flush(batch_);
             batch_ = {};
             if (!paused_.empty()) resume_paused();
