@@ -32,6 +32,21 @@ using cefd::receive::TcpFramer;
 // the eof branch delivers it uncut). Tolerated while set, so fuzzing can look for anything else.
 constexpr bool tolerate_eof_overrun = true;
 
+// Known finding 2, reported too: exactly 20 digits then SP (scan_digits_max) is bad_frame when
+// the SP is in the buffer, but a non-transparent frame when a read ends right after the digits
+// (`digits == pending.size()` is not checked against scan_digits_max); 21 digits then SP is
+// always a non-transparent frame. Inputs with such a run are skipped while set.
+constexpr bool tolerate_twenty_digit_count = true;
+
+bool has_twenty_digits_then_space(std::string_view stream) {
+    std::size_t run = 0;
+    for (const char c : stream) {
+        if (c == ' ' && run >= 20) return true;
+        run = c >= '0' && c <= '9' ? run + 1 : 0;
+    }
+    return false;
+}
+
 bool fits(std::string_view frame, Cut cut, std::uint32_t max, bool eof) {
     if (frame.size() <= max) return true;
     return tolerate_eof_overrun && eof && cut == Cut::none && frame.size() == std::size_t{max} + 1;
@@ -128,6 +143,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     const std::uint32_t seed = data[1];
     const std::string_view stream(reinterpret_cast<const char*>(data + 2), size - 2);
 
+    if (tolerate_twenty_digit_count && has_twenty_digits_then_space(stream)) return 0;
     const Outcome whole = frame_in_one_piece(stream, max);
     for (const Frame& frame : whole.frames) CEFD_FUZZ_CHECK(fits(frame.bytes, frame.cut, max, true), stream);
     const Outcome reads = frame_in_reads(stream, max, seed);
