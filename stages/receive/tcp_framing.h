@@ -13,8 +13,9 @@
 //   - A frame longer than `frame_bytes_max` is delivered cut to that many bytes with
 //     Cut::oversize; the rest of it is skipped (by count, or up to the next LF), so the stream
 //     stays in sync.
-//   - A digit run followed by SP that is longer than 9 digits cannot be a count we accept: the
-//     stream is out of sync and drain() returns bad_frame (the caller closes the connection).
+//   - A run of 10 to 19 digits followed by SP cannot be a count we accept: the stream is out
+//     of sync and drain() returns bad_frame (the caller closes the connection). A run of 20 or
+//     more digits is not a count at all: it starts a non-transparent frame.
 //   - At end of stream, a last frame without its LF is delivered as is; an octet-counted frame
 //     shorter than its count is delivered with Cut::partial_at_eof.
 //
@@ -73,7 +74,9 @@ public:
                     ++digits;
                 if (digits == pending.size() && digits < scan_digits_max && !eof)
                     return FrameStatus::need_more;  // the count may go on in the next read
-                if (digits < pending.size() && pending[digits] == ' ') {
+                // A run of scan_digits_max digits is never a count, whether or not the SP after
+                // it is in this read, so the same bytes frame the same across read boundaries.
+                if (digits < scan_digits_max && digits < pending.size() && pending[digits] == ' ') {
                     if (digits > count_digits_max) return FrameStatus::bad_frame;
                     step = octet_counted(pending, digits, eof, deliver);
                 } else {
@@ -157,7 +160,11 @@ private:
                 return Step::consumed;
             }
             if (!eof) return Step::incomplete;
-            if (!deliver(strip_line_end(pending), Cut::none)) return Step::blocked;
+            // At end of stream the CR allowance above no longer applies: max_ + 1 bytes are cut.
+            std::string_view frame = strip_line_end(pending);
+            const bool cut = frame.size() > max_;
+            if (cut) frame = frame.substr(0, max_);
+            if (!deliver(frame, cut ? Cut::oversize : Cut::none)) return Step::blocked;
             pending.remove_prefix(pending.size());
             return Step::consumed;
         }

@@ -155,5 +155,23 @@ TEST(TcpFraming, BinaryGarbageBecomesNewlineFrames) {
     EXPECT_EQ(h.frames[1].bytes, "\x7f");
 }
 
+// Found by tests/fuzz/tcp_framer_fuzz.cpp (finding 2 in tests/fuzz/README.md).
+TEST(TcpFraming, LastFrameOneByteOverTheLimitIsCutAtEof) {
+    Harness h(8);
+    EXPECT_EQ(h.feed("123456789", true), FrameStatus::need_more);
+    EXPECT_EQ(h.frames, (std::vector<Frame>{{"12345678", Cut::oversize}}));
+}
+
+// Found by tests/fuzz/tcp_framer_fuzz.cpp (finding 3): the same bytes frame the same in any reads.
+TEST(TcpFraming, TwentyDigitsThenSpaceFrameTheSameInOneReadOrTwo) {
+    const std::string digits(20, '5');
+    Harness whole(8);
+    const FrameStatus one = whole.feed(digits + " x\n");
+    Harness split(8);
+    EXPECT_EQ(split.feed(digits), FrameStatus::need_more);
+    EXPECT_EQ(split.feed(" x\n"), one);
+    EXPECT_EQ(split.frames, whole.frames);
+}
+
 }  // namespace
 }  // namespace cefd::receive
