@@ -156,6 +156,10 @@ void read_receive(const toml::table& root, ReceiveConfig& c, ConfigErrors& e) {
     r.read("max_frame_bytes", c.max_frame_bytes);
     r.read("tcp_max_connections", c.tcp_max_connections);
     r.read("tcp_idle_timeout_ms", c.tcp_idle_timeout_ms);
+    r.read("tls_port", c.tls_port);
+    r.read("tls_cert_file", c.tls_cert_file);
+    r.read("tls_key_file", c.tls_key_file);
+    r.read("tls_client_ca_file", c.tls_client_ca_file);
     using E = ReceiveConfig::Engine;
     r.read_enum("engine", c.engine, {{"auto", E::automatic}, {"io_uring", E::io_uring}, {"recvmmsg", E::recvmmsg}});
 }

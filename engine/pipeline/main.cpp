@@ -177,8 +177,9 @@ int run(const Options& options) {
     p.start();
     const auto& r = config->receive;
     auto where = [&r](std::uint16_t port) { return port == 0 ? std::string("off") : r.listen + ":" + std::to_string(port); };
-    CEFD_LOG(info, "cefd %s running: %zu lanes, udp=%s tcp=%s, metrics=%s, sending to %s", CEFD_VERSION,
+    CEFD_LOG(info, "cefd %s running: %zu lanes, udp=%s tcp=%s tls=%s, metrics=%s, sending to %s", CEFD_VERSION,
              p.lane_count(), where(r.udp_port).c_str(), where(r.tcp_port).c_str(),
+             where(r.tls_cert_file.empty() ? std::uint16_t{0} : r.tls_port).c_str(),
              config->metrics.listen.empty() ? "off" : config->metrics.listen.c_str(),
              config->azure.target.endpoint.c_str());
 
@@ -191,7 +192,8 @@ int run(const Options& options) {
             break;
         }
         if (sig == SIGHUP) {
-            CEFD_LOG(info, "SIGHUP received: nothing to reload yet");
+            CEFD_LOG(info, "SIGHUP received: reloading TLS certificates");
+            p.reload();
             continue;
         }
         if (sig < 0 && errno == EAGAIN && interval_s > 0) CEFD_LOG(info, "%s", p.summary().c_str());

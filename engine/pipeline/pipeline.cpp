@@ -146,6 +146,10 @@ void Pipeline::stop() {
              (monotonic_ns() - started_ns) / 1'000'000, spool_->pending());
 }
 
+void Pipeline::reload() {
+    for (Lane& lane : lanes_) lane.receiver->request_reload();
+}
+
 void Pipeline::register_metrics() {
     for (const Lane& lane : lanes_) {
         const std::string labels = "lane=\"" + std::to_string(lane.index) + "\"";

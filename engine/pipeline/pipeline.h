@@ -41,6 +41,8 @@ public:
     void start();
     /// Ordered shutdown (see the header comment); returns when every thread has ended.
     void stop();
+    /// SIGHUP: every receiver rereads its TLS certificate, key and client CA at its next pass.
+    void reload();
 
     [[nodiscard]] MetricsRegistry& metrics() noexcept { return metrics_; }
     /// One line of the main counters, for the periodic and final log lines.

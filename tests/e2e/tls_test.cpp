@@ -1,0 +1,113 @@
+// Syslog over TLS (RFC 5425) through the real cefd into the stand-in, with mutual TLS, and a
+// certificate reload on SIGHUP.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+#include "tests/e2e/harness.h"
+#include "tests/unit/receive/test_pki.h"
+
+namespace cefd::test {
+namespace {
+
+struct TlsFiles {
+    Identity ca = make_identity("cefd test CA", nullptr, 1);
+    Identity server = make_identity("cefd-server-1", &ca, 2);
+    Identity client = make_identity("darktrace-appliance", &ca, 3);
+    std::string dir;
+    explicit TlsFiles(const TempDir& d) : dir(d.path()) {
+        write_cert(dir + "/ca.pem", ca.cert.get());
+        write_cert(dir + "/server.pem", server.cert.get());
+        write_key(dir + "/server.key", server.key.get());
+        write_cert(dir + "/client.pem", client.cert.get());
+        write_key(dir + "/client.key", client.key.get());
+    }
+};
+
+/// Connects with TLS (client certificate from `files`), sends each line octet-counted (RFC 5425),
+/// and returns the common name of the server's certificate.
+std::string send_tls(int port, const TlsFiles& files, const std::vector<std::string>& lines) {
+    SSL_CTX* context = SSL_CTX_new(TLS_client_method());
+    SSL_CTX_set_min_proto_version(context, TLS1_2_VERSION);
+    SSL_CTX_load_verify_locations(context, (files.dir + "/ca.pem").c_str(), nullptr);
+    SSL_CTX_set_verify(context, SSL_VERIFY_PEER, nullptr);
+    SSL_CTX_use_certificate_file(context, (files.dir + "/client.pem").c_str(), SSL_FILETYPE_PEM);
+    SSL_CTX_use_PrivateKey_file(context, (files.dir + "/client.key").c_str(), SSL_FILETYPE_PEM);
+    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    addr.sin_port = htons(static_cast<std::uint16_t>(port));
+    std::string name;
+    if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0) {
+        SSL* ssl = SSL_new(context);
+        SSL_set_fd(ssl, fd);
+        if (SSL_connect(ssl) == 1) {
+            X509* peer = SSL_get1_peer_certificate(ssl);
+            name = common_name_of(peer);
+            X509_free(peer);
+            std::string all;
+            for (const auto& line : lines) all += std::to_string(line.size()) + " " + line;
+            SSL_write(ssl, all.data(), static_cast<int>(all.size()));
+            SSL_shutdown(ssl);
+        }
+        SSL_free(ssl);
+    }
+    ::close(fd);
+    SSL_CTX_free(context);
+    return name;
+}
+
+int count_marked(const AzureStandin& azure, const std::string& marker) {
+    int n = 0;
+    for (const auto& row : azure.rows()) {
+        auto it = row.find("AdditionalExtensions");
+        if (it != row.end() && it->second.find(marker) != std::string::npos) ++n;
+    }
+    return n;
+}
+
+TEST(Tls, MutualTlsFramesArriveAndSighupReloadsTheCertificate) {
+    TempDir dir;
+    TlsFiles files(dir);
+    AzureStandin azure(dir);
+    const int tls_port = free_port();
+    Cefd cefd(dir, azure,
+              {.receive_extra = "tls_port = " + std::to_string(tls_port) + "\ntls_cert_file = \"" + dir.file("server.pem") +
+                                "\"\ntls_key_file = \"" + dir.file("server.key") + "\"\ntls_client_ca_file = \"" +
+                                dir.file("ca.pem") + "\"\n"});
+    std::vector<std::string> lines;
+    for (int i = 0; i < 50; ++i)
+        lines.push_back("<134>Mar 14 09:15:02 dt-master-01 CEF:0|Darktrace|Enterprise Immune System|6.1|26|Over TLS|7|"
+                        "dvc=192.0.2.14 e2etls=first-" + std::to_string(i));
+    EXPECT_EQ(send_tls(tls_port, files, lines), "cefd-server-1");
+    ASSERT_TRUE(wait_until(std::chrono::seconds(30), [&] { return count_marked(azure, "e2etls=first-") == 50; }))
+        << count_marked(azure, "e2etls=first-") << " of 50\n" << cefd.process().err();
+
+    // A new server certificate on disk; SIGHUP makes new connections see it.
+    Identity renewed = make_identity("cefd-server-2", &files.ca, 4);
+    write_cert(dir.file("server.pem"), renewed.cert.get());
+    write_key(dir.file("server.key"), renewed.key.get());
+    ::kill(cefd.process().pid(), SIGHUP);
+    ASSERT_TRUE(wait_until(std::chrono::seconds(10), [&] { return cefd.metric("cefd_receive_tls_reloads_total") >= 1; }))
+        << cefd.process().err();
+    std::string seen;
+    ASSERT_TRUE(wait_until(std::chrono::seconds(10), [&] {
+        seen = send_tls(tls_port, files, {"<134>Mar 14 09:15:03 dt-master-01 CEF:0|Darktrace|Enterprise Immune System|6.1|26|After reload|7|e2etls=second-0"});
+        return seen == "cefd-server-2";
+    })) << "server certificate after SIGHUP: " << seen;
+    EXPECT_EQ(cefd.stop(), 0) << cefd.process().err();
+    EXPECT_GE(count_marked(azure, "e2etls=second-"), 1);
+}
+
+}  // namespace
+}  // namespace cefd::test
