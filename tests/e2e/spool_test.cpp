@@ -462,7 +462,7 @@ void run_outage_test(int outage_s, int rate_eps, int load_s) {
     EXPECT_TRUE(wait_until(60s, [&] { return cefd.metric("cefd_spool_pending_batches") == 0; }));
     EXPECT_EQ(cefd.metric("cefd_spool_dropped_batches_total"), 0);
     const std::uint64_t duplicates = copies_beyond_first(delivered.counts());
-    std::printf("outage test: %d s outage, %llu events sent, %llu delivered, %llu duplicates, peak %.0f batches "
+    std::printf("outage test: %d s outage, %llu events sent, %llu delivered, %llu duplicates, at least %.0f batches "
                 "pending in the spool during it, %.0f spool bytes written\n",
                 outage_s, static_cast<unsigned long long>(sent),
                 static_cast<unsigned long long>(distinct(delivered.counts(), "outage")),
