@@ -28,6 +28,7 @@
 
 #include "engine/clock.h"
 #include "engine/log.h"
+#include "engine/unique_fd.h"
 #include "stages/spool/record.h"
 
 namespace cefd {
@@ -40,33 +41,6 @@ using spool::ack_entry_bytes;
 using spool::header_bytes;
 
 constexpr int log_every_s = 10;
-
-/// A file descriptor, closed on destruction.
-class Fd {
-public:
-    Fd() = default;
-    explicit Fd(int fd) noexcept : fd_(fd) {}
-    Fd(Fd&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
-    Fd& operator=(Fd&& other) noexcept {
-        if (this != &other) {
-            reset();
-            fd_ = std::exchange(other.fd_, -1);
-        }
-        return *this;
-    }
-    Fd(const Fd&) = delete;
-    Fd& operator=(const Fd&) = delete;
-    ~Fd() { reset(); }
-    void reset() noexcept {
-        if (fd_ >= 0) ::close(fd_);
-        fd_ = -1;
-    }
-    [[nodiscard]] int get() const noexcept { return fd_; }
-    [[nodiscard]] bool valid() const noexcept { return fd_ >= 0; }
-
-private:
-    int fd_ = -1;
-};
 
 std::string file_name(std::uint64_t seq, const char* extension) {
     char name[40];
@@ -201,8 +175,8 @@ public:
 private:
     struct Segment {
         std::uint64_t seq = 0;
-        Fd fd;
-        Fd ack_fd;
+        UniqueFd fd;
+        UniqueFd ack_fd;
         std::uint64_t bytes = 0;         // valid bytes: the next record goes here
         std::vector<std::uint64_t> ids;  // every record written to it
         std::uint32_t live = 0;          // records not acknowledged
@@ -279,8 +253,8 @@ private:
     std::uint64_t active_seq_ = 0;
     std::uint64_t disk_bytes_ = 0;
     bool active_dirty_ = false;
-    Fd dir_fd_;
-    Fd lock_fd_;
+    UniqueFd dir_fd_;
+    UniqueFd lock_fd_;
     std::vector<std::byte> scratch_;  // recovery: one body at a time
     std::jthread fsync_thread_;       // last member: stopped and joined first
 };
@@ -295,9 +269,9 @@ Status Spool::Impl::open() {
 
     if (const int rc = make_directories(config_.dir); rc != 0)
         return Error{Errc::io, rc, "spool: cannot create " + config_.dir};
-    dir_fd_ = Fd(::open(config_.dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    dir_fd_ = UniqueFd(::open(config_.dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
     if (!dir_fd_.valid()) return Error{Errc::io, errno, "spool: cannot open " + config_.dir};
-    lock_fd_ = Fd(::open(path("LOCK").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
+    lock_fd_ = UniqueFd(::open(path("LOCK").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
     if (!lock_fd_.valid()) return Error{Errc::io, errno, "spool: cannot create " + path("LOCK")};
     if (::flock(lock_fd_.get(), LOCK_EX | LOCK_NB) != 0) {
         // EWOULDBLOCK: another cefd (or a stale one still stopping) uses this directory.
@@ -359,7 +333,7 @@ std::vector<std::uint64_t> Spool::Impl::read_ack_log(std::uint64_t seq, bool& ok
     ok = true;
     std::vector<std::uint64_t> acked;
     const std::string name = path(file_name(seq, "ack"));
-    Fd fd(::open(name.c_str(), O_RDONLY | O_CLOEXEC));
+    UniqueFd fd(::open(name.c_str(), O_RDONLY | O_CLOEXEC));
     if (!fd.valid()) {
         ok = false;
         return acked;
@@ -405,7 +379,7 @@ std::optional<std::uint64_t> Spool::Impl::resync(int fd, std::uint64_t from, std
 void Spool::Impl::recover_segment(std::uint64_t seq) {
     const std::string segment_path = path(file_name(seq, "seg"));
     const std::string ack_path = path(file_name(seq, "ack"));
-    Fd fd(::open(segment_path.c_str(), O_RDWR | O_CLOEXEC));
+    UniqueFd fd(::open(segment_path.c_str(), O_RDWR | O_CLOEXEC));
     if (!fd.valid()) {
         CEFD_LOG(error, "spool: cannot open %s (errno %d); leaving it", segment_path.c_str(), errno);
         return;
@@ -514,7 +488,7 @@ void Spool::Impl::recover_segment(std::uint64_t seq) {
             path("corrupt/" + std::to_string(wall_clock_ns()) + "-" + file_name(seq, "ack"));
         ::rename(ack_path.c_str(), aside.c_str());
         const std::string temporary = ack_path + ".tmp";
-        Fd out(::open(temporary.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+        UniqueFd out(::open(temporary.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
         bool written = out.valid();
         for (const std::uint64_t id : acked_list) {
             const AckBytes entry = spool::encode_ack(id);
@@ -523,7 +497,7 @@ void Spool::Impl::recover_segment(std::uint64_t seq) {
         if (written && ::fdatasync(out.get()) == 0) ::rename(temporary.c_str(), ack_path.c_str());
         else ::unlink(temporary.c_str());
     }
-    segment.ack_fd = Fd(::open(ack_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600));
+    segment.ack_fd = UniqueFd(::open(ack_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600));
     if (!segment.ack_fd.valid())
         CEFD_LOG(error, "spool: cannot open %s (errno %d)", ack_path.c_str(), errno);
     disk_bytes_ += size;
@@ -538,9 +512,9 @@ Status Spool::Impl::open_new_segment_locked() {
     // The ack log first: a segment without one is then always damage, never a normal crash.
     const std::string ack_path = path(file_name(seq, "ack"));
     const std::string segment_path = path(file_name(seq, "seg"));
-    Fd ack_fd(::open(ack_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0600));
+    UniqueFd ack_fd(::open(ack_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0600));
     if (!ack_fd.valid()) return Error{Errc::io, errno, "spool: cannot create " + ack_path};
-    Fd fd(::open(segment_path.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+    UniqueFd fd(::open(segment_path.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
     if (!fd.valid()) {
         const int error = errno;
         ::unlink(ack_path.c_str());
@@ -617,7 +591,7 @@ void Spool::Impl::quarantine_copy_locked(const Segment& segment) {
     if (config_.corrupt_files_max == 0) return;
     const std::string aside =
         path("corrupt/" + std::to_string(wall_clock_ns()) + "-" + file_name(segment.seq, "seg"));
-    Fd out(::open(aside.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+    UniqueFd out(::open(aside.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
     if (!out.valid()) return;
     loff_t in_offset = 0;
     std::uint64_t left = segment.bytes;
