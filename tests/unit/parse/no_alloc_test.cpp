@@ -77,5 +77,34 @@ TEST(ParserAllocation, ParsesAndEncodesTenThousandSamplesWithoutAllocating) {
     EXPECT_GT(parser.stats().rows.load(), 9'000U);
 }
 
+TEST(ParserAllocation, MakesTenThousandSyslogTableRowsWithoutAllocating) {
+    const std::vector<std::string> lines = {
+        "<38>Mar 14 09:15:02 web-01 sshd[2201]: Accepted publickey for root from 192.0.2.9",
+        R"(<165>1 2024-03-14T10:22:03.412345+01:00 host evntslog 77 ID47 [x@1 iut="3"] An application event)",
+        "<13>Mar 14 09:15:02 app[worker]: no host, non-numeric pid",
+        "no header at all",
+        "<134>Mar 14 09:15:02 dt CEF:0|V|P|1|2|N|3|src=192.0.2.1",
+    };
+    Parser parser(ParseConfig{.non_cef = ParseConfig::NonCef::syslog_table, .collector_host_name = "collector"});
+    Row row;
+    MessageMeta meta;
+    meta.receive_time_ns = 1'710'409'920'123'456'789;
+    meta.source.family = AF_INET;
+    meta.source.addr[0] = 127;
+    meta.source.addr[3] = 1;
+    std::vector<char> out(1 << 20);
+    const auto run = [&](std::size_t count) {
+        for (std::size_t i = 0; i < count; ++i) {
+            if (parser.parse(lines[i % lines.size()], meta, row).outcome == ParseOutcome::row)
+                (void)write_row_json(row, out.data());
+        }
+    };
+    run(lines.size());  // warm-up
+    const std::uint64_t before = allocations.load();
+    run(10'000);
+    EXPECT_EQ(allocations.load() - before, 0U) << "allocations while making 10,000 Syslog rows";
+    EXPECT_EQ(parser.stats().syslog_rows.load(), 4U * 10'005 / 5);
+}
+
 }  // namespace
 }  // namespace cefd
