@@ -170,6 +170,7 @@ void read_parse(const toml::table& root, ParseConfig& c, ConfigErrors& e) {
     r.read_enum("non_cef", c.non_cef, {{"drop", N::drop}, {"syslog_table", N::syslog_table}});
     r.read("collector_host_name", c.collector_host_name);
     r.read("field_bytes_max", c.field_bytes_max);
+    r.read("additional_extensions_trailing_separator", c.additional_extensions_trailing_separator);
 }
 
 void read_dedupe(const toml::table& root, DedupeConfig& c, ConfigErrors& e) {

@@ -279,8 +279,11 @@ ParseResult Parser::parse(std::string_view message, const MessageMeta& meta, Row
             }
         }
     }
-    if (scratch.extensions_used != 0)
+    if (scratch.extensions_used != 0) {
+        // extensions_bytes has room for this one byte past the message (see Scratch).
+        if (config_.additional_extensions_trailing_separator) scratch.extensions[scratch.extensions_used++] = ';';
         set_text(Column::AdditionalExtensions, {scratch.extensions.get(), scratch.extensions_used});
+    }
 
     // Counters once per message, logs rate-limited: these can happen on every message.
     if (bad_numbers != 0) [[unlikely]] {

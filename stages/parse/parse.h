@@ -43,6 +43,11 @@ struct ParseConfig {
     /// (`truncated_fields`). 32 KiB: the smaller of the two figures Microsoft documents.
     /// Between 256 and 65536.
     std::uint32_t field_bytes_max = 32'768;
+    /// End AdditionalExtensions with a ';'. Off: the format seen in Microsoft's stored rows
+    /// (pairs joined by ';', none after the last). On: the Darktrace workbook's
+    /// `parse AdditionalExtensions with * "darktraceUrl=" X ";" ...` also finds the last pair
+    /// (see README.md, "AdditionalExtensions and the workbook").
+    bool additional_extensions_trailing_separator = false;
 
     void validate(ConfigErrors& errors) const;
 };

@@ -155,6 +155,16 @@ TEST_F(ParserTest, JoinsUnmappedKeysInArrivalOrderWithoutTrailingSeparator) {
     EXPECT_EQ(get(Column::AdditionalExtensions), "b=2;a=1;c=3");
 }
 
+TEST_F(ParserTest, EndsAdditionalExtensionsWithASeparatorWhenConfigured) {
+    Parser parser(ParseConfig{.collector_host_name = "c", .additional_extensions_trailing_separator = true});
+    const std::string line = std::string(header) + "message=m darktraceUrl=https://x/#modelbreach/1";
+    ASSERT_EQ(parser.parse(line, meta_, row_).outcome, ParseOutcome::row);
+    EXPECT_EQ(row_.get(Column::AdditionalExtensions), "message=m;darktraceUrl=https://x/#modelbreach/1;");
+    const std::string no_extensions = std::string(header) + "dvc=1.1.1.1";
+    ASSERT_EQ(parser.parse(no_extensions, meta_, row_).outcome, ParseOutcome::row);
+    EXPECT_FALSE(row_.has(Column::AdditionalExtensions)) << "no pairs, no separator";
+}
+
 TEST_F(ParserTest, KeepsEmptyUnmappedValuesAndSkipsEmptyMappedOnes) {
     ASSERT_EQ(parse(std::string(header) + "dhost= cs2= cs2Label=Malware note=").outcome, ParseOutcome::row);
     EXPECT_FALSE(row_.has(Column::DestinationHostName));
