@@ -15,6 +15,7 @@
 
 #include "engine/clock.h"
 #include "stages/batch/gzip.h"
+#include "tests/support/counting_new.h"
 #include "tests/support/support.h"
 
 // Counts heap allocations while `counting` is set (AppendAllocatesOnlyTheBodyPerBatch).
@@ -23,26 +24,9 @@ std::atomic<bool> counting{false};
 std::atomic<std::size_t> allocations{0};
 }  // namespace
 
-// GCC 12 inlines these replacements into callers and then reports malloc/free as a
-// mismatched pair (-Wmismatched-new-delete); they are a matched pair by construction.
-#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
-void* operator new(std::size_t size) {
+void cefd_test_on_allocation() noexcept {
     if (counting.load(std::memory_order_relaxed)) allocations.fetch_add(1, std::memory_order_relaxed);
-    if (void* p = std::malloc(size == 0 ? 1 : size)) return p;
-    throw std::bad_alloc();
 }
-void* operator new[](std::size_t size) { return operator new(size); }
-// Every form, so that no allocation reaches the sanitizer's own operator new while delete is ours.
-void* operator new(std::size_t size, const std::nothrow_t&) noexcept {
-    try { return operator new(size); } catch (...) { return nullptr; }
-}
-void* operator new[](std::size_t size, const std::nothrow_t&) noexcept {
-    try { return operator new(size); } catch (...) { return nullptr; }
-}
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t) noexcept { std::free(p); }
-void operator delete[](void* p) noexcept { std::free(p); }
-void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
 
 namespace cefd {
 namespace {

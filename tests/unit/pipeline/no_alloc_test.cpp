@@ -17,6 +17,7 @@
 
 #include "engine/pipeline/config.h"
 #include "engine/pipeline/pipeline.h"
+#include "tests/support/counting_new.h"
 #include "tests/support/support.h"
 
 namespace {
@@ -29,35 +30,9 @@ void count_allocation() noexcept {
     allocations_by_tid[tid % slots].fetch_add(1, std::memory_order_relaxed);
 }
 
-void* allocate(std::size_t size) {
-    count_allocation();
-    if (void* p = std::malloc(size == 0 ? 1 : size)) return p;
-    throw std::bad_alloc();
-}
-
-void* allocate_aligned(std::size_t size, std::size_t alignment) {
-    count_allocation();
-    void* p = nullptr;
-    if (::posix_memalign(&p, std::max(alignment, sizeof(void*)), size == 0 ? 1 : size) == 0) return p;
-    throw std::bad_alloc();
-}
-
 }  // namespace
 
-void* operator new(std::size_t size) { return allocate(size); }
-void* operator new[](std::size_t size) { return allocate(size); }
-void* operator new(std::size_t size, const std::nothrow_t&) noexcept { try { return allocate(size); } catch (...) { return nullptr; } }
-void* operator new[](std::size_t size, const std::nothrow_t&) noexcept { try { return allocate(size); } catch (...) { return nullptr; } }
-void* operator new(std::size_t size, std::align_val_t a) { return allocate_aligned(size, static_cast<std::size_t>(a)); }
-void* operator new[](std::size_t size, std::align_val_t a) { return allocate_aligned(size, static_cast<std::size_t>(a)); }
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete[](void* p) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t) noexcept { std::free(p); }
-void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
-void operator delete(void* p, std::align_val_t) noexcept { std::free(p); }
-void operator delete[](void* p, std::align_val_t) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t, std::align_val_t) noexcept { std::free(p); }
-void operator delete[](void* p, std::size_t, std::align_val_t) noexcept { std::free(p); }
+void cefd_test_on_allocation() noexcept { count_allocation(); }
 
 namespace cefd {
 namespace {

@@ -24,6 +24,7 @@
 
 #include "stages/receive/engine_base.h"
 #include "stages/receive/receive.h"
+#include "tests/support/counting_new.h"
 #include "tests/support/support.h"
 #include "tests/unit/receive/test_pki.h"
 
@@ -34,19 +35,6 @@ std::atomic<std::uint64_t> receive_thread_allocations{0};
 
 void count_allocation() noexcept {
     if (on_receive_thread) receive_thread_allocations.fetch_add(1, std::memory_order_relaxed);
-}
-
-void* allocate(std::size_t size) {
-    count_allocation();
-    if (void* p = std::malloc(size == 0 ? 1 : size)) return p;
-    throw std::bad_alloc();
-}
-
-void* allocate_aligned(std::size_t size, std::size_t alignment) {
-    count_allocation();
-    void* p = nullptr;
-    if (::posix_memalign(&p, std::max(alignment, sizeof(void*)), size == 0 ? 1 : size) == 0) return p;
-    throw std::bad_alloc();
 }
 
 void* crypto_malloc(std::size_t size, const char*, int) {
@@ -64,20 +52,7 @@ const bool crypto_hooked = CRYPTO_set_mem_functions(crypto_malloc, crypto_reallo
 
 }  // namespace
 
-void* operator new(std::size_t size) { return allocate(size); }
-void* operator new[](std::size_t size) { return allocate(size); }
-void* operator new(std::size_t size, const std::nothrow_t&) noexcept { try { return allocate(size); } catch (...) { return nullptr; } }
-void* operator new[](std::size_t size, const std::nothrow_t&) noexcept { try { return allocate(size); } catch (...) { return nullptr; } }
-void* operator new(std::size_t size, std::align_val_t a) { return allocate_aligned(size, static_cast<std::size_t>(a)); }
-void* operator new[](std::size_t size, std::align_val_t a) { return allocate_aligned(size, static_cast<std::size_t>(a)); }
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete[](void* p) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t) noexcept { std::free(p); }
-void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
-void operator delete(void* p, std::align_val_t) noexcept { std::free(p); }
-void operator delete[](void* p, std::align_val_t) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t, std::align_val_t) noexcept { std::free(p); }
-void operator delete[](void* p, std::size_t, std::align_val_t) noexcept { std::free(p); }
+void cefd_test_on_allocation() noexcept { count_allocation(); }
 
 namespace cefd {
 namespace {
