@@ -206,21 +206,8 @@ private:
     void on_accept() {
         for (unsigned i = 0; i < accepts_per_event_max; ++i) {
             sockaddr_storage peer{};
-            socklen_t peer_length = sizeof peer;
-            UniqueFd fd{::accept4(tcp_fd_.get(), reinterpret_cast<sockaddr*>(&peer), &peer_length,
-                                  SOCK_NONBLOCK | SOCK_CLOEXEC)};
-            if (!fd.valid()) {
-                switch (errno) {
-                    case EAGAIN:        // no more pending connections
-                    case ECONNABORTED:  // the peer gave up before we accepted
-                    case EINTR:
-                        return;
-                    default:  // EMFILE/ENFILE: level-triggered, so it is retried next pass
-                        CEFD_LOG_EVERY(10, error, "receive: lane %u TCP accept failed: %s", lane_,
-                                       std::strerror(errno));
-                        return;
-                }
-            }
+            UniqueFd fd = accept_pending(tcp_fd_.get(), peer, lane_, "TCP");
+            if (!fd.valid()) return;
             if (!try_reserve_connection(config_.tcp_max_connections)) {
                 bump(stats->tcp_rejected);
                 CEFD_LOG_EVERY(10, warn,

@@ -201,21 +201,8 @@ std::int64_t TlsServer::wait_ns_max() const noexcept {
 void TlsServer::on_accept() {
     for (unsigned i = 0; i < accepts_per_pass_max; ++i) {
         sockaddr_storage peer{};
-        socklen_t peer_length = sizeof peer;
-        UniqueFd fd{::accept4(listener_fd_.get(), reinterpret_cast<sockaddr*>(&peer), &peer_length,
-                              SOCK_NONBLOCK | SOCK_CLOEXEC)};
-        if (!fd.valid()) {
-            switch (errno) {
-                case EAGAIN:        // no more pending connections
-                case ECONNABORTED:  // the peer gave up before we accepted
-                case EINTR:
-                    return;
-                default:  // EMFILE/ENFILE: level-triggered, so it is retried next pass
-                    CEFD_LOG_EVERY(10, error, "receive: lane %u TLS accept failed: %s",
-                                   engine_.lane_, std::strerror(errno));
-                    return;
-            }
-        }
+        UniqueFd fd = accept_pending(listener_fd_.get(), peer, engine_.lane_, "TLS");
+        if (!fd.valid()) return;
         if (!EngineBase::try_reserve_connection(engine_.config_.tcp_max_connections)) {
             bump(stats().tcp_rejected);
             CEFD_LOG_EVERY(10, warn,
