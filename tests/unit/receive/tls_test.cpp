@@ -25,6 +25,7 @@
 #include "stages/receive/engine_base.h"
 #include "stages/receive/receive.h"
 #include "tests/support/support.h"
+#include "tests/unit/receive/test_lane.h"
 #include "tests/unit/receive/test_pki.h"
 
 namespace cefd {
@@ -32,6 +33,8 @@ namespace {
 
 using namespace std::chrono_literals;
 using test::common_name_of;
+using test::Lane;
+using test::Received;
 using test::Identity;
 using test::make_identity;
 using test::wait_until;
@@ -39,58 +42,6 @@ using test::write_cert;
 using test::write_key;
 
 // ---- the receiving lane ----
-
-struct Received {
-    MessageMeta meta;
-    std::string bytes;
-};
-
-class Lane {
-public:
-    Lane(const ReceiveConfig& config, std::size_t ring_bytes = 1 << 20, unsigned index = 0)
-        : ring_(ring_bytes) {
-        auto receiver = Receiver::open(config, index, ring_);
-        if (!receiver) {
-            error = receiver.error();
-            return;
-        }
-        receiver_ = std::move(receiver).value();
-        thread_ = std::jthread([this](std::stop_token stop) { receiver_->run(stop); });
-    }
-    ~Lane() {
-        if (thread_.joinable()) {
-            thread_.request_stop();
-            thread_.join();
-        }
-    }
-    void drain() {
-        for (auto record = ring_.front(); !record.empty(); record = ring_.front()) {
-            Received r;
-            std::memcpy(&r.meta, record.data(), sizeof(MessageMeta));
-            r.bytes.assign(reinterpret_cast<const char*>(record.data()) + sizeof(MessageMeta),
-                           r.meta.length);
-            got.push_back(std::move(r));
-            ring_.pop();
-        }
-    }
-    bool wait_for(std::size_t count, std::chrono::milliseconds timeout = 10s) {
-        return wait_until(timeout, [&] {
-            drain();
-            return got.size() >= count;
-        });
-    }
-    [[nodiscard]] bool ok() const { return receiver_ != nullptr; }
-    Receiver& receiver() { return *receiver_; }
-    const ReceiveStats& stats() const { return receiver_->stats(); }
-
-    std::vector<Received> got;
-    Error error;
-
-private:
-    ByteRing ring_;
-    std::unique_ptr<Receiver> receiver_;
-    std::jthread thread_;
-};
 
 // ---- the client ----
 
@@ -274,10 +225,11 @@ protected:
     }
 
     std::unique_ptr<Lane> start_lane(std::size_t ring_bytes = 1 << 20, unsigned index = 0) {
-        auto lane = std::make_unique<Lane>(config, ring_bytes, index);
+        auto lane = std::make_unique<Lane>(config, index, ring_bytes);
         EXPECT_TRUE(lane->ok()) << lane->error.describe();
         if (!lane->ok()) return nullptr;
         EXPECT_STREQ(lane->receiver().engine_name(), engine_label(GetParam()));
+        lane->start();
         return lane;
     }
 
