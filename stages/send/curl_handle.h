@@ -1,5 +1,7 @@
-// stages/send/curl_handle.h: RAII for libcurl handles (CurlEasy, CurlMulti, CurlHeaders) and the
-// one-time global initialisation. Move-only; destructors are noexcept.
+// stages/send/curl_handle.h: RAII for the libcurl handles the send stage holds (CurlEasy,
+// CurlMulti, CurlHeaders), the one-time global initialisation and the capped body writer.
+// Move-only (CurlHeaders: not even that); destructors are noexcept. A CurlMulti must outlive
+// the easy handles added to it, and they must be removed before it is destroyed.
 #pragma once
 
 #include <curl/curl.h>
@@ -24,6 +26,20 @@ public:
 
 private:
     CURL* handle_;
+};
+
+class CurlMulti {
+public:
+    CurlMulti() : handle_(curl_multi_init()) {}
+    ~CurlMulti() { if (handle_ != nullptr) curl_multi_cleanup(handle_); }
+    CurlMulti(CurlMulti&& other) noexcept : handle_(std::exchange(other.handle_, nullptr)) {}
+    CurlMulti& operator=(CurlMulti&& other) noexcept { std::swap(handle_, other.handle_); return *this; }
+    CurlMulti(const CurlMulti&) = delete;
+    CurlMulti& operator=(const CurlMulti&) = delete;
+    [[nodiscard]] CURLM* get() const noexcept { return handle_; }
+
+private:
+    CURLM* handle_;
 };
 
 class CurlHeaders {

@@ -1,7 +1,7 @@
 // stages/send/send.cpp: the Sender. One thread, one libcurl multi handle, max_in_flight easy
 // handles (one per slot, reused so connections stay open). The loop:
 //
-//   token due?  -> fetch it (blocking, short; see token.h)
+//   token due?  -> start a fetch on the same multi handle (TokenCache, token.h)
 //   free slot?  -> start the earliest due retry, else take a new batch from the source
 //   curl_multi_perform / curl_multi_poll, then handle every finished transfer
 //
@@ -15,7 +15,6 @@
 #include <cstring>
 #include <deque>
 #include <fstream>
-#include <mutex>
 #include <optional>
 #include <random>
 #include <unordered_map>
@@ -29,68 +28,6 @@
 #include "stages/send/token.h"
 
 namespace cefd {
-
-void curl_init_once() {
-    static std::once_flag once;
-    std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
-}
-
-size_t curl_append_to_string(char* data, size_t size, size_t count, void* user) noexcept {
-    auto* out = static_cast<std::string*>(user);
-    const std::size_t n = size * count;
-    const std::size_t room = out->size() < 65'536 ? 65'536 - out->size() : 0;
-    out->append(data, std::min(n, room));
-    return n;
-}
-
-void AzureConfig::validate(ConfigErrors& errors) const {
-    std::vector<const AzureTarget*> all{&target};
-    for (const auto& t : extra_targets) all.push_back(&t);
-    for (std::size_t i = 0; i < all.size(); ++i) {
-        const std::string key = i == 0 ? "azure" : "azure.targets[" + std::to_string(i - 1) + "]";
-        const AzureTarget& t = *all[i];
-        // TLS is always on; http:// only for loopback test endpoints.
-        errors.check(key + ".endpoint",
-                     t.endpoint.starts_with("https://") || t.endpoint.starts_with("http://127.0.0.1") ||
-                         t.endpoint.starts_with("http://[::1]") || t.endpoint.starts_with("http://localhost"),
-                     "must be an https:// URL (the DCR's or DCE's logsIngestion endpoint)");
-        errors.check(key + ".dcr_id", t.dcr_id.starts_with("dcr-") && t.dcr_id.size() == 36,
-                     "must be the DCR's immutableId: dcr- followed by 32 hex digits");
-        errors.check(key + ".stream", !t.stream.empty(), "must not be empty");
-        errors.check_range<std::uint32_t>(key + ".weight", t.weight, 1, 1000);
-        errors.check_range<std::uint32_t>(key + ".max_in_flight", t.max_in_flight, 0, 64);
-    }
-    switch (auth) {
-        case Auth::client_secret:
-            errors.check("azure.client_secret", !client_secret.empty() || !client_secret_file.empty(),
-                         "auth = \"client_secret\" needs client_secret or client_secret_file");
-            [[fallthrough]];
-        case Auth::client_certificate:
-            errors.check("azure.tenant_id", !tenant_id.empty(), "must be set for this auth");
-            errors.check("azure.client_id", !client_id.empty(), "must be set for this auth");
-            if (auth == Auth::client_certificate) {
-                errors.check("azure.client_certificate_file", !client_certificate_file.empty(),
-                             "auth = \"client_certificate\" needs the PEM certificate registered on the app");
-                const std::string& key = client_key_file.empty() ? client_certificate_file : client_key_file;
-                errors.check(client_key_file.empty() ? "azure.client_certificate_file" : "azure.client_key_file",
-                             key.empty() || !readable_by_others(key),
-                             key + " holds a private key and is readable by other users: chmod 600 it");
-            }
-            break;
-        case Auth::arc:
-            errors.check("azure.arc_token_dir", arc_token_dir.starts_with("/"), "must be an absolute directory");
-            break;
-        case Auth::managed_identity:
-        case Auth::workload_identity:
-        case Auth::none: break;
-    }
-    errors.check_range<std::uint32_t>("azure.max_in_flight", max_in_flight, 1, 64);
-    errors.check_range<std::uint32_t>("azure.connect_timeout_ms", connect_timeout_ms, 100, 120'000);
-    errors.check_range<std::uint32_t>("azure.request_timeout_ms", request_timeout_ms, 1'000, 600'000);
-    errors.check_range<std::uint32_t>("azure.retry_initial_ms", retry_initial_ms, 1, 60'000);
-    errors.check_range<std::uint32_t>("azure.retry_max_ms", retry_max_ms, retry_initial_ms, 3'600'000);
-    errors.check("azure.dead_letter_dir", !dead_letter_dir.empty(), "must not be empty");
-}
 
 namespace {
 
@@ -130,7 +67,7 @@ class Sender::Impl {
 public:
     Impl(const AzureConfig& config, BatchSource& source, std::string client_secret,
          std::optional<ClientAssertion> certificate)
-        : config_(config), source_(source), tokens_(config_, std::move(client_secret), std::move(certificate)),
+        : config_(config), source_(source), token_(config_, std::move(client_secret), std::move(certificate)),
           slots_(config.max_in_flight), random_(std::random_device{}()) {
         targets_.push_back(make_target(config.target));
         for (const auto& t : config.extra_targets) targets_.push_back(make_target(t));
@@ -138,12 +75,11 @@ public:
     ~Impl() {
         for (auto& slot : slots_)
             if (slot.work) curl_multi_remove_handle(multi_, slot.easy.get());
-        if (token_in_flight_) curl_multi_remove_handle(multi_, token_request_.easy.get());
-        if (multi_ != nullptr) curl_multi_cleanup(multi_);
+        if (token_.in_flight()) curl_multi_remove_handle(multi_, token_.easy());
     }
 
     Status init() {
-        multi_ = curl_multi_init();
+        multi_ = multi_handle_.get();
         if (multi_ == nullptr) return Error{Errc::unexpected, "curl_multi_init failed"};
         // One more than the slots: a token refresh to the same host (tests, private endpoints)
         // must not queue behind max_in_flight slow ingestion requests.
@@ -173,7 +109,10 @@ public:
         return ok_status();
     }
 
-    void bind(SendStats& stats) { stats_ = &stats; }
+    void bind(SendStats& stats) {
+        stats_ = &stats;
+        token_.bind(stats);
+    }
 
     void run(std::stop_token stop) {
         std::int64_t drain_deadline = 0;
@@ -223,49 +162,12 @@ private:
 
     // ---- token ---------------------------------------------------------------------------
 
-    [[nodiscard]] bool token_usable(std::int64_t now) const {
-        return config_.auth == AzureConfig::Auth::none || (!token_.empty() && now < token_expires_ns_);
-    }
+    [[nodiscard]] bool token_usable(std::int64_t now) const { return token_.usable(now); }
 
     /// Starts a token fetch on the multi handle when one is due. Requests keep flowing with the
     /// current token while it runs; only a missing or expired token holds new requests back.
     void refresh_token_if_due(std::int64_t now) {
-        if (config_.auth == AzureConfig::Auth::none || token_in_flight_) return;
-        if (!token_.empty() && now < token_refresh_ns_) return;
-        if (now < token_retry_ns_) return;
-        if (auto prepared = tokens_.prepare(token_request_); !prepared) return on_token_failed(prepared.error());
-        curl_easy_setopt(token_request_.easy.get(), CURLOPT_PRIVATE, nullptr);
-        curl_multi_add_handle(multi_, token_request_.easy.get());
-        token_in_flight_ = true;
-        token_started_ns_ = now;
-    }
-
-    void on_token_complete(CURLcode rc) {
-        auto done = tokens_.finish(token_request_, rc);
-        if (!done) return on_token_failed(done.error());
-        if (!done->has_value()) {  // a second round trip (Arc challenge) was prepared
-            curl_multi_add_handle(multi_, token_request_.easy.get());
-            token_in_flight_ = true;
-            return;
-        }
-        const AccessToken& token = **done;
-        bump(stats_->token_refreshes);
-        token_failures_ = 0;
-        token_ = "Authorization: Bearer " + token.value;
-        // Lifetimes count from when the request was sent: Entra's clock starts before our answer.
-        token_expires_ns_ = token_started_ns_ + token.lifetime_s * 1'000 * ms;
-        token_refresh_ns_ = token_started_ns_ + token_refresh_after_ns(token.lifetime_s);
-        ++token_generation_;
-        CEFD_LOG(info, "send: token from %s valid for %" PRId64 " s", tokens_.endpoint().c_str(), token.lifetime_s);
-    }
-
-    void on_token_failed(const Error& error) {
-        const std::int64_t now = monotonic_ns();
-        bump(stats_->token_errors);
-        // A refresh that fails while the old token is valid costs nothing yet: try again soon.
-        token_retry_ns_ = now + std::min<std::int64_t>(30'000, 1'000LL << std::min(token_failures_++, 5U)) * ms;
-        CEFD_LOG_EVERY(10, error, "send: cannot get a token (%s)%s", error.message.c_str(),
-                       token_usable(now) ? "; the current one is still valid" : "; deliveries wait");
+        if (CURL* easy = token_.start_if_due(now)) curl_multi_add_handle(multi_, easy);
     }
 
     // ---- starting requests ---------------------------------------------------------------
@@ -347,7 +249,7 @@ private:
         slot.work.emplace(std::move(work));
         slot.target = target;
         ++targets_[target].in_flight;
-        slot.token_generation = token_generation_;
+        slot.token_generation = token_.generation();
         slot.response.clear();
         new_request_id(slot.request_id);
         const SealedBatch& batch = slot.work->item.batch;
@@ -359,7 +261,7 @@ private:
         slot.headers.append("Accept: application/json");
         slot.headers.append(std::string("x-ms-client-request-id: ") + slot.request_id);
         slot.headers.append("Expect:");  // no 100-continue round trip
-        if (config_.auth != AzureConfig::Auth::none) slot.headers.append(token_);
+        if (config_.auth != AzureConfig::Auth::none) slot.headers.append(token_.header());
 
         CURL* c = slot.easy.get();
         curl_easy_setopt(c, CURLOPT_URL,
@@ -391,11 +293,10 @@ private:
         int left = 0;
         while (CURLMsg* msg = curl_multi_info_read(multi_, &left)) {
             if (msg->msg != CURLMSG_DONE) continue;
-            if (msg->easy_handle == token_request_.easy.get()) {
+            if (msg->easy_handle == token_.easy()) {
                 const CURLcode rc = msg->data.result;
                 curl_multi_remove_handle(multi_, msg->easy_handle);
-                token_in_flight_ = false;
-                on_token_complete(rc);
+                if (token_.on_transfer_done(rc)) curl_multi_add_handle(multi_, token_.easy());
                 continue;
             }
             Slot* slot = nullptr;
@@ -439,11 +340,7 @@ private:
                     work.retried_401 = true;
                     // Refresh once per token, however many requests carried it. The server
                     // refused it, so no new request carries it while the refresh runs.
-                    if (slot.token_generation == token_generation_) {
-                        token_refresh_ns_ = 0;
-                        token_retry_ns_ = 0;
-                        token_expires_ns_ = 0;
-                    }
+                    token_.invalidate(slot.token_generation);
                     CEFD_LOG_EVERY(10, warn, "send: 401 from %s (request id %s); refreshing the token and retrying",
                                    target.config.endpoint.c_str(), id);
                     return retry(std::move(work), now);
@@ -579,9 +476,9 @@ private:
             // and curl_multi_poll wakes on the completion.
             timeout = std::min(timeout, std::max<std::int64_t>(0, earliest_unpause(now) - now));
         }
-        if (!token_usable(now) && !token_in_flight_)
-            timeout = std::min(timeout, std::max<std::int64_t>(0, token_retry_ns_ - now));
-        if (busy_slots() == 0 && waiting_.empty() && can_start && !token_in_flight_) return;  // next() waits
+        if (!token_usable(now) && !token_.in_flight())
+            timeout = std::min(timeout, std::max<std::int64_t>(0, token_.retry_at_ns() - now));
+        if (busy_slots() == 0 && waiting_.empty() && can_start && !token_.in_flight()) return;  // next() waits
         if (can_start && busy_slots() < slots_.size() && waiting_.size() + busy_slots() < config_.max_in_flight)
             timeout = std::min(timeout, 10 * ms);  // look at the source again soon
         // With no transfers this just sleeps for the timeout.
@@ -597,9 +494,9 @@ private:
             waiting_.push_back(std::move(*slot.work));
             slot.work.reset();
         }
-        if (token_in_flight_) {
-            curl_multi_remove_handle(multi_, token_request_.easy.get());
-            token_in_flight_ = false;
+        if (token_.in_flight()) {
+            curl_multi_remove_handle(multi_, token_.easy());
+            token_.abandon();
         }
         for (auto& work : waiting_) {
             if (work.part) continue;  // released once, as the original, below
@@ -624,23 +521,15 @@ private:
 
     const AzureConfig config_;  // a copy: the Sender outlives any config object
     BatchSource& source_;
-    TokenProvider tokens_;
-    TokenRequest token_request_;  // in the multi handle while token_in_flight_
-    bool token_in_flight_ = false;
-    std::int64_t token_started_ns_ = 0;
+    TokenCache token_;
     SendStats* stats_ = nullptr;
-    CURLM* multi_ = nullptr;
+    CurlMulti multi_handle_;  // before the slots: their easy handles go first
+    CURLM* multi_ = nullptr;  // multi_handle_.get()
     std::vector<Target> targets_;
     std::vector<Slot> slots_;
     std::deque<Work> waiting_;
     std::unordered_map<std::uint64_t, Split> splits_;
     std::mt19937_64 random_;
-    std::string token_;  // the whole "Authorization: Bearer ..." header line; never logged
-    std::uint64_t token_generation_ = 0;
-    std::int64_t token_expires_ns_ = 0;
-    std::int64_t token_refresh_ns_ = 0;
-    std::int64_t token_retry_ns_ = 0;
-    std::uint32_t token_failures_ = 0;
 };
 
 Result<std::unique_ptr<Sender>> Sender::create(const AzureConfig& config, BatchSource& source) {

@@ -1,3 +1,6 @@
+// stages/send/token.cpp: the token flows (TokenProvider: one request per flow, non-blocking
+// on the sender's multi handle or blocking for tools) and the sender's token state machine
+// (TokenCache: when to refresh, backoff, the current token).
 #include "stages/send/token.h"
 
 #include <simdjson.h>
@@ -5,10 +8,12 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cinttypes>
 #include <climits>
 #include <cstdlib>
 #include <memory>
 
+#include "engine/clock.h"
 #include "engine/log.h"
 
 namespace cefd {
@@ -271,6 +276,70 @@ Result<AccessToken> TokenProvider::fetch_blocking() {
         if (done->has_value()) return std::move(**done);
     }
     return Error{Errc::auth, "token endpoint " + endpoint() + " asked for a third round trip"};
+}
+
+namespace {
+constexpr std::int64_t ms = 1'000'000;
+}  // namespace
+
+TokenCache::TokenCache(const AzureConfig& config, std::string client_secret, std::optional<ClientAssertion> certificate)
+    : config_(config), provider_(config, std::move(client_secret), std::move(certificate)) {}
+
+bool TokenCache::usable(std::int64_t now_ns) const noexcept {
+    return config_.auth == AzureConfig::Auth::none || (!header_.empty() && now_ns < expires_ns_);
+}
+
+CURL* TokenCache::start_if_due(std::int64_t now_ns) {
+    if (config_.auth == AzureConfig::Auth::none || in_flight_) return nullptr;
+    if (!header_.empty() && now_ns < refresh_ns_) return nullptr;
+    if (now_ns < retry_ns_) return nullptr;
+    if (auto prepared = provider_.prepare(request_); !prepared) {
+        on_failed(prepared.error());
+        return nullptr;
+    }
+    curl_easy_setopt(request_.easy.get(), CURLOPT_PRIVATE, nullptr);
+    in_flight_ = true;
+    started_ns_ = now_ns;
+    return request_.easy.get();
+}
+
+bool TokenCache::on_transfer_done(CURLcode rc) {
+    in_flight_ = false;
+    auto done = provider_.finish(request_, rc);
+    if (!done) {
+        on_failed(done.error());
+        return false;
+    }
+    if (!done->has_value()) {  // a second round trip (Arc challenge) was prepared
+        in_flight_ = true;
+        return true;
+    }
+    const AccessToken& token = **done;
+    bump(stats_->token_refreshes);
+    failures_ = 0;
+    header_ = "Authorization: Bearer " + token.value;
+    // Lifetimes count from when the request was sent: Entra's clock starts before our answer.
+    expires_ns_ = started_ns_ + token.lifetime_s * 1'000 * ms;
+    refresh_ns_ = started_ns_ + token_refresh_after_ns(token.lifetime_s);
+    ++generation_;
+    CEFD_LOG(info, "send: token from %s valid for %" PRId64 " s", provider_.endpoint().c_str(), token.lifetime_s);
+    return false;
+}
+
+void TokenCache::invalidate(std::uint64_t generation) noexcept {
+    if (generation != generation_) return;
+    refresh_ns_ = 0;
+    retry_ns_ = 0;
+    expires_ns_ = 0;
+}
+
+void TokenCache::on_failed(const Error& error) {
+    const std::int64_t now = monotonic_ns();
+    bump(stats_->token_errors);
+    // A refresh that fails while the old token is valid costs nothing yet: try again soon.
+    retry_ns_ = now + std::min<std::int64_t>(30'000, 1'000LL << std::min(failures_++, 5U)) * ms;
+    CEFD_LOG_EVERY(10, error, "send: cannot get a token (%s)%s", error.message.c_str(),
+                   usable(now) ? "; the current one is still valid" : "; deliveries wait");
 }
 
 }  // namespace cefd

@@ -66,6 +66,57 @@ private:
     std::optional<ClientAssertion> certificate_;
 };
 
+/// The sender's token state machine: holds the current token, decides when to fetch the next
+/// one (see token_refresh_after_ns), backs failed fetches off (1 s doubling to 30 s) and drops a
+/// token the server refused. The fetch runs as one easy handle on the sender's multi handle
+/// (TokenProvider::prepare/finish), so deliveries go on with the current token meanwhile.
+/// Owned by the Sender; its thread only. The token itself is never logged.
+class TokenCache {
+public:
+    TokenCache(const AzureConfig& config, std::string client_secret, std::optional<ClientAssertion> certificate);
+
+    void bind(SendStats& stats) noexcept { stats_ = &stats; }
+    /// A token is held and not expired (always true for auth = none).
+    [[nodiscard]] bool usable(std::int64_t now_ns) const noexcept;
+    /// When a fetch is due: prepares it and returns the easy handle to add to the multi handle.
+    /// nullptr when none is due, one is in flight, failures are backing off, or it could not be
+    /// prepared (counted and logged as a failed fetch).
+    CURL* start_if_due(std::int64_t now_ns);
+    /// The fetch's transfer finished and was removed from the multi handle. Returns true when a
+    /// second transfer was prepared (Arc challenge): add easy() to the multi handle again.
+    bool on_transfer_done(CURLcode rc);
+    /// The server refused a token of `generation` (401): no new request carries it, and a
+    /// fetch is due now. Later 401s for the same token change nothing.
+    void invalidate(std::uint64_t generation) noexcept;
+    /// Shutdown: the fetch in flight was removed from the multi handle unfinished.
+    void abandon() noexcept { in_flight_ = false; }
+
+    [[nodiscard]] CURL* easy() const noexcept { return request_.easy.get(); }
+    [[nodiscard]] bool in_flight() const noexcept { return in_flight_; }
+    /// When a failed fetch may be tried again (monotonic ns).
+    [[nodiscard]] std::int64_t retry_at_ns() const noexcept { return retry_ns_; }
+    /// Counts tokens obtained, so a 401 refreshes once per token, not once per request.
+    [[nodiscard]] std::uint64_t generation() const noexcept { return generation_; }
+    /// The whole "Authorization: Bearer ..." header line. Never log it.
+    [[nodiscard]] const std::string& header() const noexcept { return header_; }
+
+private:
+    void on_failed(const Error& error);
+
+    const AzureConfig& config_;
+    TokenProvider provider_;
+    TokenRequest request_;  // in the multi handle while in_flight_
+    SendStats* stats_ = nullptr;
+    bool in_flight_ = false;
+    std::int64_t started_ns_ = 0;
+    std::string header_;
+    std::uint64_t generation_ = 0;
+    std::int64_t expires_ns_ = 0;
+    std::int64_t refresh_ns_ = 0;
+    std::int64_t retry_ns_ = 0;
+    std::uint32_t failures_ = 0;
+};
+
 /// When to refresh a token of `lifetime_s` seconds: at 80 % of its life or 5 min before it
 /// expires, whichever is earlier, but never before half of it (short test lifetimes).
 std::int64_t token_refresh_after_ns(std::int64_t lifetime_s) noexcept;
