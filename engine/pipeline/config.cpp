@@ -247,6 +247,7 @@ void read_azure(const toml::table& root, AzureConfig& c, ConfigErrors& e, const 
     r.read("drain_timeout_ms", c.drain_timeout_ms);
     r.read("retry_initial_ms", c.retry_initial_ms);
     r.read("retry_max_ms", c.retry_max_ms);
+    r.read("forbidden_retry_window_ms", c.forbidden_retry_window_ms);
 
     if (r.has("targets")) {
         const toml::array* targets = table->get("targets")->as_array();

@@ -23,6 +23,7 @@
 #include "engine/log.h"
 #include "engine/pipeline/config.h"
 #include "engine/pipeline/pipeline.h"
+#include "engine/pipeline/replay_dead_letter.h"
 #include "engine/row/row_json.h"
 
 #ifndef CEFD_VERSION
@@ -217,6 +218,8 @@ int run(const Options& options) {
 
 int main(int argc, char** argv) {
     using namespace cefd;
+    // Parses its own arguments (engine/pipeline/replay_dead_letter.h).
+    if (argc > 1 && std::string(argv[1]) == "replay-dead-letter") return replay_dead_letter_main(argc - 1, argv + 1);
     const Options options = parse_options(argc, argv);
     if (options.command == "--version" || options.command == "version") {
         std::printf("cefd %s\n", CEFD_VERSION);

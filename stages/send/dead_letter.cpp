@@ -5,8 +5,14 @@
 #include <unistd.h>
 #include <zstd.h>
 
+#include <dirent.h>
+#include <simdjson.h>
+
+#include <algorithm>
 #include <cerrno>
 #include <ctime>
+#include <fstream>
+#include <sstream>
 
 #include "engine/clock.h"
 #include "stages/send/body.h"
@@ -94,6 +100,79 @@ Status write_dead_letter(const std::string& dir, const SealedBatch& batch, const
     append_json_string(meta, std::string_view(letter.response).substr(0, 4096));
     meta += "}\n";
     return write_atomically(base + ".meta.json", meta.data(), meta.size());
+}
+
+std::vector<std::string> list_dead_letters(const std::string& dir) {
+    std::vector<std::string> bases;
+    DIR* d = ::opendir(dir.c_str());
+    if (d == nullptr) return bases;
+    constexpr std::string_view suffix = ".json.zst";
+    while (const dirent* entry = ::readdir(d)) {
+        const std::string_view name = entry->d_name;
+        if (name.size() > suffix.size() && name.ends_with(suffix))
+            bases.push_back(dir + "/" + std::string(name.substr(0, name.size() - suffix.size())));
+    }
+    ::closedir(d);
+    std::sort(bases.begin(), bases.end());
+    return bases;
+}
+
+namespace {
+
+Result<std::string> read_whole(const std::string& path, std::size_t max_bytes) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) return Error{Errc::io, errno, "cannot read " + path};
+    std::string out;
+    out.resize(max_bytes + 1);
+    in.read(out.data(), static_cast<std::streamsize>(out.size()));
+    out.resize(static_cast<std::size_t>(in.gcount()));
+    if (out.size() > max_bytes) return Error{Errc::io, path + " is larger than " + std::to_string(max_bytes) + " bytes"};
+    return out;
+}
+
+}  // namespace
+
+Result<StoredDeadLetter> read_dead_letter(const std::string& base, const std::vector<std::string>& syslog_streams) {
+    // A dead letter holds one request body: at most the 1 MiB service limit, so 64 MiB is
+    // generous and still bounds what a stray file can make us allocate.
+    constexpr std::size_t max_json_bytes = 64ULL << 20;
+    auto meta_text = read_whole(base + ".meta.json", 1 << 20);
+    if (!meta_text) return meta_text.error();
+    simdjson::dom::parser parser;
+    simdjson::dom::element meta;
+    std::uint64_t rows = 0;
+    std::uint64_t json_bytes = 0;
+    bool body_is_json = false;
+    std::string_view stream;
+    if (parser.parse(*meta_text).get(meta) != simdjson::SUCCESS || meta["rows"].get(rows) != simdjson::SUCCESS ||
+        meta["json_bytes"].get(json_bytes) != simdjson::SUCCESS || meta["stream"].get(stream) != simdjson::SUCCESS)
+        return Error{Errc::io, base + ".meta.json is not dead-letter metadata"};
+    if (meta["body_is_json"].get(body_is_json) != simdjson::SUCCESS || !body_is_json)
+        return Error{Errc::io, base + ".json.zst holds a body that was not valid gzip JSON; it cannot be replayed"};
+    if (rows == 0 || rows > UINT32_MAX || json_bytes > max_json_bytes)
+        return Error{Errc::io, base + ".meta.json: rows or json_bytes out of range"};
+
+    auto compressed = read_whole(base + ".json.zst", max_json_bytes);
+    if (!compressed) return compressed.error();
+    const unsigned long long size = ZSTD_getFrameContentSize(compressed->data(), compressed->size());
+    if (size == ZSTD_CONTENTSIZE_ERROR || size == ZSTD_CONTENTSIZE_UNKNOWN || size != json_bytes)
+        return Error{Errc::io, base + ".json.zst is not a zstd frame of the recorded size"};
+    std::string json(static_cast<std::size_t>(size), '\0');
+    const std::size_t n = ZSTD_decompress(json.data(), json.size(), compressed->data(), compressed->size());
+    if (ZSTD_isError(n) || n != json.size()) return Error{Errc::io, base + ".json.zst is damaged"};
+    if (json.empty() || json.front() != '[' || json.back() != ']')
+        return Error{Errc::io, base + ".json.zst does not hold a JSON array"};
+
+    StoredDeadLetter letter;
+    letter.stream = std::string(stream);
+    letter.batch.body = gzip_body(json);
+    letter.batch.rows = static_cast<std::uint32_t>(rows);
+    letter.batch.json_bytes = static_cast<std::uint32_t>(json.size());
+    letter.batch.created_ns = wall_clock_ns();
+    letter.batch.first_receive_ns = letter.batch.last_receive_ns = letter.batch.created_ns;
+    const bool syslog = std::find(syslog_streams.begin(), syslog_streams.end(), letter.stream) != syslog_streams.end();
+    letter.batch.table = syslog ? Table::syslog : Table::common_security_log;
+    return letter;
 }
 
 }  // namespace cefd

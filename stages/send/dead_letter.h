@@ -8,9 +8,11 @@
 //                                       "stream","rows","json_bytes","response"} (response cut
 //                                       to 4 KiB)
 // Both are written to a temporary name and renamed, so a reader never sees half a file.
+// read_dead_letter() reads a pair back (for `cefd replay-dead-letter`), checking both ends.
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include "engine/batch_types.h"
 #include "engine/result.h"
@@ -27,5 +29,21 @@ struct DeadLetter {
 };
 
 Status write_dead_letter(const std::string& dir, const SealedBatch& batch, const DeadLetter& letter);
+
+/// The dead letters in `dir`: each pair's path without ".json.zst" / ".meta.json", oldest
+/// first (names start with the UTC time). A .json.zst without its .meta.json is listed too
+/// (read_dead_letter reports it).
+std::vector<std::string> list_dead_letters(const std::string& dir);
+
+struct StoredDeadLetter {
+    SealedBatch batch;   // the JSON gzipped again, rows and json_bytes from the file
+    std::string stream;  // as recorded in the metadata
+};
+
+/// Reads the pair at `base` back into a batch ready for the spool. `syslog_streams` are the
+/// stream names that mean Table::syslog. Errors: a file missing, unreadable, not zstd, metadata
+/// that is not the format above, a body that was not JSON (body_is_json false) or whose size or
+/// shape does not match the metadata.
+Result<StoredDeadLetter> read_dead_letter(const std::string& base, const std::vector<std::string>& syslog_streams);
 
 }  // namespace cefd

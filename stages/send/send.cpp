@@ -25,6 +25,9 @@
 #include "stages/send/body.h"
 #include "stages/send/curl_handle.h"
 #include "stages/send/dead_letter.h"
+#include "stages/send/diagnose.h"
+#include "stages/send/health.h"
+#include "stages/send/targets.h"
 #include "stages/send/token.h"
 
 namespace cefd {
@@ -39,16 +42,7 @@ struct Work {
     bool part = false;          // a half of a split batch
     bool retried_401 = false;   // the one refresh-and-retry on 401 was used
     std::int64_t ready_ns = 0;  // monotonic time the next attempt may start
-};
-
-struct Target {
-    AzureTarget config;
-    std::string url_common_security_log;
-    std::string url_syslog;
-    std::int64_t paused_until_ns = 0;  // after a 429
-    std::int64_t current_weight = 0;   // smooth weighted round robin
-    std::uint32_t in_flight = 0;
-    std::uint32_t max_in_flight = 0;   // its own cap, or the global one
+    std::int64_t forbidden_since_ns = 0;  // monotonic time of its first 403; 0 = none yet
 };
 
 struct Slot {
@@ -69,8 +63,8 @@ public:
          std::optional<ClientAssertion> certificate)
         : config_(config), source_(source), token_(config_, std::move(client_secret), std::move(certificate)),
           slots_(config.max_in_flight), random_(std::random_device{}()) {
-        targets_.push_back(make_target(config.target));
-        for (const auto& t : config.extra_targets) targets_.push_back(make_target(t));
+        targets_.push_back(make_target(config.target, config.max_in_flight));
+        for (const auto& t : config.extra_targets) targets_.push_back(make_target(t, config.max_in_flight));
     }
     ~Impl() {
         for (auto& slot : slots_)
@@ -144,18 +138,6 @@ public:
     }
 
 private:
-    Target make_target(const AzureTarget& t) {
-        Target target;
-        target.config = t;
-        std::string base = t.endpoint;
-        while (!base.empty() && base.back() == '/') base.pop_back();
-        base += "/dataCollectionRules/" + t.dcr_id + "/streams/";
-        target.url_common_security_log = base + t.stream + "?api-version=2023-01-01";
-        target.url_syslog = base + t.syslog_stream + "?api-version=2023-01-01";
-        target.max_in_flight = t.max_in_flight == 0 ? config_.max_in_flight : std::min(t.max_in_flight, config_.max_in_flight);
-        return target;
-    }
-
     std::size_t busy_slots() const {
         return static_cast<std::size_t>(std::count_if(slots_.begin(), slots_.end(), [](const Slot& s) { return s.work.has_value(); }));
     }
@@ -167,40 +149,33 @@ private:
     /// Starts a token fetch on the multi handle when one is due. Requests keep flowing with the
     /// current token while it runs; only a missing or expired token holds new requests back.
     void refresh_token_if_due(std::int64_t now) {
+        const std::uint32_t failures = token_.failures_in_row();
         if (CURL* easy = token_.start_if_due(now)) curl_multi_add_handle(multi_, easy);
+        if (token_.failures_in_row() != failures) publish_health();  // it could not be prepared
+    }
+
+public:
+    [[nodiscard]] SendHealth health() const { return health_.snapshot(); }
+
+private:
+    void publish_health() { health_.publish(token_, monotonic_ns()); }
+
+    /// A response body as quoted in a log line: secret-free, short, one line.
+    std::string quoted(const Slot& slot, std::size_t max_bytes = 300) const {
+        const std::string& header = token_.header();
+        const std::size_t at = header.find("Bearer ");
+        return redact_secrets(slot.response, {at == std::string::npos ? std::string_view{} : std::string_view(header).substr(at + 7)},
+                              max_bytes);
     }
 
     // ---- starting requests ---------------------------------------------------------------
-
-    [[nodiscard]] static bool can_take(const Target& t, std::int64_t now) {
-        return t.paused_until_ns <= now && t.in_flight < t.max_in_flight;
-    }
-
-    [[nodiscard]] bool any_target_can_take(std::int64_t now) const {
-        return std::any_of(targets_.begin(), targets_.end(), [now](const Target& t) { return can_take(t, now); });
-    }
-
-    /// Smooth weighted round robin over the targets that can take a request now.
-    std::size_t pick_target(std::int64_t now) {
-        std::int64_t total = 0;
-        std::size_t best = targets_.size();
-        for (std::size_t i = 0; i < targets_.size(); ++i) {
-            Target& t = targets_[i];
-            if (!can_take(t, now)) continue;
-            t.current_weight += t.config.weight;
-            total += t.config.weight;
-            if (best == targets_.size() || t.current_weight > targets_[best].current_weight) best = i;
-        }
-        if (best < targets_.size()) targets_[best].current_weight -= total;
-        return best;
-    }
 
     void start_requests(std::int64_t now, bool draining) {
         if (!token_usable(now)) return;
         for (auto& slot : slots_) {
             if (slot.work) continue;
             // Every target throttled or at its own cap: leave work where it is (spool or waiting_).
-            if (!any_target_can_take(now)) return;
+            if (!any_can_take(targets_, now)) return;
             std::optional<Work> work = take_due_retry(now);
             if (!work && waiting_.size() + busy_slots() < config_.max_in_flight) {
                 // Wait briefly for a batch only when there is nothing else to do.
@@ -209,7 +184,7 @@ private:
                 if (next) work = Work{.item = std::move(*next), .ready_ns = now};
             }
             if (!work) return;
-            const std::size_t target = pick_target(now);
+            const std::size_t target = pick_target(targets_, now);
             CEFD_ASSERT(target < targets_.size());  // any_target_can_take said one can
             start(slot, std::move(*work), target);
         }
@@ -223,14 +198,6 @@ private:
         Work work = std::move(*due);
         waiting_.erase(due);
         return work;
-    }
-
-    /// When the first paused target resumes; INT64_MAX when none is paused.
-    std::int64_t earliest_unpause(std::int64_t now) const {
-        std::int64_t t = INT64_MAX;
-        for (const auto& target : targets_)
-            if (target.paused_until_ns > now) t = std::min(t, target.paused_until_ns);
-        return t;
     }
 
     void new_request_id(char* out) {
@@ -297,6 +264,7 @@ private:
                 const CURLcode rc = msg->data.result;
                 curl_multi_remove_handle(multi_, msg->easy_handle);
                 if (token_.on_transfer_done(rc)) curl_multi_add_handle(multi_, token_.easy());
+                publish_health();
                 continue;
             }
             Slot* slot = nullptr;
@@ -315,6 +283,10 @@ private:
         const std::int64_t now = monotonic_ns();
         const Target& target = targets_[slot.target];
         const char* id = slot.request_id;
+        long status = 0;
+        if (rc == CURLE_OK) curl_easy_getinfo(slot.easy.get(), CURLINFO_RESPONSE_CODE, &status);
+        health_.note_request(target.config.endpoint, rc == CURLE_OK ? nullptr : curl_easy_strerror(rc), status);
+        publish_health();
         if (rc != CURLE_OK) {
             // Connect refused, TLS failure, timeout, reset. The server may have stored the
             // batch before the connection broke; resending it then makes a duplicate, which
@@ -324,8 +296,6 @@ private:
                            curl_easy_strerror(rc), id);
             return retry(std::move(work), now + backoff_ns(work.item.attempts));
         }
-        long status = 0;
-        curl_easy_getinfo(slot.easy.get(), CURLINFO_RESPONSE_CODE, &status);
         const SealedBatch& batch = work.item.batch;
         switch (status) {
             case 200:
@@ -346,7 +316,7 @@ private:
                     return retry(std::move(work), now);
                 }
                 CEFD_LOG_EVERY(10, error, "send: 401 again with a fresh token (request id %s): %s. Check that the "
-                               "token is for the cloud of %s (azure.%s = %s)", id, slot.response.substr(0, 300).c_str(),
+                               "token is for the cloud of %s (azure.%s = %s)", id, quoted(slot).c_str(),
                                target.config.endpoint.c_str(),
                                config_.auth == AzureConfig::Auth::managed_identity || config_.auth == AzureConfig::Auth::arc
                                    ? "audience" : "scope",
@@ -371,8 +341,18 @@ private:
                                elsewhere ? ", the other targets take its share" : "");
                 return retry(std::move(work), elsewhere ? now : now + delay);
             }
-            case 400:  // the body or the call is malformed: a bug or a DCR/stream schema mismatch
             case 403:  // the identity lacks "Monitoring Metrics Publisher" on the DCR
+                if (forbidden_window_open(work, now)) {
+                    bump(stats_->forbidden_retries);
+                    const std::int64_t delay = backoff_ns(work.item.attempts);
+                    CEFD_LOG_EVERY(30, warn, "send: 403 from %s (request id %s): %s. Retrying for up to %u s "
+                                   "(azure.forbidden_retry_window_ms) before dead-lettering",
+                                   target.config.endpoint.c_str(), id, explain_ingestion_status(403),
+                                   config_.forbidden_retry_window_ms / 1000);
+                    return retry(std::move(work), now + delay);
+                }
+                return dead_letter(std::move(work), slot, status);
+            case 400:  // the body or the call is malformed: a bug or a DCR/stream schema mismatch
             case 404:  // unknown DCR id or stream, or a malformed URL
                 return dead_letter(std::move(work), slot, status);
             default:
@@ -382,10 +362,17 @@ private:
                                    target.config.endpoint.c_str(), id);
                 } else {  // unexpected: log the raw answer and keep the batch
                     CEFD_LOG_EVERY(5, error, "send: unexpected HTTP %ld from %s (request id %s): %s; retrying", status,
-                                   target.config.endpoint.c_str(), id, slot.response.substr(0, 300).c_str());
+                                   target.config.endpoint.c_str(), id, quoted(slot).c_str());
                 }
                 return retry(std::move(work), now + backoff_ns(work.item.attempts));
         }
+    }
+
+    /// A 403 within forbidden_retry_window_ms of this batch's first 403 is retried.
+    [[nodiscard]] bool forbidden_window_open(Work& work, std::int64_t now) const {
+        if (config_.forbidden_retry_window_ms == 0) return false;
+        if (work.forbidden_since_ns == 0) work.forbidden_since_ns = now;
+        return now - work.forbidden_since_ns < static_cast<std::int64_t>(config_.forbidden_retry_window_ms) * ms;
     }
 
     std::int64_t backoff_ns(std::uint32_t attempts) {
@@ -430,13 +417,9 @@ private:
         DeadLetter letter{.status = status, .request_id = slot.request_id, .endpoint = target.config.endpoint,
                           .dcr_id = target.config.dcr_id,
                           .stream = batch.table == Table::syslog ? target.config.syslog_stream : target.config.stream,
-                          .response = slot.response};
+                          .response = quoted(slot, 4096)};
         const Status written = write_dead_letter(config_.dead_letter_dir, batch, letter);
-        const char* hint = status == 403 ? "grant the identity \"Monitoring Metrics Publisher\" on the DCR (a new "
-                                           "grant can take up to 30 min to apply)"
-                           : status == 404 ? "check azure.endpoint, dcr_id (the immutableId) and the stream names"
-                           : status == 413 ? "a single row is over the service limit"
-                                           : "the DCR rejected the body: check the stream's columns and types";
+        const char* hint = explain_ingestion_status(status);
         if (!written) {
             // Keep the batch rather than lose it: the operator sees this line and the counter.
             bump(stats_->dead_letter_errors);
@@ -448,7 +431,7 @@ private:
         bump(stats_->dead_lettered_rows, batch.rows);
         CEFD_LOG_EVERY(10, error, "send: %ld from %s (request id %s): %s. Dead-lettered %u rows to %s. Fix: %s",
                        status, target.config.endpoint.c_str(), slot.request_id,
-                       slot.response.substr(0, 300).c_str(), batch.rows, config_.dead_letter_dir.c_str(), hint);
+                       quoted(slot).c_str(), batch.rows, config_.dead_letter_dir.c_str(), hint);
         done(std::move(work));
     }
 
@@ -468,13 +451,13 @@ private:
     void wait_for_work() {
         const std::int64_t now = monotonic_ns();
         std::int64_t timeout = 100 * ms;
-        const bool can_start = token_usable(now) && any_target_can_take(now);
+        const bool can_start = token_usable(now) && any_can_take(targets_, now);
         if (can_start) {
             for (const auto& w : waiting_) timeout = std::min(timeout, std::max<std::int64_t>(0, w.ready_ns - now));
         } else if (token_usable(now)) {
             // Every target paused (429) or full: the next chance is an unpause or a completion,
             // and curl_multi_poll wakes on the completion.
-            timeout = std::min(timeout, std::max<std::int64_t>(0, earliest_unpause(now) - now));
+            timeout = std::min(timeout, std::max<std::int64_t>(0, earliest_unpause(targets_, now) - now));
         }
         if (!token_usable(now) && !token_.in_flight())
             timeout = std::min(timeout, std::max<std::int64_t>(0, token_.retry_at_ns() - now));
@@ -530,6 +513,7 @@ private:
     std::deque<Work> waiting_;
     std::unordered_map<std::uint64_t, Split> splits_;
     std::mt19937_64 random_;
+    HealthBoard health_{config_.auth != AzureConfig::Auth::none};  // health() reads it from any thread
 };
 
 Result<std::unique_ptr<Sender>> Sender::create(const AzureConfig& config, BatchSource& source) {
@@ -567,6 +551,8 @@ Sender::~Sender() = default;
 
 void Sender::run(std::stop_token stop) { impl_->run(std::move(stop)); }
 
+SendHealth Sender::health() const { return impl_->health(); }
+
 void Sender::register_metrics(MetricsRegistry& registry) const {
     const struct {
         const char* name;
@@ -588,9 +574,12 @@ void Sender::register_metrics(MetricsRegistry& registry) const {
         {"send_dead_lettered_batches_total", "Batches written to the dead-letter directory.", &stats_.dead_lettered_batches},
         {"send_dead_lettered_rows_total", "Rows in dead-lettered batches.", &stats_.dead_lettered_rows},
         {"send_dead_letter_errors_total", "Dead letters that could not be written (batch kept).", &stats_.dead_letter_errors},
+        {"send_forbidden_retries_total", "403 answers retried inside azure.forbidden_retry_window_ms.", &stats_.forbidden_retries},
     };
     for (const auto& c : counters) registry.add(c.name, c.help, "", c.counter);
     registry.add("send_in_flight", "Ingestion requests in flight.", "", &stats_.in_flight, MetricsRegistry::Kind::gauge);
+    registry.add("send_token_expiry_timestamp_seconds", "Unix time the current token expires; 0 when none.", "",
+                 &stats_.token_expiry_unix_s, MetricsRegistry::Kind::gauge);
 }
 
 }  // namespace cefd

@@ -10,8 +10,10 @@
 //
 // Outcomes: 204 -> ack. 429/5xx/network -> retry with backoff and jitter, honouring
 // Retry-After, without a count limit (the spool bounds what is kept). 401 -> refresh the token
-// once, then retry. 413 -> split in half and resend both. 400/403/404 -> dead-letter directory,
-// counted and logged with the fix hint. Nothing is dropped without a counter and a log line.
+// once, then retry. 413 -> split in half and resend both. 403 -> retried for
+// forbidden_retry_window_ms (a new role grant takes up to 30 min to apply), then like 400/404:
+// dead-letter directory, counted and logged with the fix hint. Nothing is dropped without a
+// counter and a log line. health() may be called from any thread (it takes a mutex).
 #pragma once
 
 #include <cstdint>
@@ -93,6 +95,10 @@ struct AzureConfig {
     /// retry_max_ms. 429 waits for Retry-After instead when the server sends one.
     std::uint32_t retry_initial_ms = 1'000;
     std::uint32_t retry_max_ms = 60'000;
+    /// How long a batch answered 403 is retried (with the usual backoff) before it is
+    /// dead-lettered: a fresh "Monitoring Metrics Publisher" grant takes up to 30 min to apply.
+    /// 0 = dead-letter at the first 403.
+    std::uint32_t forbidden_retry_window_ms = 1'800'000;
 
     void validate(ConfigErrors& errors) const;
 };
@@ -113,7 +119,20 @@ struct SendStats {
     Counter dead_lettered_batches{0};  // 400/403/404
     Counter dead_lettered_rows{0};
     Counter dead_letter_errors{0};  // could not write the dead letter: the batch is kept, retried
+    Counter forbidden_retries{0};   // 403 inside forbidden_retry_window_ms: retried (also in retries)
     Counter in_flight{0};           // gauge
+    Counter token_expiry_unix_s{0}; // gauge: unix seconds when the token expires; 0 = none
+};
+
+/// What the sender knows about the Azure side, for the readiness endpoint and `cefd check`.
+/// With auth = "none", token_valid is true and token_expires_unix_s 0.
+struct SendHealth {
+    bool token_valid = false;               // a token is held and not expired
+    std::int64_t token_expires_unix_s = 0;  // 0 when none
+    bool last_send_ok = false;              // the last finished request was accepted (2xx)
+    std::int64_t last_success_unix_s = 0;   // 0 when none yet
+    std::uint64_t consecutive_failures = 0; // requests or token fetches failed in a row
+    std::string last_error;                 // short, secret-free; "" when fine
 };
 
 class Sender {
@@ -128,6 +147,8 @@ public:
     void run(std::stop_token stop);
 
     [[nodiscard]] const SendStats& stats() const noexcept { return stats_; }
+    /// A snapshot; any thread (takes a mutex the sender thread holds only briefly).
+    [[nodiscard]] SendHealth health() const;
     void register_metrics(MetricsRegistry& registry) const;
 
     class Impl;

@@ -15,6 +15,7 @@
 
 #include "engine/clock.h"
 #include "engine/log.h"
+#include "stages/send/diagnose.h"
 
 namespace cefd {
 
@@ -43,9 +44,25 @@ std::string read_small_file(const std::string& path, std::size_t max_bytes) {
     return out;
 }
 
-/// "error: description" from an RFC 6749 or IMDS error body, cut short. Entra never echoes
-/// the secret or the assertion, so this is safe to log.
-std::string describe_error_body(const std::string& body) {
+/// The value of `name` in an application/x-www-form-urlencoded body, still encoded.
+std::string_view form_value(std::string_view form, std::string_view name) {
+    for (std::size_t at = 0; at < form.size();) {
+        const std::size_t end = std::min(form.find('&', at), form.size());
+        const std::string_view pair = form.substr(at, end - at);
+        if (pair.size() > name.size() && pair.starts_with(name) && pair[name.size()] == '=')
+            return pair.substr(name.size() + 1);
+        at = end + 1;
+    }
+    return {};
+}
+
+/// "error: description [AADSTS... (meaning)]" from an RFC 6749 or IMDS error body, cut short.
+/// Entra never echoes the secret or the assertion, but a proxy or an impostor may: the form we
+/// sent (`form`, holding them) is redacted out of whatever we quote.
+std::string describe_error_body(const std::string& body, std::string_view secret, std::string_view form) {
+    const std::string_view assertion = form_value(form, "client_assertion");
+    const std::string_view encoded_secret = form_value(form, "client_secret");
+    std::string described;
     simdjson::dom::parser parser;
     simdjson::dom::element doc;
     if (parser.parse(body).get(doc) == simdjson::SUCCESS) {
@@ -54,9 +71,12 @@ std::string describe_error_body(const std::string& body) {
         // Either may be missing; an empty view then says so.
         if (doc["error"].get(error) != simdjson::SUCCESS) error = {};
         if (doc["error_description"].get(description) != simdjson::SUCCESS) description = {};
-        if (!error.empty()) return std::string(error) + ": " + std::string(description.substr(0, 300));
+        if (!error.empty()) described = std::string(error) + ": " + std::string(description);
     }
-    return body.substr(0, 200);
+    if (described.empty()) described = body;
+    std::string out = redact_secrets(described, {secret, assertion, encoded_secret}, 300);
+    if (const std::string aad = explain_aad_error(body); !aad.empty()) out += " [" + aad + "]";
+    return out;
 }
 
 std::int64_t unix_now_s() {
@@ -71,8 +91,18 @@ std::string arc_identity_endpoint(const AzureConfig& config) {
 
 }  // namespace
 
+std::int64_t token_lifetime_s(double expires_in) noexcept {
+    // Without a usable lifetime assume 5 min, so a bad answer costs extra requests, not 401s.
+    // NaN fails every comparison and lands here too.
+    if (!(expires_in >= 1)) return 300;
+    // Entra issues 60-90 min tokens; a longer claim is an error or an attack. Bounding it keeps
+    // every nanosecond sum below in range (24 h = 8.6e13 ns) and the token refreshed daily.
+    if (expires_in > static_cast<double>(max_token_lifetime_s)) return max_token_lifetime_s;
+    return static_cast<std::int64_t>(expires_in);
+}
+
 std::int64_t token_refresh_after_ns(std::int64_t lifetime_s) noexcept {
-    const std::int64_t life_ms = lifetime_s * 1000;
+    const std::int64_t life_ms = std::clamp<std::int64_t>(lifetime_s, 0, max_token_lifetime_s) * 1000;
     const std::int64_t at_ms = std::max(life_ms / 2, std::min(life_ms * 8 / 10, life_ms - 300'000));
     return at_ms * 1'000'000;
 }
@@ -243,7 +273,7 @@ Result<std::optional<AccessToken>> TokenProvider::finish(TokenRequest& request, 
     if (status != 200)
         return Error{Errc::auth, static_cast<int>(status),
                      "token endpoint " + endpoint() + " answered " + std::to_string(status) + ": " +
-                         describe_error_body(request.response)};
+                         describe_error_body(request.response, client_secret_, request.form)};
 
     simdjson::dom::parser parser;
     simdjson::dom::element doc;
@@ -254,15 +284,19 @@ Result<std::optional<AccessToken>> TokenProvider::finish(TokenRequest& request, 
     if (doc["access_token"].get(access) != simdjson::SUCCESS || access.empty())
         return Error{Errc::auth, "token response has no access_token"};
     token.value = std::string(access);
-    // Entra sends expires_in as a number, IMDS and Arc as a string.
-    std::int64_t lifetime = 0;
+    // Entra sends expires_in as a number, IMDS and Arc as a string. Any number is accepted
+    // here (a double, beyond 64 bits); token_lifetime_s() bounds it.
+    double lifetime = 0;
+    std::int64_t integer = 0;
     std::string_view lifetime_text;
-    if (doc["expires_in"].get(lifetime) != simdjson::SUCCESS) {
-        if (doc["expires_in"].get(lifetime_text) == simdjson::SUCCESS)
-            lifetime = std::strtoll(std::string(lifetime_text).c_str(), nullptr, 10);
+    if (doc["expires_in"].get(integer) == simdjson::SUCCESS) {
+        lifetime = static_cast<double>(integer);
+    } else if (doc["expires_in"].get(lifetime) != simdjson::SUCCESS) {
+        lifetime = doc["expires_in"].get(lifetime_text) == simdjson::SUCCESS
+                       ? std::strtod(std::string(lifetime_text.substr(0, 64)).c_str(), nullptr)
+                       : 0;
     }
-    // Without a usable lifetime assume 5 min, so a bad answer costs extra requests, not 401s.
-    token.lifetime_s = lifetime > 0 ? lifetime : 300;
+    token.lifetime_s = token_lifetime_s(lifetime);
     request.form.clear();  // drop the secret or assertion as soon as it is spent
     return std::optional<AccessToken>{std::move(token)};
 }
@@ -316,13 +350,20 @@ bool TokenCache::on_transfer_done(CURLcode rc) {
     }
     const AccessToken& token = **done;
     bump(stats_->token_refreshes);
+    if (failures_ > 0)
+        CEFD_LOG(info, "send: token fetch works again after %u failures", failures_);
     failures_ = 0;
+    last_error_.clear();
     header_ = "Authorization: Bearer " + token.value;
     // Lifetimes count from when the request was sent: Entra's clock starts before our answer.
-    expires_ns_ = started_ns_ + token.lifetime_s * 1'000 * ms;
-    refresh_ns_ = started_ns_ + token_refresh_after_ns(token.lifetime_s);
+    // token_lifetime_s() bounded the lifetime to 24 h, so these sums cannot overflow.
+    const std::int64_t lifetime_s = std::clamp<std::int64_t>(token.lifetime_s, 1, max_token_lifetime_s);
+    expires_ns_ = started_ns_ + lifetime_s * 1'000 * ms;
+    refresh_ns_ = started_ns_ + token_refresh_after_ns(lifetime_s);
+    expires_unix_s_ = (wall_clock_ns() - (monotonic_ns() - started_ns_)) / 1'000'000'000 + lifetime_s;
+    stats_->token_expiry_unix_s.store(static_cast<std::uint64_t>(expires_unix_s_), std::memory_order_relaxed);
     ++generation_;
-    CEFD_LOG(info, "send: token from %s valid for %" PRId64 " s", provider_.endpoint().c_str(), token.lifetime_s);
+    CEFD_LOG(info, "send: token from %s valid for %" PRId64 " s", provider_.endpoint().c_str(), lifetime_s);
     return false;
 }
 
@@ -331,15 +372,30 @@ void TokenCache::invalidate(std::uint64_t generation) noexcept {
     refresh_ns_ = 0;
     retry_ns_ = 0;
     expires_ns_ = 0;
+    expires_unix_s_ = 0;
+    stats_->token_expiry_unix_s.store(0, std::memory_order_relaxed);
+}
+
+std::int64_t TokenCache::expires_unix_s(std::int64_t now_ns) const noexcept {
+    return usable(now_ns) ? expires_unix_s_ : 0;
 }
 
 void TokenCache::on_failed(const Error& error) {
     const std::int64_t now = monotonic_ns();
     bump(stats_->token_errors);
     // A refresh that fails while the old token is valid costs nothing yet: try again soon.
-    retry_ns_ = now + std::min<std::int64_t>(30'000, 1'000LL << std::min(failures_++, 5U)) * ms;
-    CEFD_LOG_EVERY(10, error, "send: cannot get a token (%s)%s", error.message.c_str(),
-                   usable(now) ? "; the current one is still valid" : "; deliveries wait");
+    const std::int64_t delay_ms = std::min<std::int64_t>(30'000, 1'000LL << std::min(failures_++, 5U));
+    retry_ns_ = now + delay_ms * ms;
+    // The message is secret-free (TokenProvider redacts what it quotes) and short.
+    last_error_ = "token: " + error.message.substr(0, 400);
+    // Repeated, rate-limited, with the count: a wrong secret, tenant or CA fails every fetch,
+    // and the operator must keep seeing it while it does.
+    std::uint64_t since_last = 0;
+    if (log_throttle_.record(now, since_last))
+        CEFD_LOG(error, "send: cannot get a token (%" PRIu64 " failure%s since the last line, %u in a row; next try in %" PRId64
+                        " ms): %s%s",
+                 since_last, since_last == 1 ? "" : "s", failures_, delay_ms, error.message.c_str(),
+                 usable(now) ? "; the current token is still valid" : "; deliveries wait");
 }
 
 }  // namespace cefd

@@ -22,6 +22,7 @@
 #include "engine/result.h"
 #include "stages/send/assertion.h"
 #include "stages/send/curl_handle.h"
+#include "stages/send/diagnose.h"
 #include "stages/send/send.h"
 
 namespace cefd {
@@ -99,6 +100,12 @@ public:
     [[nodiscard]] std::uint64_t generation() const noexcept { return generation_; }
     /// The whole "Authorization: Bearer ..." header line. Never log it.
     [[nodiscard]] const std::string& header() const noexcept { return header_; }
+    /// Unix seconds when the current token expires; 0 when there is none (or it expired).
+    [[nodiscard]] std::int64_t expires_unix_s(std::int64_t now_ns) const noexcept;
+    /// Fetches failed in a row (0 after a success).
+    [[nodiscard]] std::uint32_t failures_in_row() const noexcept { return failures_; }
+    /// Why the last fetch failed, secret-free; "" after a success.
+    [[nodiscard]] const std::string& last_error() const noexcept { return last_error_; }
 
 private:
     void on_failed(const Error& error);
@@ -115,7 +122,17 @@ private:
     std::int64_t refresh_ns_ = 0;
     std::int64_t retry_ns_ = 0;
     std::uint32_t failures_ = 0;
+    std::int64_t expires_unix_s_ = 0;
+    std::string last_error_;
+    LogThrottle log_throttle_{30'000'000'000LL};  // one line per 30 s while fetches fail
 };
+
+/// The longest token lifetime believed: 24 h. Entra issues 60-90 min tokens.
+inline constexpr std::int64_t max_token_lifetime_s = 86'400;
+
+/// The lifetime to use for an `expires_in` answer: 300 s when it is missing, not a number or
+/// below 1 s; at most max_token_lifetime_s.
+std::int64_t token_lifetime_s(double expires_in) noexcept;
 
 /// When to refresh a token of `lifetime_s` seconds: at 80 % of its life or 5 min before it
 /// expires, whichever is earlier, but never before half of it (short test lifetimes).

@@ -182,7 +182,7 @@ TEST(Delivery, ResetAfterCommitMakesCountedDuplicatesNeverLosses) {
 TEST(Delivery, PermanentForbiddenDcrGoesToDeadLetterWithItsReason) {
     TempDir dir;
     AzureStandin azure(dir, {"--forbid-dcr", dcr});
-    Cefd cefd(dir, azure);
+    Cefd cefd(dir, azure, {.azure_extra = "forbidden_retry_window_ms = 0"});  // 0: dead-letter at the first 403
     const LoadResult r = run_loadgen(dir, cefd, azure, "forbid", {"--count", "2000", "--wait-s", "3"}, 60s);
     EXPECT_EQ(r.delivered, 0U) << r.raw;
     ASSERT_TRUE(wait_until(20s, [&] { return cefd.metric("cefd_send_dead_lettered_rows_total") >= 2000; }))

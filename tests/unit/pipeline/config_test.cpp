@@ -61,7 +61,7 @@ auth = "managed_identity"
 authority_host = "https://login.microsoftonline.us"
 tenant_id = "t"
 client_id = "c"
-ca_file = "/tmp/ca.pem"
+ca_file = "/etc/ssl/certs/ca-certificates.crt"
 [spool]
 dir = "/tmp/spool"
 [metrics]

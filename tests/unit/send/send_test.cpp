@@ -258,7 +258,9 @@ TEST(Sender, DeadLetters403WithMetadata) {
     test::TempDir dir;
     test::MemorySource source;
     add_batches(source, "d", 1, 7);
-    RunningSender sender(config_for(azure, dir), source);
+    AzureConfig config = config_for(azure, dir);
+    config.forbidden_retry_window_ms = 0;  // dead-letter at the first 403
+    RunningSender sender(config, source);
     ASSERT_TRUE(test::wait_until(10s, [&] { return source.acked() == 1; }));
     EXPECT_EQ(read(sender.stats().dead_lettered_batches), 1U);
     EXPECT_EQ(read(sender.stats().dead_lettered_rows), 7U);
@@ -356,6 +358,73 @@ TEST(AzureConfig, RejectsBadValuesTogether) {
     ConfigErrors errors;
     c.validate(errors);
     EXPECT_GE(errors.list().size(), 4U);
+}
+
+}  // namespace
+}  // namespace cefd
+
+namespace cefd {
+namespace {
+
+TEST(Sender, Retries403InsideTheForbiddenWindowThenDelivers) {
+    test::FakeAzure azure;
+    azure.script({403, 403});  // a role grant that is still being applied
+    test::TempDir dir;
+    test::MemorySource source;
+    add_batches(source, "g", 1, 7);
+    AzureConfig config = config_for(azure, dir);
+    config.forbidden_retry_window_ms = 600'000;
+    RunningSender sender(config, source);
+    ASSERT_TRUE(test::wait_until(10s, [&] { return source.acked() == 1; })) << "acked " << source.acked();
+    EXPECT_EQ(read(sender.stats().forbidden_retries), 2U);
+    EXPECT_EQ(read(sender.stats().retries), 2U) << "a 403 retry is a retry too";
+    EXPECT_EQ(read(sender.stats().dead_lettered_batches), 0U);
+    EXPECT_EQ(azure.distinct_rows(), 7U);
+    const SendHealth health = sender.sender->health();
+    EXPECT_TRUE(health.last_send_ok);
+    EXPECT_EQ(health.consecutive_failures, 0U);
+    EXPECT_EQ(health.last_error, "");
+}
+
+TEST(Sender, DeadLetters403OnceTheForbiddenWindowHasPassed) {
+    test::FakeAzure azure;
+    azure.set_always(403);
+    test::TempDir dir;
+    test::MemorySource source;
+    add_batches(source, "x", 1, 4);
+    AzureConfig config = config_for(azure, dir);
+    config.forbidden_retry_window_ms = 300;
+    RunningSender sender(config, source);
+    ASSERT_TRUE(test::wait_until(10s, [&] { return source.acked() == 1; })) << "acked " << source.acked();
+    EXPECT_GE(read(sender.stats().forbidden_retries), 1U);
+    EXPECT_EQ(read(sender.stats().dead_lettered_batches), 1U);
+    EXPECT_EQ(read(sender.stats().dead_lettered_rows), 4U);
+    const SendHealth health = sender.sender->health();
+    EXPECT_FALSE(health.last_send_ok);
+    EXPECT_GE(health.consecutive_failures, 2U);
+    EXPECT_NE(health.last_error.find("Monitoring Metrics Publisher"), std::string::npos) << health.last_error;
+    EXPECT_TRUE(health.token_valid);
+}
+
+TEST(Sender, HealthShowsTheTokenAndTheLastSuccess) {
+    test::FakeAzure azure;
+    test::TempDir dir;
+    test::MemorySource source;
+    add_batches(source, "h", 2, 3);
+    RunningSender sender(config_for(azure, dir), source);
+    ASSERT_TRUE(test::wait_until(10s, [&] { return source.acked() == 2; }));
+    const SendHealth health = sender.sender->health();
+    const std::int64_t now_s = wall_clock_ns() / 1'000'000'000;
+    EXPECT_TRUE(health.token_valid);
+    EXPECT_GT(health.token_expires_unix_s, now_s + 3'000);  // the fake issues 3600 s tokens
+    EXPECT_LE(health.token_expires_unix_s, now_s + 3'600);
+    EXPECT_TRUE(health.last_send_ok);
+    EXPECT_GE(health.last_success_unix_s, now_s - 60);
+    EXPECT_EQ(static_cast<std::int64_t>(read(sender.stats().token_expiry_unix_s)), health.token_expires_unix_s);
+    MetricsRegistry registry;
+    sender.sender->register_metrics(registry);
+    EXPECT_EQ(registry.value("send_token_expiry_timestamp_seconds"), static_cast<double>(health.token_expires_unix_s));
+    EXPECT_EQ(registry.value("send_forbidden_retries_total"), 0.0);
 }
 
 }  // namespace

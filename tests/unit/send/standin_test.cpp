@@ -336,7 +336,9 @@ TEST(SenderWithStandin, ForbiddenDcrIsDeadLetteredWithItsReason) {
     Standin standin({"--forbid-dcr", standin_dcr});
     test::MemorySource source;
     add_batches(source, "f", 2, 5);
-    RunningSender sender(config_for(standin), source);
+    AzureConfig config = config_for(standin);
+    config.forbidden_retry_window_ms = 0;  // dead-letter at the first 403
+    RunningSender sender(config, source);
     ASSERT_TRUE(test::wait_until(15s, [&] { return source.acked() == 2; }));
     EXPECT_EQ(read(sender.stats().dead_lettered_batches), 2U);
     std::string meta;
