@@ -386,6 +386,7 @@ void TokenCache::on_failed(const Error& error) {
     // A refresh that fails while the old token is valid costs nothing yet: try again soon.
     const std::int64_t delay_ms = std::min<std::int64_t>(30'000, 1'000LL << std::min(failures_++, 5U));
     retry_ns_ = now + delay_ms * ms;
+    if (!usable(now)) stats_->token_expiry_unix_s.store(0, std::memory_order_relaxed);  // "no token"
     // The message is secret-free (TokenProvider redacts what it quotes) and short.
     last_error_ = "token: " + error.message.substr(0, 400);
     // Repeated, rate-limited, with the count: a wrong secret, tenant or CA fails every fetch,

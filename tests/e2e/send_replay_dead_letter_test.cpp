@@ -63,7 +63,11 @@ TEST(SendReplayDeadLetter, ForbiddenThenFixedThenReplayedDeliversEveryRowOnce) {
         const int busy = run_command(cefd_binary() + " replay-dead-letter --config " + cefd.config_path() + " 2>&1", &replay_out);
         EXPECT_EQ(busy, 2) << replay_out;
         EXPECT_NE(replay_out.find("in use"), std::string::npos) << replay_out;
+        const std::string metrics = http_get(cefd.metrics_port(), "/metrics");
         EXPECT_EQ(cefd.stop(), 0) << cefd.process().err();
+        // The harness's client secret never reaches a log line, a metric or a dead letter.
+        for (const std::string& output : {cefd.process().err(), cefd.process().out(), metrics, replay_out})
+            EXPECT_EQ(output.find("cefd-test-secret"), std::string::npos) << output;
     }
     const std::string letters = dir.file("dead-letter");
     const std::size_t dead_letters = files_in(letters, ".json.zst");
@@ -88,6 +92,12 @@ TEST(SendReplayDeadLetter, ForbiddenThenFixedThenReplayedDeliversEveryRowOnce) {
     ASSERT_TRUE(wait_until(30s, [&] { return arrivals(fixed, "replay").size() >= rows; }))
         << "distinct rows: " << arrivals(fixed, "replay").size() << "\n" << cefd.process().err();
     EXPECT_EQ(cefd.stop(), 0) << cefd.process().err();
+    EXPECT_EQ(cefd.process().err().find("cefd-test-secret"), std::string::npos);
+    for (const auto& e : std::filesystem::recursive_directory_iterator(letters)) {
+        if (e.path().string().ends_with(".meta.json")) {
+            EXPECT_EQ(read_file(e.path()).find("cefd-test-secret"), std::string::npos) << e.path();
+        }
+    }
     const auto seen = arrivals(fixed, "replay");
     EXPECT_EQ(seen.size(), static_cast<std::size_t>(rows));
     for (const auto& [stamp, times] : seen) EXPECT_EQ(times, 1) << "row " << stamp << " arrived " << times << " times";

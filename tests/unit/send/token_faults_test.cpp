@@ -236,7 +236,9 @@ void expect_delivery_with_one_token(Answer answer) {
     EXPECT_EQ(azure.token_requests_, 1U);
     // Loose on purpose: the loop this guards against burns a whole core.
     EXPECT_LT(cpu_s, 0.5 + 0.2 * wall_s) << "CPU " << cpu_s << " s over " << wall_s << " s of wall time";
-    expect_no_secret(log.text(), "the log");
+    const std::string text = log.text();
+    expect_no_secret(text, "the log");
+    EXPECT_EQ(text.find("tok-hostile"), std::string::npos) << "the bearer token reached the log:\n" << text;
 }
 
 TEST(TokenEndpointFaults, EchoedFormIsRedactedFromTheLog) { expect_backoff_without_hot_loop(Answer::echo_text); }
