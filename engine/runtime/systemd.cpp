@@ -39,16 +39,16 @@ void notify(std::string_view state) noexcept {
     if (!abstract && socket_name[0] != '/') return;
     std::memcpy(address.sun_path, socket_name, name_length);
     if (abstract) address.sun_path[0] = '\0';
-    const auto address_length = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + name_length +
-                                                       (abstract ? 0 : 1));
+    const auto address_length =
+        static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + name_length + (abstract ? 0 : 1));
 
     // A socket per call: notifications are a handful per minute, and holding none means a
     // restarted service manager (new socket inode) is found again on the next call.
     const UniqueFd fd{::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0)};
     if (!fd.valid()) return;
     // The kernel attaches our credentials; systemd checks the pid against NotifyAccess=.
-    (void)::sendto(fd.get(), state.data(), state.size(), MSG_NOSIGNAL,
-                   reinterpret_cast<const sockaddr*>(&address), address_length);
+    (void)::sendto(fd.get(), state.data(), state.size(), MSG_NOSIGNAL, reinterpret_cast<const sockaddr*>(&address),
+                   address_length);
 }
 
 std::int64_t watchdog_interval_us() noexcept {

@@ -38,7 +38,7 @@ struct BicepFile {
     std::set<std::string> resources;  // "type@apiVersion"
     std::set<std::string> outputs;
     std::vector<std::pair<std::string, std::string>> columns;  // { name: 'X', type: 'y' } lines
-    std::vector<std::string> bad_lines;                         // quoting that would not compile
+    std::vector<std::string> bad_lines;                        // quoting that would not compile
 };
 
 BicepFile read_bicep(const std::string& name) {
@@ -136,14 +136,14 @@ TEST(AzureTemplates, VmssBicepAndJsonAgree) { expect_same_interface("vmss"); }
 
 TEST(AzureTemplates, DcrStreamsAreTheOnesCefdSendsTo) {
     const AzureTarget defaults;
-    ASSERT_EQ(defaults.stream.rfind("Custom-", 0), 0u) << "the Logs Ingestion API accepts only declared Custom- streams";
+    ASSERT_EQ(defaults.stream.rfind("Custom-", 0), 0u)
+        << "the Logs Ingestion API accepts only declared Custom- streams";
     const ArmTemplate arm("collector.json");
     const object properties = obj(arm.resource("Microsoft.Insights/dataCollectionRules")["properties"]);
     EXPECT_EQ(properties["streamDeclarations"][defaults.stream].error(), simdjson::SUCCESS)
         << defaults.stream << " is not declared";
     std::set<std::string> destinations;
-    for (const element d : arr(properties["destinations"]["logAnalytics"]))
-        destinations.insert(str(d["name"]));
+    for (const element d : arr(properties["destinations"]["logAnalytics"])) destinations.insert(str(d["name"]));
     std::map<std::string, std::string> flows;  // input stream -> output stream
     for (const element flow : arr(properties["dataFlows"])) {
         for (const element s : arr(flow["streams"])) flows[str(s)] = str(flow["outputStream"]);
@@ -158,7 +158,8 @@ TEST(AzureTemplates, DcrStreamsAreTheOnesCefdSendsTo) {
 
     const std::string bicep = azure_file("collector.bicep");
     for (const std::string& stream : {defaults.stream, defaults.syslog_stream}) {
-        EXPECT_NE(bicep.find("streams: [ '" + stream + "' ]"), std::string::npos) << stream << " not in collector.bicep";
+        EXPECT_NE(bicep.find("streams: [ '" + stream + "' ]"), std::string::npos)
+            << stream << " not in collector.bicep";
     }
     EXPECT_NE(bicep.find("outputStream: 'Microsoft-CommonSecurityLog'"), std::string::npos);
 }
@@ -170,8 +171,8 @@ TEST(AzureTemplates, DcrDeclaresEveryColumnCefdSends) {
     for (std::size_t i = 0; i < common_security_log_column_count; ++i) {
         const ColumnInfo& c = columns[i];
         if (c.name.front() == '_' || c.name == "TenantId" || c.name == "Type") continue;
-        const char* type = c.type == ColumnType::string ? "string"
-                           : c.type == ColumnType::int_ ? "int"
+        const char* type = c.type == ColumnType::string  ? "string"
+                           : c.type == ColumnType::int_  ? "int"
                            : c.type == ColumnType::long_ ? "long"
                            : c.type == ColumnType::real  ? "real"
                                                          : "datetime";
@@ -184,7 +185,7 @@ TEST(AzureTemplates, DcrDeclaresEveryColumnCefdSends) {
     EXPECT_EQ(in_json, expected) << "collector.json columns differ from engine/row/columns.h";
     EXPECT_EQ(read_bicep("collector.bicep").columns, expected) << "collector.bicep columns differ";
     EXPECT_EQ(str(arm.resource("Microsoft.Insights/dataCollectionRules")["properties"]["streamDeclarations"]
-                     [AzureTarget{}.stream]["columns"]),
+                                                                        [AzureTarget{}.stream]["columns"]),
               "[variables('commonSecurityLogColumns')]");
 }
 
@@ -253,7 +254,8 @@ TEST(AzureTemplates, VmssEmbedsCloudInitAndItsConfigPassesCheckConfig) {
                                                              {"@PACKAGE_URL@", "packageUrl"}};
     for (const auto& [placeholder, param] : placeholders) {
         EXPECT_NE(cloud_init.find(placeholder), std::string::npos) << placeholder;
-        EXPECT_NE(variable.find("'" + placeholder + "', parameters('" + param + "')"), std::string::npos) << placeholder;
+        EXPECT_NE(variable.find("'" + placeholder + "', parameters('" + param + "')"), std::string::npos)
+            << placeholder;
         EXPECT_NE(bicep.find("'" + placeholder + "', " + param + ")"), std::string::npos) << placeholder;
     }
     const std::regex placeholder_pattern("@[A-Z_]+@");
@@ -274,7 +276,8 @@ TEST(AzureTemplates, VmssEmbedsCloudInitAndItsConfigPassesCheckConfig) {
             in_content = false;
         }
     }
-    config = std::regex_replace(config, std::regex("@ENDPOINT@"), "https://cefd-dce-abcd.westeurope-1.ingest.monitor.azure.com");
+    config = std::regex_replace(config, std::regex("@ENDPOINT@"),
+                                "https://cefd-dce-abcd.westeurope-1.ingest.monitor.azure.com");
     config = std::regex_replace(config, std::regex("@DCR_ID@"), "dcr-0123456789abcdef0123456789abcdef");
     config = std::regex_replace(config, std::regex("@CLIENT_ID@"), "00000000-0000-0000-0000-000000000000");
     EXPECT_NE(config.find("stream = \"" + AzureTarget{}.stream + "\""), std::string::npos) << config;
@@ -282,10 +285,11 @@ TEST(AzureTemplates, VmssEmbedsCloudInitAndItsConfigPassesCheckConfig) {
     test::write_file(dir.file("cefd.toml"), config, 0600);
     std::string output;
     EXPECT_EQ(test::run_command("'" + test::binary_path("engine/pipeline/cefd") + "' check-config --config '" +
-                                dir.file("cefd.toml") + "' 2>&1",
+                                    dir.file("cefd.toml") + "' 2>&1",
                                 &output),
               0)
-        << output << "\n" << config;
+        << output << "\n"
+        << config;
 }
 
 }  // namespace

@@ -58,10 +58,10 @@ protected:
 TEST_F(DebianPackage, ListsBinariesUnitSysctlAndConffile) {
     std::string listing;
     ASSERT_EQ(run_command("dpkg-deb -c '" + deb_ + "'", &listing), 0);
-    for (const char* path : {"./usr/bin/cefd", "./usr/bin/cefd-loadgen", "./usr/bin/cefd-azure-standin",
-                             "./usr/bin/cefd-check", "./usr/lib/systemd/system/cefd.service",
-                             "./usr/lib/sysctl.d/99-cefd.conf", "./etc/cefd/cefd.toml",
-                             "./usr/share/doc/cefd/cefd.example.toml"}) {
+    for (const char* path :
+         {"./usr/bin/cefd", "./usr/bin/cefd-loadgen", "./usr/bin/cefd-azure-standin", "./usr/bin/cefd-check",
+          "./usr/lib/systemd/system/cefd.service", "./usr/lib/sysctl.d/99-cefd.conf", "./etc/cefd/cefd.toml",
+          "./usr/share/doc/cefd/cefd.example.toml"}) {
         EXPECT_NE(listing.find(std::string(path) + "\n"), std::string::npos) << path << " missing from:\n" << listing;
     }
     // The config holds the endpoint (and may hold a secret): never readable by other users.
@@ -101,10 +101,10 @@ TEST_F(DebianPackage, BinariesRunFromExtractedPackage) {
     test::TempDir scratch;
     test::write_file(scratch.file("cefd.toml"), test::read_file(root("etc/cefd/cefd.toml")), 0600);
     std::string check;
-    EXPECT_EQ(run_command("'" + root("usr/bin/cefd") + "' check-config --config '" + scratch.file("cefd.toml") +
-                              "' 2>&1",
-                          &check),
-              0)
+    EXPECT_EQ(
+        run_command("'" + root("usr/bin/cefd") + "' check-config --config '" + scratch.file("cefd.toml") + "' 2>&1",
+                    &check),
+        0)
         << check;
     for (const char* tool : {"cefd-loadgen", "cefd-azure-standin", "cefd-check"}) {
         std::string help;
