@@ -709,7 +709,13 @@ void Standin::on_control(const httplib::Request& request, httplib::Response& res
     }
     std::string body = "{";
     for (const Knob& knob : knobs) {
-        body += "\"" + std::string(knob.name) + "\":" + std::to_string(knob.value->load(std::memory_order_relaxed)) + ",";
+        // Appended piece by piece: `"\"" + std::string(...)` trips GCC 12's -Wrestrict false
+        // positive at -O3 (GCC bug 105329).
+        body += '"';
+        body += knob.name;
+        body += "\":";
+        body += std::to_string(knob.value->load(std::memory_order_relaxed));
+        body += ',';
     }
     const std::int64_t outage_left_ns = knobs_.outage_until_ns.load(std::memory_order_relaxed) - now_ns();
     body += "\"outage_remaining_ms\":" + std::to_string(outage_left_ns > 0 ? outage_left_ns / 1'000'000 : 0) + "}";
