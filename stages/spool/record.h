@@ -10,8 +10,10 @@
 //
 // The number in a file name is the segment's sequence number (20 decimal digits, so names sort
 // in order). The newest segment is the active one; a segment is deleted (.seg, then .ack) once
-// every record in it is acknowledged and it is no longer active. Other file names are left
-// alone (logged once at open).
+// every record in it is acknowledged and it is no longer active. Names are parsed strictly:
+// exactly 20 digits naming 1 .. 2^63-1 (never read modulo 2^64). Any other file (but LOCK,
+// corrupt/ and lost+found) is moved to corrupt/ at open and counted (unknown_files), so a
+// misparsed name is never opened, deleted or numbered after.
 //
 // Segment file: records back to back, no file header, no padding. A record is a 64-byte header
 // followed by `body_bytes` bytes of body (one Logs Ingestion request body, gzip). A segment is

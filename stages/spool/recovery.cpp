@@ -38,23 +38,26 @@ Status Spool::Impl::open() {
 
     std::set<std::uint64_t> segment_seqs;
     std::set<std::uint64_t> ack_seqs;
+    std::vector<std::string> unknown;
     {
         DIR* dir = ::opendir(config_.dir.c_str());
         if (dir == nullptr) return Error{Errc::io, errno, "spool: cannot list " + config_.dir};
         while (const dirent* entry = ::readdir(dir)) {
             const std::string_view name = entry->d_name;
             if (name == "." || name == ".." || name == "LOCK" || name == "corrupt") continue;
+            // The spool directory may be a file system's root; fsck owns lost+found.
+            if (name == "lost+found") continue;
             std::uint64_t seq = 0;
             bool is_ack = false;
             if (parse_file_name(name, seq, is_ack)) {
                 (is_ack ? ack_seqs : segment_seqs).insert(seq);
             } else {
-                CEFD_LOG(warn, "spool: ignoring unknown file %s/%s", config_.dir.c_str(),
-                         entry->d_name);
+                unknown.emplace_back(name);
             }
         }
         ::closedir(dir);
     }
+    set_aside_unknown_files(unknown);
     for (const std::uint64_t seq : ack_seqs) {
         if (!segment_seqs.contains(seq)) {
             // A crash between unlinking a segment and its ack log: nothing to keep.
@@ -83,6 +86,26 @@ Status Spool::Impl::open() {
     if (config_.fsync == SpoolConfig::Fsync::interval)
         fsync_thread_ = std::jthread([this](std::stop_token stop) { fsync_loop(stop); });
     return ok_status();
+}
+
+void Spool::Impl::set_aside_unknown_files(const std::vector<std::string>& names) {
+    // Only names parse_file_name() accepts are acted on. Anything else (a number beyond 64 bits,
+    // a stray or half-written file) is moved out of the way, so it can never be misread as a
+    // segment, and kept for inspection.
+    constexpr std::size_t named_in_log_max = 5;
+    for (std::size_t i = 0; i < names.size(); ++i) {
+        const std::string aside = path("corrupt/" + std::to_string(wall_clock_ns()) + "-" + names[i]);
+        const bool moved = ::rename(path(names[i]).c_str(), aside.c_str()) == 0;
+        if (i < named_in_log_max) {
+            CEFD_LOG(warn, "spool: %s/%s is not a spool file name; %s", config_.dir.c_str(),
+                     names[i].c_str(), moved ? "moved to corrupt/" : "could not move it, ignoring it");
+        }
+    }
+    if (names.size() > named_in_log_max) {
+        CEFD_LOG(warn, "spool: %zu files in %s are not spool file names (moved to corrupt/)",
+                 names.size(), config_.dir.c_str());
+    }
+    bump(stats_.unknown_files, names.size());
 }
 
 std::vector<std::uint64_t> Spool::Impl::read_ack_log(std::uint64_t seq, bool& ok) {

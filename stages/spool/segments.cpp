@@ -32,8 +32,14 @@ bool parse_file_name(std::string_view name, std::uint64_t& seq, bool& is_ack) {
     std::uint64_t value = 0;
     for (std::size_t i = 0; i < 20; ++i) {
         if (name[i] < '0' || name[i] > '9') return false;
-        value = value * 10 + static_cast<std::uint64_t>(name[i] - '0');
+        const auto digit = static_cast<std::uint64_t>(name[i] - '0');
+        // 20 digits reach beyond 64 bits: such a name is not one this spool wrote, and reading
+        // it modulo 2^64 would name another segment.
+        if (value > (seq_max - digit) / 10) return false;
+        value = value * 10 + digit;
     }
+    // 0 is never written (it means "no segment"); seq_max leaves room for the next one.
+    if (value == 0) return false;
     seq = value;
     is_ack = extension == "ack";
     return true;

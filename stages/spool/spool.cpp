@@ -123,6 +123,8 @@ void Spool::register_metrics(MetricsRegistry& registry) const {
         {"spool_read_errors_total", "Failed reads of a record", &s.read_errors},
         {"spool_batches_spilled_total", "Overflow mode: batches written to disk", &s.batches_spilled},
         {"spool_fsyncs_total", "fdatasync calls on segments and ack logs", &s.fsyncs},
+        {"spool_unknown_files_total", "Files with names that are not a spool file's, moved to corrupt/",
+         &s.unknown_files},
     };
     for (const auto& c : counters) registry.add(c.name, c.help, "", c.counter);
     const struct {

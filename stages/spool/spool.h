@@ -74,6 +74,7 @@ struct SpoolStats {
     Counter read_errors{0};        // pread failed on a record (also counted in corrupt_records)
     Counter batches_spilled{0};    // mode = overflow: written to disk instead of memory
     Counter fsyncs{0};             // fdatasync calls on segments and ack logs (several writers: add())
+    Counter unknown_files{0};      // files at open whose names are not a spool file's: moved to corrupt/
     // dropped_batches by reason (they sum to dropped_batches):
     Counter dropped_oldest{0};         // when_full = drop_oldest deleted them unsent
     Counter dropped_newest{0};         // when_full = drop_newest refused them

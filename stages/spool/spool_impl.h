@@ -36,7 +36,11 @@ inline constexpr int log_every_s = 10;
 
 /// 7, "seg" -> "00000000000000000007.seg".
 std::string file_name(std::uint64_t seq, const char* extension);
-/// "00000000000000000007.seg" -> 7, is_ack false. False for any other name.
+/// The largest segment number a file name may carry (far beyond any spool's lifetime, and the
+/// next one still fits in 64 bits).
+inline constexpr std::uint64_t seq_max = (1ULL << 63) - 1;
+/// "00000000000000000007.seg" -> 7, is_ack false. False for any other name, and for numbers
+/// that are 0, above seq_max or beyond 64 bits (never read modulo 2^64).
 bool parse_file_name(std::string_view name, std::uint64_t& seq, bool& is_ack);
 /// Reads exactly `size` bytes at `offset`. False on error or end of file (errno 0 then).
 bool read_exact_at(int fd, void* out, std::size_t size, std::uint64_t offset);
@@ -141,6 +145,7 @@ private:
     void spill_memory_locked(Lock& lock);
 
     // Recovery.
+    void set_aside_unknown_files(const std::vector<std::string>& names);
     void recover_segment(std::uint64_t seq);
     std::vector<std::uint64_t> read_ack_log(std::uint64_t seq, bool& ok);
     std::optional<std::uint64_t> resync(int fd, std::uint64_t from, std::uint64_t size);

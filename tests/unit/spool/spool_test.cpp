@@ -270,7 +270,8 @@ TEST(SpoolDamage, CrashWhileSettingADamagedSegmentAsideDeliversEachBatchOnce) {
     ASSERT_TRUE(second);
     flip_byte(second->path, second->offset + 5);
     const std::string damaged = second->path;
-    const std::string saved = tmp.file("saved.seg.bak");
+    TempDir elsewhere;  // not in the spool directory, where open() would set it aside
+    const std::string saved = elsewhere.file("saved.seg.bak");
     std::filesystem::copy_file(damaged, saved);
     { auto spool = open_spool(small_config(tmp.path())); }  // copies 1, 3, 4 forward
     // As if the process died before the rename: the damaged original is back in place.
@@ -356,9 +357,38 @@ TEST(SpoolDamage, GarbageFilesInTheDirectoryDoNotStopDelivery) {
     auto spool = open_spool(small_config(tmp.path()));
     EXPECT_EQ(seeds_delivered(*spool), (std::vector<std::uint64_t>{1, 2}));
     EXPECT_EQ(read(spool->stats().corrupt_records), 1U);
-    EXPECT_TRUE(std::filesystem::exists(tmp.file("notes.txt")));
+    // Not a spool file name: kept for the operator in corrupt/, never acted on.
+    EXPECT_FALSE(std::filesystem::exists(tmp.file("notes.txt")));
+    EXPECT_EQ(read(spool->stats().unknown_files), 1U);
+    EXPECT_EQ(files_with_extension(tmp.file("corrupt"), ".txt").size(), 1U);
     EXPECT_FALSE(std::filesystem::exists(tmp.file("00000000000000000077.ack")));
     EXPECT_FALSE(std::filesystem::exists(tmp.file("00000000000000000099.seg")));
+}
+
+TEST(SpoolDamage, NamesBeyondSixtyFourBitsAreSetAsideNotMisread) {
+    TempDir tmp;
+    write_unacked(tmp.path(), 2);
+    const auto segments = files_with_extension(tmp.path(), ".seg");
+    ASSERT_EQ(segments.size(), 1U);
+    // A copy of a real segment under names that do not fit in 64 bits (10^20 - 1 read modulo
+    // 2^64 is 7766279631452241919), the largest 64-bit value (its successor would wrap to 0)
+    // and 0 (which the spool never writes).
+    const std::vector<std::string> bad_names = {"99999999999999999999.seg", "99999999999999999999.ack",
+                                                "18446744073709551615.seg", "00000000000000000000.seg"};
+    for (const std::string& name : bad_names) std::filesystem::copy_file(segments[0], tmp.file(name));
+    MetricsRegistry metrics;
+    auto spool = open_spool(small_config(tmp.path()));
+    spool->register_metrics(metrics);
+    EXPECT_EQ(seeds_delivered(*spool), (std::vector<std::uint64_t>{1, 2})) << "each batch once";
+    EXPECT_EQ(read(spool->stats().unknown_files), bad_names.size());
+    EXPECT_EQ(metrics.value("spool_unknown_files_total"), static_cast<double>(bad_names.size()));
+    for (const std::string& name : bad_names) EXPECT_FALSE(std::filesystem::exists(tmp.file(name))) << name;
+    EXPECT_EQ(files_with_extension(tmp.file("corrupt"), ".seg").size(), 3U);
+    EXPECT_EQ(files_with_extension(tmp.file("corrupt"), ".ack").size(), 1U);
+    // The new active segment follows the real one, not a misread number.
+    for (const std::string& path : files_with_extension(tmp.path(), ".seg"))
+        EXPECT_LT(std::filesystem::path(path).filename().string(), "00000000000000000100.seg") << path;
+    EXPECT_FALSE(std::filesystem::exists(tmp.file("07766279631452241919.seg")));
 }
 
 TEST(SpoolDamage, CorruptDirectoryIsCapped) {
