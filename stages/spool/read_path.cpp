@@ -91,7 +91,13 @@ void Spool::Impl::ack_locked(std::uint64_t id) {
     if (rc != 0) note_write_error_locked(rc, "writing an ack");
     segment.ack_dirty = true;
     --segment.live;
-    if (segment.live == 0 && seq != active_seq_) delete_segment_locked(seq, false);
+    if (segment.live == 0 && seq != active_seq_) {
+        delete_segment_locked(seq, false);
+    } else if (segment.live == 0 && write_failing_.load(std::memory_order_relaxed)) {
+        // Writes are failing (the disk is full?) and the active segment holds nothing unsent:
+        // free it now, so the space is back before the next batch arrives.
+        reclaim_acked_active_locked();
+    }
     space_cv_.notify_all();
 }
 

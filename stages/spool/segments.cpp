@@ -168,6 +168,23 @@ void Spool::Impl::delete_segment_locked(std::uint64_t seq, bool count_drops) {
     space_cv_.notify_all();
 }
 
+bool Spool::Impl::reclaim_acked_active_locked() {
+    // ack() never deletes the active segment when its last record is acknowledged: while the
+    // sender keeps up that would replace it after every batch. So an active segment can hold
+    // up to segment_bytes of records that are all done. When space is short it is the first
+    // thing to free, before any policy drops a batch: without this, a disk that filled up
+    // under one (64 MiB default) segment stayed full after every batch in it was delivered.
+    const Segment& segment = active();
+    if (segment.live != 0 || segment.bytes == 0) return false;
+    // Creating two empty files needs no data blocks, so this works on a full disk; it deletes
+    // the old active segment, which has no live records.
+    if (Status st = open_new_segment_locked(); !st) {
+        note_write_error_locked(st.error().sys, "starting a new segment");
+        return false;
+    }
+    return true;
+}
+
 bool Spool::Impl::drop_oldest_segment_locked() {
     if (segments_.size() > 1) {
         const std::uint64_t seq = segments_.begin()->first;

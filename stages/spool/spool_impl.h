@@ -133,6 +133,7 @@ private:
     int append_record_locked(Segment& segment, std::uint64_t id, const RecordHeader& header,
                              std::span<const std::byte> body, const StoreOptions& options);
     Status open_new_segment_locked();
+    bool reclaim_acked_active_locked();
     bool drop_oldest_segment_locked();
     void delete_segment_locked(std::uint64_t seq, bool count_drops);
     void ack_locked(std::uint64_t id);

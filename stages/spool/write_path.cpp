@@ -114,10 +114,12 @@ bool Spool::Impl::store_locked(Lock& lock, std::uint64_t id, const SealedBatch& 
     const auto deadline = std::chrono::steady_clock::now() +
                           std::chrono::milliseconds(config_.block_timeout_ms);
     const bool may_block = options.may_block && config_.when_full == SpoolConfig::WhenFull::block;
-    // Bounded: drop_oldest removes a segment per pass (finitely many), block ends at the
-    // deadline, drop_newest returns at once.
+    // Bounded: reclaiming leaves an empty active segment (so it succeeds once in a row),
+    // drop_oldest removes a segment per pass (finitely many), block ends at the deadline,
+    // drop_newest returns at once.
     for (;;) {
         if (!options.ignore_max_bytes && disk_bytes_ + record_bytes > config_.max_bytes) {
+            if (reclaim_acked_active_locked()) continue;
             if (config_.when_full == SpoolConfig::WhenFull::drop_oldest) {
                 if (drop_oldest_segment_locked()) continue;
                 return refuse(Drop::too_large);
@@ -136,6 +138,7 @@ bool Spool::Impl::store_locked(Lock& lock, std::uint64_t id, const SealedBatch& 
             return true;
         }
         note_write_error_locked(rc, "writing a batch");
+        if (reclaim_acked_active_locked()) continue;
         if (config_.when_full == SpoolConfig::WhenFull::drop_oldest) {
             if (drop_oldest_segment_locked()) continue;
             return refuse(Drop::write_error);

@@ -510,9 +510,10 @@ TEST(SpoolWhenFull, OneBatchLargerThanTheSpoolIsRefused) {
 
 class SmallFilesystem {
 public:
-    explicit SmallFilesystem(const std::string& dir) : dir_(dir) {
+    explicit SmallFilesystem(const std::string& dir, const std::string& size = "1m") : dir_(dir) {
         std::filesystem::create_directories(dir_);
-        mounted_ = ::mount("tmpfs", dir_.c_str(), "tmpfs", 0, "size=1m") == 0;
+        const std::string options = "size=" + size;
+        mounted_ = ::mount("tmpfs", dir_.c_str(), "tmpfs", 0, options.c_str()) == 0;
         if (!mounted_) error_ = errno;
     }
     ~SmallFilesystem() {
@@ -610,6 +611,67 @@ TEST(SpoolDiskFull, BlockRetriesUntilTheSenderFreesTheDisk) {
     EXPECT_EQ(read(spool->stats().dropped_batches), 0U);
     EXPECT_FALSE(spool->write_failing());
 }
+
+// With the default segment_bytes (64 MiB) a 2 MiB disk fills up inside one segment, which is
+// then still the active one when the sender has acknowledged every batch in it.
+class SpoolDiskFullDefaultSegments : public ::testing::TestWithParam<SpoolConfig::WhenFull> {};
+
+TEST_P(SpoolDiskFullDefaultSegments, FreesTheAcknowledgedActiveSegmentOnceDeliveryCatchesUp) {
+    TempDir tmp;
+    SmallFilesystem fs(tmp.file("mnt"), "2m");
+    if (!fs.mounted()) GTEST_SKIP() << "cannot mount a 2 MiB tmpfs (errno " << fs.error() << ": needs root)";
+    SpoolConfig config = small_config(tmp.file("mnt") + "/spool");
+    config.segment_bytes = SpoolConfig{}.segment_bytes;
+    config.max_bytes = SpoolConfig{}.max_bytes;
+    config.when_full = GetParam();
+    config.block_timeout_ms = 100;
+    ASSERT_EQ(config.segment_bytes, 64U << 20);
+    auto spool = open_spool(config);
+    MetricsRegistry metrics;
+    spool->register_metrics(metrics);
+    constexpr std::size_t body_bytes = 100 * 1024;
+    std::uint64_t seed = 0;
+    while (read(spool->stats().write_errors) == 0 && seed < 100) spool->accept(make_batch(++seed, body_bytes));
+    ASSERT_GT(read(spool->stats().write_errors), 0U) << "the 2 MiB disk never filled";
+    // drop_oldest made room at once (by dropping), so its last write succeeded.
+    if (GetParam() != SpoolConfig::WhenFull::drop_oldest) {
+        ASSERT_TRUE(spool->write_failing());
+    }
+
+    // The outage ends: everything stored is delivered and acknowledged, and the space is freed.
+    for (auto& b : drain(*spool)) spool->ack(b.id);
+    ASSERT_EQ(spool->pending(), 0U);
+    if (GetParam() != SpoolConfig::WhenFull::drop_oldest) {
+        EXPECT_LT(metrics.value("spool_bytes"), 1024.0 * 1024) << "the acknowledged segment was not freed";
+    }
+    const std::uint64_t dropped = read(spool->stats().dropped_batches);
+
+    // New batches are stored again, and the disk is freed as they are delivered.
+    for (int i = 0; i < 40; ++i) {
+        ASSERT_TRUE(spool->accept(make_batch(++seed, body_bytes)))
+            << "batch " << i << " after the outage refused; spool_bytes " << metrics.value("spool_bytes")
+            << ", drops " << read(spool->stats().dropped_batches);
+        auto b = spool->next(no_wait);
+        ASSERT_TRUE(b);
+        EXPECT_TRUE(same_batch(b->batch, make_batch(seed, body_bytes)));
+        spool->ack(b->id);
+    }
+    EXPECT_FALSE(spool->write_failing());
+    EXPECT_EQ(metrics.value("spool_write_failing"), 0.0);
+    EXPECT_EQ(read(spool->stats().dropped_batches), dropped) << "no drops after the outage";
+}
+
+INSTANTIATE_TEST_SUITE_P(WhenFull, SpoolDiskFullDefaultSegments,
+                         ::testing::Values(SpoolConfig::WhenFull::drop_oldest, SpoolConfig::WhenFull::drop_newest,
+                                           SpoolConfig::WhenFull::block),
+                         [](const auto& info) {
+                             switch (info.param) {
+                                 case SpoolConfig::WhenFull::drop_oldest: return std::string("drop_oldest");
+                                 case SpoolConfig::WhenFull::drop_newest: return std::string("drop_newest");
+                                 case SpoolConfig::WhenFull::block: return std::string("block");
+                             }
+                             return std::string("unknown");
+                         });
 
 // --- fsync modes -------------------------------------------------------------------------
 
