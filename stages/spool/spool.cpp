@@ -125,6 +125,8 @@ void Spool::register_metrics(MetricsRegistry& registry) const {
         {"spool_fsyncs_total", "fdatasync calls on segments and ack logs", &s.fsyncs},
         {"spool_unknown_files_total", "Files with names that are not a spool file's, moved to corrupt/",
          &s.unknown_files},
+        {"spool_segment_start_errors_total", "New segments that could not be created (EMFILE, ENFILE...)",
+         &s.segment_start_errors},
     };
     for (const auto& c : counters) registry.add(c.name, c.help, "", c.counter);
     const struct {

@@ -16,7 +16,8 @@
 // Full (max_bytes): see WhenFull. Every batch that is not stored is counted (dropped_batches,
 // dropped_rows, and a per-reason counter) and logged at most once per 10 s.
 // Disk errors (ENOSPC, EIO): counted (write_errors), the gauge spool_write_failing is 1 until a
-// write succeeds again, and the batch is handled like a full spool. See README.md.
+// write succeeds again; ENOSPC/EDQUOT are handled like a full spool, other errors drop only the
+// new batch (never stored ones). See README.md.
 #pragma once
 
 #include <cstdint>
@@ -75,12 +76,13 @@ struct SpoolStats {
     Counter batches_spilled{0};    // mode = overflow: written to disk instead of memory
     Counter fsyncs{0};             // fdatasync calls on segments and ack logs (several writers: add())
     Counter unknown_files{0};      // files at open whose names are not a spool file's: moved to corrupt/
+    Counter segment_start_errors{0};  // a new segment could not be created (EMFILE...): appended to the active one
     // dropped_batches by reason (they sum to dropped_batches):
     Counter dropped_oldest{0};         // when_full = drop_oldest deleted them unsent
     Counter dropped_newest{0};         // when_full = drop_newest refused them
     Counter dropped_block_timeout{0};  // when_full = block waited block_timeout_ms in vain
     Counter dropped_too_large{0};      // one batch larger than max_bytes or the record limit
-    Counter dropped_write_error{0};    // the write failed and the policy could not make room
+    Counter dropped_write_error{0};    // a write failed: no room could be made, or not a full disk
 };
 
 class Spool final : public BatchSink, public BatchSource {

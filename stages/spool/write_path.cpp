@@ -39,6 +39,11 @@ void Spool::Impl::note_write_error_locked(int error, const char* what) {
         case EDQUOT:  // the cefd user's disk quota
             CEFD_LOG_EVERY(log_every_s, error, "spool: disk full in %s while %s", config_.dir.c_str(), what);
             break;
+        case EMFILE:  // cefd's open-file limit (RLIMIT_NOFILE): many TCP connections?
+        case ENFILE:  // the system-wide open-file limit (fs.file-max)
+            CEFD_LOG_EVERY(log_every_s, error, "spool: open-file limit reached (%s) in %s while %s; retrying",
+                           std::strerror(error), config_.dir.c_str(), what);
+            break;
         case EIO:  // the device reported an error: check dmesg
             CEFD_LOG_EVERY(log_every_s, error, "spool: I/O error in %s while %s", config_.dir.c_str(), what);
             break;
@@ -82,7 +87,20 @@ int Spool::Impl::append_to_active_locked(std::uint64_t id, const RecordHeader& h
     const std::uint64_t record_bytes = header_bytes + body.size();
     if (active().closed_for_appends ||
         (active().bytes > 0 && active().bytes + record_bytes > config_.segment_bytes)) {
-        if (Status st = open_new_segment_locked(); !st) return st.error().sys != 0 ? st.error().sys : EIO;
+        if (Status st = open_new_segment_locked(); !st) {
+            const int error = st.error().sys != 0 ? st.error().sys : EIO;
+            if (active().closed_for_appends) return error;
+            // segment_bytes is a soft bound: the active segment takes this record too, and the
+            // next append tries again. So a failure to create files (EMFILE at the open-file
+            // limit, say) costs a longer segment, never a batch.
+            bump(stats_.segment_start_errors);
+            CEFD_LOG_EVERY(log_every_s, warn,
+                           "spool: cannot start a new segment in %s (errno %d: %s); appending to segment %llu "
+                           "(%llu bytes) and retrying",
+                           config_.dir.c_str(), error, std::strerror(error),
+                           static_cast<unsigned long long>(active_seq_),
+                           static_cast<unsigned long long>(active().bytes));
+        }
     }
     return append_record_locked(active(), id, header, body, options);
 }
@@ -139,7 +157,10 @@ bool Spool::Impl::store_locked(Lock& lock, std::uint64_t id, const SealedBatch& 
         }
         note_write_error_locked(rc, "writing a batch");
         if (reclaim_acked_active_locked()) continue;
-        if (config_.when_full == SpoolConfig::WhenFull::drop_oldest) {
+        // Only a full disk is a full spool. Deleting unsent batches cannot help with EMFILE, EIO
+        // or anything else: the new batch is dropped (or, with block, retried) instead.
+        const bool disk_full = rc == ENOSPC || rc == EDQUOT;
+        if (disk_full && config_.when_full == SpoolConfig::WhenFull::drop_oldest) {
             if (drop_oldest_segment_locked()) continue;
             return refuse(Drop::write_error);
         }

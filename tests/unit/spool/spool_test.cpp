@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 #include <sys/mount.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 
@@ -672,6 +673,60 @@ INSTANTIATE_TEST_SUITE_P(WhenFull, SpoolDiskFullDefaultSegments,
                              }
                              return std::string("unknown");
                          });
+
+/// Holds every free descriptor (under a lowered soft RLIMIT_NOFILE) until destroyed, so the
+/// next open() in this process fails with EMFILE.
+class DescriptorsExhausted {
+public:
+    DescriptorsExhausted() {
+        ::getrlimit(RLIMIT_NOFILE, &saved_);
+        rlimit lowered = saved_;
+        lowered.rlim_cur = std::min<rlim_t>(saved_.rlim_cur, 512);  // bounds the loop below
+        ::setrlimit(RLIMIT_NOFILE, &lowered);
+        for (int fd; (fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC)) >= 0;) fds_.push_back(fd);
+        error_ = errno;
+    }
+    ~DescriptorsExhausted() {
+        for (const int fd : fds_) ::close(fd);
+        ::setrlimit(RLIMIT_NOFILE, &saved_);
+    }
+    DescriptorsExhausted(const DescriptorsExhausted&) = delete;
+    DescriptorsExhausted& operator=(const DescriptorsExhausted&) = delete;
+    [[nodiscard]] int error() const { return error_; }
+
+private:
+    rlimit saved_{};
+    std::vector<int> fds_;
+    int error_ = 0;
+};
+
+TEST(SpoolOpenFileLimit, EmfileIsNotAFullSpoolAndDeletesNothing) {
+    TempDir tmp;
+    SpoolConfig config = small_config(tmp.path());  // 4 KiB segments: a new one every 3 batches
+    config.when_full = SpoolConfig::WhenFull::drop_oldest;
+    auto spool = open_spool(config);
+    MetricsRegistry metrics;
+    spool->register_metrics(metrics);
+    for (std::uint64_t i = 1; i <= 10; ++i) ASSERT_TRUE(spool->accept(make_batch(i, 1000)));
+    ASSERT_GT(files_with_extension(tmp.path(), ".seg").size(), 2U) << "unsent batches in older segments";
+    {
+        DescriptorsExhausted exhausted;
+        ASSERT_EQ(exhausted.error(), EMFILE);
+        // Each of these needs a new segment, which cannot be created now.
+        for (std::uint64_t i = 11; i <= 20; ++i) EXPECT_TRUE(spool->accept(make_batch(i, 1000))) << i;
+    }
+    EXPECT_EQ(read(spool->stats().dropped_batches), 0U) << "unsent batches were deleted for EMFILE";
+    EXPECT_EQ(read(spool->stats().dropped_oldest), 0U);
+    EXPECT_GT(read(spool->stats().segment_start_errors), 0U);
+    EXPECT_GT(metrics.value("spool_segment_start_errors_total"), 0.0);
+    // With descriptors free again the next batch starts a new segment, and all 21 arrive in order.
+    const std::size_t segments_before = files_with_extension(tmp.path(), ".seg").size();
+    ASSERT_TRUE(spool->accept(make_batch(21, 1000)));
+    EXPECT_EQ(files_with_extension(tmp.path(), ".seg").size(), segments_before + 1);
+    const auto batches = drain(*spool);
+    ASSERT_EQ(batches.size(), 21U);
+    for (std::size_t i = 0; i < batches.size(); ++i) EXPECT_TRUE(same_batch(batches[i].batch, make_batch(i + 1, 1000)));
+}
 
 // --- fsync modes -------------------------------------------------------------------------
 
