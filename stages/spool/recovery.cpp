@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstring>
 #include <set>
 #include <unordered_set>
 
@@ -35,6 +36,9 @@ Status Spool::Impl::open() {
     }
     if (::mkdir(path("corrupt").c_str(), 0700) != 0 && errno != EEXIST)
         return Error{Errc::io, errno, "spool: cannot create " + path("corrupt")};
+    ids_fd_ = UniqueFd(::open(path("IDS").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
+    if (!ids_fd_.valid()) return Error{Errc::io, errno, "spool: cannot create " + path("IDS")};
+    const std::optional<std::uint64_t> id_floor = read_id_floor();
 
     std::set<std::uint64_t> segment_seqs;
     std::set<std::uint64_t> ack_seqs;
@@ -44,7 +48,7 @@ Status Spool::Impl::open() {
         if (dir == nullptr) return Error{Errc::io, errno, "spool: cannot list " + config_.dir};
         while (const dirent* entry = ::readdir(dir)) {
             const std::string_view name = entry->d_name;
-            if (name == "." || name == ".." || name == "LOCK" || name == "corrupt") continue;
+            if (name == "." || name == ".." || name == "LOCK" || name == "IDS" || name == "corrupt") continue;
             // The spool directory may be a file system's root; fsck owns lost+found.
             if (name == "lost+found") continue;
             std::uint64_t seq = 0;
@@ -75,6 +79,15 @@ Status Spool::Impl::open() {
     for (const std::uint64_t seq : segment_seqs) recover_segment(seq);
 
     std::lock_guard lock(mutex_);
+    if (id_floor) {
+        next_id_ = std::max(next_id_, *id_floor);
+    } else if (!unreadable_.empty()) {
+        // The ids in an unreadable segment are unknown and no floor bounds them.
+        next_id_ += spool::id_unknown_margin;
+        CEFD_LOG(warn, "spool: no valid %s and %zu unreadable segment(s): new batch ids start at %llu",
+                 path("IDS").c_str(), unreadable_.size(), static_cast<unsigned long long>(next_id_));
+    }
+    reserve_ids_locked(next_id_);
     sync_dir_locked();
     trim_corrupt_locked();
     if (!entries_.empty()) {
@@ -106,6 +119,44 @@ void Spool::Impl::set_aside_unknown_files(const std::vector<std::string>& names)
                  names.size(), config_.dir.c_str());
     }
     bump(stats_.unknown_files, names.size());
+}
+
+std::optional<std::uint64_t> Spool::Impl::read_id_floor() {
+    struct stat st{};
+    if (::fstat(ids_fd_.get(), &st) != 0 || st.st_size == 0) return std::nullopt;  // a new spool
+    spool::IdFloorBytes bytes;
+    std::optional<std::uint64_t> floor;
+    if (st.st_size == static_cast<off_t>(bytes.size()) &&
+        read_exact_at(ids_fd_.get(), bytes.data(), bytes.size(), 0))
+        floor = spool::decode_id_floor(bytes);
+    if (!floor) CEFD_LOG(warn, "spool: %s is damaged; rewriting it", path("IDS").c_str());
+    return floor;
+}
+
+void Spool::Impl::note_unreadable_segment(std::uint64_t seq, int error) {
+    const std::string segment_path = path(file_name(seq, "seg"));
+    // Its batches stay where they are: nothing here deletes, renames or renumbers it, and the id
+    // floor keeps its ids from being handed out again. The next start that can read it sends them.
+    struct stat st{};
+    const std::uint64_t bytes = ::stat(segment_path.c_str(), &st) == 0 ? static_cast<std::uint64_t>(st.st_size) : 0;
+    bool ack_ok = true;
+    for (const std::uint64_t id : read_ack_log(seq, ack_ok)) next_id_ = std::max(next_id_, id + 1);
+    std::lock_guard lock(mutex_);
+    unreadable_.insert(seq);
+    unreadable_bytes_ += bytes;
+    bump(stats_.unreadable_segments);
+    switch (error) {
+        case EACCES:  // its mode or owner changed (copied in by root?): cefd's user cannot read it
+        case EPERM:
+            CEFD_LOG(error,
+                     "spool: cannot read %s (%llu bytes): %s. Its batches are kept but not sent; make it "
+                     "readable and writable by cefd's user and restart",
+                     segment_path.c_str(), static_cast<unsigned long long>(bytes), std::strerror(error));
+            break;
+        default:
+            CEFD_LOG(error, "spool: cannot open %s (%llu bytes): errno %d (%s). Its batches are kept but not sent",
+                     segment_path.c_str(), static_cast<unsigned long long>(bytes), error, std::strerror(error));
+    }
 }
 
 std::vector<std::uint64_t> Spool::Impl::read_ack_log(std::uint64_t seq, bool& ok) {
@@ -158,9 +209,10 @@ std::optional<std::uint64_t> Spool::Impl::resync(int fd, std::uint64_t from, std
 void Spool::Impl::recover_segment(std::uint64_t seq) {
     const std::string segment_path = path(file_name(seq, "seg"));
     const std::string ack_path = path(file_name(seq, "ack"));
-    UniqueFd fd(::open(segment_path.c_str(), O_RDWR | O_CLOEXEC));
+    // Read-only: an old segment is only read, copied aside or deleted, never written.
+    UniqueFd fd(::open(segment_path.c_str(), O_RDONLY | O_CLOEXEC));
     if (!fd.valid()) {
-        CEFD_LOG(error, "spool: cannot open %s (errno %d); leaving it", segment_path.c_str(), errno);
+        note_unreadable_segment(seq, errno);
         return;
     }
     struct stat st{};

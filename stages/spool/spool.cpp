@@ -69,6 +69,15 @@ Spool::Impl::~Impl() {
     if (!dir_fd_.valid() || active_seq_ == 0) return;  // open() failed early
     Lock lock(mutex_);
     spill_memory_locked(lock);
+    if (!unreadable_.empty()) {
+        // pending() cannot count these (their records were never read), so say so here: a
+        // shutdown line reading "0 batches left" would otherwise hide them.
+        CEFD_LOG(error,
+                 "spool: closing with %zu unsent batch(es) plus %zu segment(s) (%llu bytes, first %s) that "
+                 "could not be read at start: their batches were not sent; make them readable and restart",
+                 entries_.size(), unreadable_.size(), static_cast<unsigned long long>(unreadable_bytes_),
+                 path(file_name(*unreadable_.begin(), "seg")).c_str());
+    }
     if (config_.fsync != SpoolConfig::Fsync::never) {
         for (auto& [seq, segment] : segments_) {
             if (seq == active_seq_) ::fdatasync(segment.fd.get());
@@ -99,6 +108,7 @@ void Spool::release(SpooledBatch&& batch) { impl_->release(std::move(batch)); }
 std::size_t Spool::pending() const { return impl_->pending(); }
 const SpoolStats& Spool::stats() const noexcept { return impl_->stats_; }
 std::uint64_t Spool::bytes() const { return impl_->bytes(); }
+std::size_t Spool::unreadable_segments() const { return impl_->unreadable_segments(); }
 bool Spool::write_failing() const noexcept {
     return impl_->write_failing_.load(std::memory_order_relaxed);
 }
@@ -127,6 +137,8 @@ void Spool::register_metrics(MetricsRegistry& registry) const {
          &s.unknown_files},
         {"spool_segment_start_errors_total", "New segments that could not be created (EMFILE, ENFILE...)",
          &s.segment_start_errors},
+        {"spool_unreadable_segments_total", "Segments that could not be opened at start (kept, not sent)",
+         &s.unreadable_segments},
     };
     for (const auto& c : counters) registry.add(c.name, c.help, "", c.counter);
     const struct {
@@ -148,6 +160,8 @@ void Spool::register_metrics(MetricsRegistry& registry) const {
                        [impl] { return static_cast<double>(impl->bytes()); });
     registry.add_gauge("spool_pending_batches", "Batches stored and not yet acknowledged", "",
                        [impl] { return static_cast<double>(impl->pending()); });
+    registry.add_gauge("spool_unreadable_segments", "Segments on disk that could not be opened at start", "",
+                       [impl] { return static_cast<double>(impl->unreadable_segments()); });
     registry.add_gauge("spool_write_failing", "1 while spool writes fail (disk full or I/O error)", "",
                        [impl] { return impl->write_failing_.load(std::memory_order_relaxed) ? 1.0 : 0.0; });
 }

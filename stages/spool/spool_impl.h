@@ -88,6 +88,10 @@ public:
         std::lock_guard lock(mutex_);
         return disk_bytes_;
     }
+    std::size_t unreadable_segments() const {
+        std::lock_guard lock(mutex_);
+        return unreadable_.size();
+    }
 
     SpoolStats stats_;
     std::atomic<bool> write_failing_{false};
@@ -144,9 +148,13 @@ private:
     void sync_dir_locked();
     void fsync_loop(std::stop_token stop);
     void spill_memory_locked(Lock& lock);
+    /// Raises the id floor above `id` (writes and syncs IDS). Called before `id` is used.
+    void reserve_ids_locked(std::uint64_t id);
 
     // Recovery.
     void set_aside_unknown_files(const std::vector<std::string>& names);
+    std::optional<std::uint64_t> read_id_floor();
+    void note_unreadable_segment(std::uint64_t seq, int error);
     void recover_segment(std::uint64_t seq);
     std::vector<std::uint64_t> read_ack_log(std::uint64_t seq, bool& ok);
     std::optional<std::uint64_t> resync(int fd, std::uint64_t from, std::uint64_t size);
@@ -171,12 +179,16 @@ private:
     std::deque<MemoryBatch> memory_ready_;  // mode overflow; ordered by id
     std::unordered_map<std::uint64_t, SealedBatch> memory_inflight_;  // copies the sender holds
     std::uint64_t next_id_ = 1;
+    std::uint64_t id_floor_ = 0;            // written to IDS: ids below it may be in use
+    std::set<std::uint64_t> unreadable_;    // segments open() could not open: never touched
+    std::uint64_t unreadable_bytes_ = 0;
     std::uint64_t next_seq_ = 1;
     std::uint64_t active_seq_ = 0;
     std::uint64_t disk_bytes_ = 0;
     bool active_dirty_ = false;
     UniqueFd dir_fd_;
     UniqueFd lock_fd_;
+    UniqueFd ids_fd_;                 // IDS, rewritten in place
     std::vector<std::byte> scratch_;  // recovery: one body at a time
     std::jthread fsync_thread_;       // last member: stopped and joined first
 };

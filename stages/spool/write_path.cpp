@@ -172,9 +172,30 @@ bool Spool::Impl::store_locked(Lock& lock, std::uint64_t id, const SealedBatch& 
     }
 }
 
+void Spool::Impl::reserve_ids_locked(std::uint64_t id) {
+    const std::uint64_t floor = id + spool::id_reserve_batches;
+    const spool::IdFloorBytes bytes = spool::encode_id_floor(floor);
+    // In place: 16 bytes in one sector, and no new block to allocate on a full disk.
+    int rc = 0;
+    if (::pwrite(ids_fd_.get(), bytes.data(), bytes.size(), 0) != static_cast<ssize_t>(bytes.size()))
+        rc = errno != 0 ? errno : EIO;
+    if (rc == 0 && config_.fsync != SpoolConfig::Fsync::never) {
+        add(stats_.fsyncs);
+        if (::fdatasync(ids_fd_.get()) != 0) rc = errno;
+    }
+    // Not raised on failure, so the next batch tries again. Ids above an unwritten floor are
+    // only at risk if a segment is also unreadable at the next start.
+    if (rc != 0) {
+        note_write_error_locked(rc, "raising the id floor");
+        return;
+    }
+    id_floor_ = floor;
+}
+
 bool Spool::Impl::accept(SealedBatch&& batch) {
     Lock lock(mutex_);
     const std::uint64_t id = next_id_++;
+    if (id >= id_floor_) reserve_ids_locked(id);
     if (config_.mode == SpoolConfig::Mode::overflow) {
         // Straight to the sender while it keeps up: nothing waiting on disk (order) and only a
         // few batches waiting in memory.
