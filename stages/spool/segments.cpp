@@ -150,15 +150,22 @@ void Spool::Impl::delete_segment_locked(std::uint64_t seq, bool count_drops) {
     auto it = segments_.find(seq);
     if (it == segments_.end()) return;
     Segment& segment = it->second;
+    std::uint64_t dropped_batches = 0;
+    std::uint64_t dropped_rows = 0;
     for (const std::uint64_t id : segment.ids) {
         auto entry = entries_.find(id);
         if (entry == entries_.end() || entry->second.seq != seq) continue;
         // An entry the sender holds is forgotten too: its ack is then ignored, and a release()
         // counts it as dropped_oldest (see release()).
-        if (count_drops && !entry->second.in_flight) count_drop_locked(Drop::oldest, entry->second.header.rows);
+        if (count_drops && !entry->second.in_flight) {
+            ++dropped_batches;
+            dropped_rows += entry->second.header.rows;
+        }
         ready_.erase(id);
         entries_.erase(entry);
     }
+    // Once for the whole segment, so its log line counts all of it.
+    if (dropped_batches > 0) count_drop_locked(Drop::oldest, dropped_rows, dropped_batches);
     disk_bytes_ -= segment.bytes;
     segments_.erase(it);
     // The segment first: an ack log without its segment is cleaned up at open; a segment

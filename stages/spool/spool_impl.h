@@ -141,7 +141,8 @@ private:
     bool drop_oldest_segment_locked();
     void delete_segment_locked(std::uint64_t seq, bool count_drops);
     void ack_locked(std::uint64_t id);
-    void count_drop_locked(Drop reason, std::uint32_t rows);
+    /// Counts `batches` dropped batches holding `rows` rows, then logs (at most every 10 s).
+    void count_drop_locked(Drop reason, std::uint64_t rows, std::uint64_t batches = 1);
     void note_write_error_locked(int error, const char* what);
     void quarantine_copy_locked(const Segment& segment);
     void trim_corrupt_locked();

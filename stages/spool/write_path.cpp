@@ -13,22 +13,24 @@
 
 namespace cefd {
 
-void Spool::Impl::count_drop_locked(Drop reason, std::uint32_t rows) {
-    bump(stats_.dropped_batches);
+void Spool::Impl::count_drop_locked(Drop reason, std::uint64_t rows, std::uint64_t batches) {
+    bump(stats_.dropped_batches, batches);
     bump(stats_.dropped_rows, rows);
     const char* name = "";
     switch (reason) {
-        case Drop::oldest: bump(stats_.dropped_oldest); name = "when_full = drop_oldest"; break;
-        case Drop::newest: bump(stats_.dropped_newest); name = "when_full = drop_newest"; break;
+        case Drop::oldest: bump(stats_.dropped_oldest, batches); name = "when_full = drop_oldest"; break;
+        case Drop::newest: bump(stats_.dropped_newest, batches); name = "when_full = drop_newest"; break;
         case Drop::block_timeout:
-            bump(stats_.dropped_block_timeout);
+            bump(stats_.dropped_block_timeout, batches);
             name = "when_full = block, waited block_timeout_ms";
             break;
-        case Drop::too_large: bump(stats_.dropped_too_large); name = "batch larger than the spool"; break;
-        case Drop::write_error: bump(stats_.dropped_write_error); name = "write error"; break;
+        case Drop::too_large: bump(stats_.dropped_too_large, batches); name = "batch larger than the spool"; break;
+        case Drop::write_error: bump(stats_.dropped_write_error, batches); name = "write error"; break;
     }
-    CEFD_LOG_EVERY(log_every_s, warn, "spool: dropped a batch of %u rows (%s); %llu batches so far",
-                   rows, name, static_cast<unsigned long long>(read(stats_.dropped_batches)));
+    // Logged after counting, so the total includes every batch of a deleted segment.
+    CEFD_LOG_EVERY(log_every_s, warn, "spool: dropped %llu batch(es) of %llu rows (%s); %llu batches so far",
+                   static_cast<unsigned long long>(batches), static_cast<unsigned long long>(rows), name,
+                   static_cast<unsigned long long>(read(stats_.dropped_batches)));
 }
 
 void Spool::Impl::note_write_error_locked(int error, const char* what) {
