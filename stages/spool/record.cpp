@@ -122,4 +122,18 @@ std::optional<std::uint64_t> decode_ack(std::span<const std::byte, ack_entry_byt
     return get<std::uint64_t>(bytes.data());
 }
 
+IdFloorBytes encode_id_floor(std::uint64_t floor) noexcept {
+    IdFloorBytes out{};
+    put<std::uint64_t>(out.data(), floor);
+    put<std::uint32_t>(out.data() + 8, id_floor_magic);
+    put<std::uint32_t>(out.data() + 12, crc32c(std::span(out).first(12)));
+    return out;
+}
+
+std::optional<std::uint64_t> decode_id_floor(std::span<const std::byte, id_floor_bytes> bytes) noexcept {
+    if (get<std::uint32_t>(bytes.data() + 8) != id_floor_magic) return std::nullopt;
+    if (get<std::uint32_t>(bytes.data() + 12) != crc32c(bytes.first(12))) return std::nullopt;
+    return get<std::uint64_t>(bytes.data());
+}
+
 }  // namespace cefd::spool

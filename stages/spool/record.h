@@ -3,6 +3,7 @@
 // Directory layout (SpoolConfig::dir, created 0700 if missing):
 //
 //   LOCK                        flock()ed by the running cefd, so two processes never share a spool
+//   IDS                         the batch-id floor: no id at or above it is in use (below)
 //   00000000000000000007.seg    segment 7: records, appended, never rewritten in place
 //   00000000000000000007.ack    segment 7's ack log: ids of its records that are done
 //   corrupt/                    damaged files moved or copied aside for inspection (capped,
@@ -10,8 +11,10 @@
 //
 // The number in a file name is the segment's sequence number (20 decimal digits, so names sort
 // in order). The newest segment is the active one; a segment is deleted (.seg, then .ack) once
-// every record in it is acknowledged and it is no longer active. Other file names are left
-// alone (logged once at open).
+// every record in it is acknowledged and it is no longer active. Names are parsed strictly:
+// exactly 20 digits naming 1 .. 2^63-1 (never read modulo 2^64). Any other file (but LOCK,
+// corrupt/ and lost+found) is moved to corrupt/ at open and counted (unknown_files), so a
+// misparsed name is never opened, deleted or numbered after.
 //
 // Segment file: records back to back, no file header, no padding. A record is a 64-byte header
 // followed by `body_bytes` bytes of body (one Logs Ingestion request body, gzip). A segment is
@@ -37,6 +40,12 @@
 // Ack log: 16-byte entries, appended: id (8), magic "CACK" (4), CRC32C of the first 12 bytes (4).
 // An id in segment S's ack log acknowledges that id in S only.
 //
+// Id floor (IDS): one 16-byte entry, rewritten in place: floor (8), magic "CIDS" (4), CRC32C of
+// the first 12 bytes (4). Ids are reserved id_reserve_batches at a time: before an id at or
+// above the floor is handed out, the floor is raised and (unless fsync = "never") synced. So
+// ids found on disk never need to be read to be avoided: a segment that cannot be opened
+// (permissions) still has all its ids below the floor.
+//
 // Writing: header and body go out in one pwritev() at the segment's end; if it fails or is
 // short, the segment is truncated back to where the record began. The record is visible to the
 // sender only after the write (and, with fsync = "batch", the fdatasync) returned. Checksums
@@ -56,7 +65,11 @@
 //     outcome is a batch delivered twice, never one lost.
 //   - An ack log without its segment is a crash between the two unlinks: removed.
 //   - A new active segment is always started; old ones are never appended to again.
-//   - Ids continue above the largest id found, so acks in old logs never name a new batch.
+//   - Ids continue above the largest id found and above the id floor, so acks in old logs never
+//     name a new batch and an unreadable segment's ids are never reused. A segment that cannot
+//     be opened is left untouched (counted in unreadable_segments, reported at shutdown); it is
+//     read at the next start that can open it. Without a valid IDS file (damaged, or a spool
+//     from before it existed) and with an unreadable segment, ids jump id_unknown_margin.
 // A record body that fails its CRC (or cannot be read) when next() reads it is counted as a
 // corrupt record, acknowledged (so it does not come back) and its segment copied to corrupt/.
 #pragma once
@@ -74,6 +87,14 @@ inline constexpr std::uint32_t ack_magic = 0x4b434143;     // "CACK"
 inline constexpr std::uint16_t format_version = 1;
 inline constexpr std::size_t header_bytes = 64;
 inline constexpr std::size_t ack_entry_bytes = 16;
+inline constexpr std::uint32_t id_floor_magic = 0x53444943;  // "CIDS"
+inline constexpr std::size_t id_floor_bytes = 16;
+/// Ids reserved per write of IDS: one sync per 2^20 batches (hours at a busy collector).
+inline constexpr std::uint64_t id_reserve_batches = 1ULL << 20;
+/// Ids skipped when the floor is unknown and a segment cannot be read: 2^40 batches is far more
+/// than a spool accepts in its life (350 years at 100 batches/s), and 2^64 leaves room for 2^24
+/// such jumps.
+inline constexpr std::uint64_t id_unknown_margin = 1ULL << 40;
 /// Larger bodies are refused at accept (a batch is at most 1 MiB of JSON, so far below this).
 inline constexpr std::uint32_t record_body_bytes_max = 64U * 1024 * 1024;
 
@@ -95,6 +116,7 @@ struct RecordHeader {
 
 using HeaderBytes = std::array<std::byte, header_bytes>;
 using AckBytes = std::array<std::byte, ack_entry_bytes>;
+using IdFloorBytes = std::array<std::byte, id_floor_bytes>;
 
 /// Fills in version, magic and header CRC.
 HeaderBytes encode_header(const RecordHeader& header) noexcept;
@@ -104,5 +126,9 @@ std::optional<RecordHeader> decode_header(std::span<const std::byte, header_byte
 AckBytes encode_ack(std::uint64_t id) noexcept;
 /// nullopt if magic or CRC do not match.
 std::optional<std::uint64_t> decode_ack(std::span<const std::byte, ack_entry_bytes> bytes) noexcept;
+
+IdFloorBytes encode_id_floor(std::uint64_t floor) noexcept;
+/// nullopt if magic or CRC do not match.
+std::optional<std::uint64_t> decode_id_floor(std::span<const std::byte, id_floor_bytes> bytes) noexcept;
 
 }  // namespace cefd::spool

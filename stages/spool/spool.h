@@ -2,7 +2,9 @@
 //
 // Every sealed batch is written to disk before it is handed to the sender (mode "always"), and
 // stays there until the sender acknowledges it; on start-up every unacknowledged batch is
-// replayed before new data. The on-disk format is documented once, at the top of record.h.
+// replayed before new data; a segment that cannot be opened (permissions) is kept, counted and
+// reported, and its ids are never reused. The on-disk format is documented once, at the top of
+// record.h.
 //
 // Threads: accept() is called by every lane's worker (it takes a short lock); next(), ack() and
 // release() by the sender thread only. Spool::open() runs recovery before the pipeline starts.
@@ -16,7 +18,8 @@
 // Full (max_bytes): see WhenFull. Every batch that is not stored is counted (dropped_batches,
 // dropped_rows, and a per-reason counter) and logged at most once per 10 s.
 // Disk errors (ENOSPC, EIO): counted (write_errors), the gauge spool_write_failing is 1 until a
-// write succeeds again, and the batch is handled like a full spool. See README.md.
+// write succeeds again; ENOSPC/EDQUOT are handled like a full spool, other errors drop only the
+// new batch (never stored ones). See README.md.
 #pragma once
 
 #include <cstdint>
@@ -74,12 +77,15 @@ struct SpoolStats {
     Counter read_errors{0};        // pread failed on a record (also counted in corrupt_records)
     Counter batches_spilled{0};    // mode = overflow: written to disk instead of memory
     Counter fsyncs{0};             // fdatasync calls on segments and ack logs (several writers: add())
+    Counter unknown_files{0};      // files at open whose names are not a spool file's: moved to corrupt/
+    Counter segment_start_errors{0};  // a new segment could not be created (EMFILE...): appended to the active one
+    Counter unreadable_segments{0};   // segments open() could not open (EACCES...): kept, not sent
     // dropped_batches by reason (they sum to dropped_batches):
     Counter dropped_oldest{0};         // when_full = drop_oldest deleted them unsent
     Counter dropped_newest{0};         // when_full = drop_newest refused them
     Counter dropped_block_timeout{0};  // when_full = block waited block_timeout_ms in vain
     Counter dropped_too_large{0};      // one batch larger than max_bytes or the record limit
-    Counter dropped_write_error{0};    // the write failed and the policy could not make room
+    Counter dropped_write_error{0};    // a write failed: no room could be made, or not a full disk
 };
 
 class Spool final : public BatchSink, public BatchSource {
@@ -96,6 +102,9 @@ public:
     [[nodiscard]] const SpoolStats& stats() const noexcept;
     /// Bytes of segment files on disk (the spool_bytes gauge).
     [[nodiscard]] std::uint64_t bytes() const;
+    /// Segments found at open that could not be opened (permissions): their batches are on disk
+    /// but not in pending() (the spool_unreadable_segments gauge).
+    [[nodiscard]] std::size_t unreadable_segments() const;
     /// True from a failed write until the next successful one (the spool_write_failing gauge).
     [[nodiscard]] bool write_failing() const noexcept;
     void register_metrics(MetricsRegistry& registry) const;

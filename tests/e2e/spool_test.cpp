@@ -519,11 +519,11 @@ TEST_P(SpoolDiskFull, PolicyAppliesCefdKeepsRunningAndDeliveryResumes) {
         GTEST_SKIP() << "cannot mount a tmpfs (" << tmpfs.error() << "): needs root or CAP_SYS_ADMIN";
     AzureStandin azure(dir);
     Cefd first(dir, azure, {.azure_extra = fast_retries});
-    // Small segments, so acknowledged ones are deleted (space returns) soon after the outage;
-    // max_bytes far above the 2 MiB the file system has, so the disk fills before the limit.
+    // The default segment_bytes (64 MiB): the 2 MiB disk fills inside one segment, which is still
+    // the active one when everything in it has been delivered (issue 13 item 10: it was never
+    // freed). max_bytes (default 10 GiB) is far above the disk, so the disk fills first.
     auto cefd = restart_with_spool_keys(dir, first,
-                                        std::string("segment_bytes = 131072\nblock_timeout_ms = 500\nwhen_full = \"") +
-                                            c.when_full + "\"\n");
+                                        std::string("block_timeout_ms = 500\nwhen_full = \"") + c.when_full + "\"\n");
     DeliveredRows delivered(azure.rows_path());
     ASSERT_NO_FATAL_FAILURE(set_outage(azure, 600));
     auto loadgen = start_loadgen(dir, first.port(), "full", {"--rate", "50000", "--duration", "120"});

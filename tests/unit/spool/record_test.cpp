@@ -71,5 +71,16 @@ TEST(AckEntry, RoundTripsAndRejectsDamage) {
     }
 }
 
+TEST(IdFloor, RoundTripsAndRejectsDamageAndAckEntries) {
+    const IdFloorBytes good = encode_id_floor(0x0102030405060708ULL);
+    ASSERT_EQ(decode_id_floor(good), std::optional<std::uint64_t>(0x0102030405060708ULL));
+    for (std::size_t i = 0; i < good.size(); ++i) {
+        IdFloorBytes bad = good;
+        bad[i] ^= std::byte{0x80};
+        EXPECT_FALSE(decode_id_floor(bad).has_value()) << "byte " << i;
+    }
+    EXPECT_FALSE(decode_id_floor(encode_ack(7)).has_value()) << "an ack entry is not a floor";
+}
+
 }  // namespace
 }  // namespace cefd::spool

@@ -3,9 +3,13 @@
 #include "stages/spool/spool.h"
 
 #include <gtest/gtest.h>
+#include <linux/capability.h>
+#include <sys/syscall.h>
 #include <sys/mount.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <chrono>
@@ -270,7 +274,8 @@ TEST(SpoolDamage, CrashWhileSettingADamagedSegmentAsideDeliversEachBatchOnce) {
     ASSERT_TRUE(second);
     flip_byte(second->path, second->offset + 5);
     const std::string damaged = second->path;
-    const std::string saved = tmp.file("saved.seg.bak");
+    TempDir elsewhere;  // not in the spool directory, where open() would set it aside
+    const std::string saved = elsewhere.file("saved.seg.bak");
     std::filesystem::copy_file(damaged, saved);
     { auto spool = open_spool(small_config(tmp.path())); }  // copies 1, 3, 4 forward
     // As if the process died before the rename: the damaged original is back in place.
@@ -356,9 +361,38 @@ TEST(SpoolDamage, GarbageFilesInTheDirectoryDoNotStopDelivery) {
     auto spool = open_spool(small_config(tmp.path()));
     EXPECT_EQ(seeds_delivered(*spool), (std::vector<std::uint64_t>{1, 2}));
     EXPECT_EQ(read(spool->stats().corrupt_records), 1U);
-    EXPECT_TRUE(std::filesystem::exists(tmp.file("notes.txt")));
+    // Not a spool file name: kept for the operator in corrupt/, never acted on.
+    EXPECT_FALSE(std::filesystem::exists(tmp.file("notes.txt")));
+    EXPECT_EQ(read(spool->stats().unknown_files), 1U);
+    EXPECT_EQ(files_with_extension(tmp.file("corrupt"), ".txt").size(), 1U);
     EXPECT_FALSE(std::filesystem::exists(tmp.file("00000000000000000077.ack")));
     EXPECT_FALSE(std::filesystem::exists(tmp.file("00000000000000000099.seg")));
+}
+
+TEST(SpoolDamage, NamesBeyondSixtyFourBitsAreSetAsideNotMisread) {
+    TempDir tmp;
+    write_unacked(tmp.path(), 2);
+    const auto segments = files_with_extension(tmp.path(), ".seg");
+    ASSERT_EQ(segments.size(), 1U);
+    // A copy of a real segment under names that do not fit in 64 bits (10^20 - 1 read modulo
+    // 2^64 is 7766279631452241919), the largest 64-bit value (its successor would wrap to 0)
+    // and 0 (which the spool never writes).
+    const std::vector<std::string> bad_names = {"99999999999999999999.seg", "99999999999999999999.ack",
+                                                "18446744073709551615.seg", "00000000000000000000.seg"};
+    for (const std::string& name : bad_names) std::filesystem::copy_file(segments[0], tmp.file(name));
+    MetricsRegistry metrics;
+    auto spool = open_spool(small_config(tmp.path()));
+    spool->register_metrics(metrics);
+    EXPECT_EQ(seeds_delivered(*spool), (std::vector<std::uint64_t>{1, 2})) << "each batch once";
+    EXPECT_EQ(read(spool->stats().unknown_files), bad_names.size());
+    EXPECT_EQ(metrics.value("spool_unknown_files_total"), static_cast<double>(bad_names.size()));
+    for (const std::string& name : bad_names) EXPECT_FALSE(std::filesystem::exists(tmp.file(name))) << name;
+    EXPECT_EQ(files_with_extension(tmp.file("corrupt"), ".seg").size(), 3U);
+    EXPECT_EQ(files_with_extension(tmp.file("corrupt"), ".ack").size(), 1U);
+    // The new active segment follows the real one, not a misread number.
+    for (const std::string& path : files_with_extension(tmp.path(), ".seg"))
+        EXPECT_LT(std::filesystem::path(path).filename().string(), "00000000000000000100.seg") << path;
+    EXPECT_FALSE(std::filesystem::exists(tmp.file("07766279631452241919.seg")));
 }
 
 TEST(SpoolDamage, CorruptDirectoryIsCapped) {
@@ -375,6 +409,107 @@ TEST(SpoolDamage, CorruptDirectoryIsCapped) {
     }
     EXPECT_LE(count_files(tmp.file("corrupt")), 2U);
 }
+
+// --- A segment that cannot be read at start ----------------------------------------------
+
+/// Clears CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH from this thread's effective set until
+/// destroyed, so that root (the tests run as root) is held to file modes like cefd's own user.
+/// Capabilities belong to a thread, so the rest of the process keeps them; nothing to do when
+/// not root.
+class FileModesEnforced {
+public:
+    FileModesEnforced() {
+        header_.version = _LINUX_CAPABILITY_VERSION_3;
+        if (::syscall(SYS_capget, &header_, saved_) != 0) return;
+        __user_cap_data_struct lowered[2] = {saved_[0], saved_[1]};
+        lowered[0].effective &= ~((1U << CAP_DAC_OVERRIDE) | (1U << CAP_DAC_READ_SEARCH));
+        changed_ = ::syscall(SYS_capset, &header_, lowered) == 0;
+    }
+    ~FileModesEnforced() {
+        if (changed_) ::syscall(SYS_capset, &header_, saved_);
+    }
+    FileModesEnforced(const FileModesEnforced&) = delete;
+    FileModesEnforced& operator=(const FileModesEnforced&) = delete;
+
+private:
+    __user_cap_header_struct header_{};
+    __user_cap_data_struct saved_[2]{};
+    bool changed_ = false;
+};
+
+/// The seeds (make_batch) of the records in the segment file at `path`.
+std::set<std::uint64_t> seeds_in_segment(const std::string& dir, const std::string& path, std::uint64_t seeds) {
+    std::set<std::uint64_t> out;
+    for (std::uint64_t id = 1; id <= seeds; ++id) {
+        if (const auto where = find_record(dir, id); where && where->path == path) out.insert(id);
+    }
+    return out;
+}
+
+class SpoolUnreadable : public ::testing::TestWithParam<bool> {};
+
+// Issue 13 item 11: new ids continued from the highest readable id, reusing the unreadable
+// segment's; once it was readable again, a restart kept one of each pair of equal ids.
+TEST_P(SpoolUnreadable, SegmentUnreadableAtStartIsCountedKeptAndDeliveredLater) {
+    const bool id_floor_file = GetParam();
+    TempDir tmp;
+    SpoolConfig config = small_config(tmp.path());  // 4 KiB segments: 3 batches of 1000 bytes each
+    {
+        auto spool = open_spool(config);
+        for (std::uint64_t i = 1; i <= 22; ++i) ASSERT_TRUE(spool->accept(make_batch(i, 1000)));
+    }
+    const auto segments = files_with_extension(tmp.path(), ".seg");
+    ASSERT_GE(segments.size(), 3U);
+    // The newest one holds the highest ids: the ones a new batch would get next.
+    const std::string unreadable = segments.back();
+    const std::set<std::uint64_t> hidden = seeds_in_segment(tmp.path(), unreadable, 22);
+    ASSERT_FALSE(hidden.empty());
+    ASSERT_EQ(*hidden.rbegin(), 22U);
+    // As with a spool written before the IDS file existed.
+    if (!id_floor_file) {
+        ASSERT_TRUE(std::filesystem::remove(tmp.file("IDS")));
+    }
+    ASSERT_EQ(::chmod(unreadable.c_str(), 0), 0);
+
+    std::multiset<std::uint64_t> delivered;
+    std::string shutdown_log;
+    {
+        FileModesEnforced modes;
+        const int probe = ::open(unreadable.c_str(), O_RDONLY | O_CLOEXEC);
+        if (probe >= 0) {
+            ::close(probe);
+            GTEST_SKIP() << "cannot make a file unreadable here (no way to drop CAP_DAC_OVERRIDE)";
+        }
+        auto spool = open_spool(config);
+        MetricsRegistry metrics;
+        spool->register_metrics(metrics);
+        EXPECT_EQ(spool->unreadable_segments(), 1U);
+        EXPECT_EQ(read(spool->stats().unreadable_segments), 1U);
+        EXPECT_EQ(metrics.value("spool_unreadable_segments"), 1.0);
+        EXPECT_EQ(metrics.value("spool_unreadable_segments_total"), 1.0);
+        EXPECT_TRUE(std::filesystem::exists(unreadable)) << "an unreadable segment must be left alone";
+        for (const std::uint64_t seed : seeds_delivered(*spool, 1000)) delivered.insert(seed);
+        EXPECT_EQ(delivered.size(), 22U - hidden.size());
+        // New batches, not delivered before the next start: their ids must be new ones.
+        for (std::uint64_t i = 23; i <= 30; ++i) ASSERT_TRUE(spool->accept(make_batch(i, 1000)));
+        testing::internal::CaptureStderr();
+        spool.reset();
+        shutdown_log = testing::internal::GetCapturedStderr();
+    }
+    EXPECT_NE(shutdown_log.find("could not be read"), std::string::npos) << "shutdown log:\n" << shutdown_log;
+
+    // The permission is fixed: the next start sends the hidden batches and the new ones, each once.
+    ASSERT_EQ(::chmod(unreadable.c_str(), 0600), 0);
+    auto spool = open_spool(config);
+    EXPECT_EQ(spool->unreadable_segments(), 0U);
+    for (const std::uint64_t seed : seeds_delivered(*spool, 1000)) delivered.insert(seed);
+    std::multiset<std::uint64_t> expected;
+    for (std::uint64_t i = 1; i <= 30; ++i) expected.insert(i);
+    EXPECT_EQ(delivered, expected);
+}
+
+INSTANTIATE_TEST_SUITE_P(IdFloor, SpoolUnreadable, ::testing::Bool(),
+                         [](const auto& info) { return std::string(info.param ? "WithIdsFile" : "OlderSpoolWithoutIdsFile"); });
 
 // --- when_full ---------------------------------------------------------------------------
 
@@ -480,9 +615,10 @@ TEST(SpoolWhenFull, OneBatchLargerThanTheSpoolIsRefused) {
 
 class SmallFilesystem {
 public:
-    explicit SmallFilesystem(const std::string& dir) : dir_(dir) {
+    explicit SmallFilesystem(const std::string& dir, const std::string& size = "1m") : dir_(dir) {
         std::filesystem::create_directories(dir_);
-        mounted_ = ::mount("tmpfs", dir_.c_str(), "tmpfs", 0, "size=1m") == 0;
+        const std::string options = "size=" + size;
+        mounted_ = ::mount("tmpfs", dir_.c_str(), "tmpfs", 0, options.c_str()) == 0;
         if (!mounted_) error_ = errno;
     }
     ~SmallFilesystem() {
@@ -578,7 +714,125 @@ TEST(SpoolDiskFull, BlockRetriesUntilTheSenderFreesTheDisk) {
     EXPECT_EQ(delivered, 30U);
     EXPECT_GT(read(spool->stats().write_errors), 0U);
     EXPECT_EQ(read(spool->stats().dropped_batches), 0U);
+    // The gauge clears on the next successful write: an ack written while the disk was still
+    // full may have set it after the last batch went in.
+    EXPECT_TRUE(spool->accept(make_batch(31, 100 * 1024)));
     EXPECT_FALSE(spool->write_failing());
+}
+
+// With the default segment_bytes (64 MiB) a 2 MiB disk fills up inside one segment, which is
+// then still the active one when the sender has acknowledged every batch in it.
+class SpoolDiskFullDefaultSegments : public ::testing::TestWithParam<SpoolConfig::WhenFull> {};
+
+TEST_P(SpoolDiskFullDefaultSegments, FreesTheAcknowledgedActiveSegmentOnceDeliveryCatchesUp) {
+    TempDir tmp;
+    SmallFilesystem fs(tmp.file("mnt"), "2m");
+    if (!fs.mounted()) GTEST_SKIP() << "cannot mount a 2 MiB tmpfs (errno " << fs.error() << ": needs root)";
+    SpoolConfig config = small_config(tmp.file("mnt") + "/spool");
+    config.segment_bytes = SpoolConfig{}.segment_bytes;
+    config.max_bytes = SpoolConfig{}.max_bytes;
+    config.when_full = GetParam();
+    config.block_timeout_ms = 100;
+    ASSERT_EQ(config.segment_bytes, 64U << 20);
+    auto spool = open_spool(config);
+    MetricsRegistry metrics;
+    spool->register_metrics(metrics);
+    constexpr std::size_t body_bytes = 100 * 1024;
+    std::uint64_t seed = 0;
+    while (read(spool->stats().write_errors) == 0 && seed < 100) spool->accept(make_batch(++seed, body_bytes));
+    ASSERT_GT(read(spool->stats().write_errors), 0U) << "the 2 MiB disk never filled";
+    // drop_oldest made room at once (by dropping), so its last write succeeded.
+    if (GetParam() != SpoolConfig::WhenFull::drop_oldest) {
+        ASSERT_TRUE(spool->write_failing());
+    }
+
+    // The outage ends: everything stored is delivered and acknowledged, and the space is freed.
+    for (auto& b : drain(*spool)) spool->ack(b.id);
+    ASSERT_EQ(spool->pending(), 0U);
+    if (GetParam() != SpoolConfig::WhenFull::drop_oldest) {
+        EXPECT_LT(metrics.value("spool_bytes"), 1024.0 * 1024) << "the acknowledged segment was not freed";
+    }
+    const std::uint64_t dropped = read(spool->stats().dropped_batches);
+
+    // New batches are stored again, and the disk is freed as they are delivered.
+    for (int i = 0; i < 40; ++i) {
+        ASSERT_TRUE(spool->accept(make_batch(++seed, body_bytes)))
+            << "batch " << i << " after the outage refused; spool_bytes " << metrics.value("spool_bytes")
+            << ", drops " << read(spool->stats().dropped_batches);
+        auto b = spool->next(no_wait);
+        ASSERT_TRUE(b);
+        EXPECT_TRUE(same_batch(b->batch, make_batch(seed, body_bytes)));
+        spool->ack(b->id);
+    }
+    EXPECT_FALSE(spool->write_failing());
+    EXPECT_EQ(metrics.value("spool_write_failing"), 0.0);
+    EXPECT_EQ(read(spool->stats().dropped_batches), dropped) << "no drops after the outage";
+}
+
+INSTANTIATE_TEST_SUITE_P(WhenFull, SpoolDiskFullDefaultSegments,
+                         ::testing::Values(SpoolConfig::WhenFull::drop_oldest, SpoolConfig::WhenFull::drop_newest,
+                                           SpoolConfig::WhenFull::block),
+                         [](const auto& info) {
+                             switch (info.param) {
+                                 case SpoolConfig::WhenFull::drop_oldest: return std::string("drop_oldest");
+                                 case SpoolConfig::WhenFull::drop_newest: return std::string("drop_newest");
+                                 case SpoolConfig::WhenFull::block: return std::string("block");
+                             }
+                             return std::string("unknown");
+                         });
+
+/// Holds every free descriptor (under a lowered soft RLIMIT_NOFILE) until destroyed, so the
+/// next open() in this process fails with EMFILE.
+class DescriptorsExhausted {
+public:
+    DescriptorsExhausted() {
+        ::getrlimit(RLIMIT_NOFILE, &saved_);
+        rlimit lowered = saved_;
+        lowered.rlim_cur = std::min<rlim_t>(saved_.rlim_cur, 512);  // bounds the loop below
+        ::setrlimit(RLIMIT_NOFILE, &lowered);
+        for (int fd; (fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC)) >= 0;) fds_.push_back(fd);
+        error_ = errno;
+    }
+    ~DescriptorsExhausted() {
+        for (const int fd : fds_) ::close(fd);
+        ::setrlimit(RLIMIT_NOFILE, &saved_);
+    }
+    DescriptorsExhausted(const DescriptorsExhausted&) = delete;
+    DescriptorsExhausted& operator=(const DescriptorsExhausted&) = delete;
+    [[nodiscard]] int error() const { return error_; }
+
+private:
+    rlimit saved_{};
+    std::vector<int> fds_;
+    int error_ = 0;
+};
+
+TEST(SpoolOpenFileLimit, EmfileIsNotAFullSpoolAndDeletesNothing) {
+    TempDir tmp;
+    SpoolConfig config = small_config(tmp.path());  // 4 KiB segments: a new one every 3 batches
+    config.when_full = SpoolConfig::WhenFull::drop_oldest;
+    auto spool = open_spool(config);
+    MetricsRegistry metrics;
+    spool->register_metrics(metrics);
+    for (std::uint64_t i = 1; i <= 10; ++i) ASSERT_TRUE(spool->accept(make_batch(i, 1000)));
+    ASSERT_GT(files_with_extension(tmp.path(), ".seg").size(), 2U) << "unsent batches in older segments";
+    {
+        DescriptorsExhausted exhausted;
+        ASSERT_EQ(exhausted.error(), EMFILE);
+        // Each of these needs a new segment, which cannot be created now.
+        for (std::uint64_t i = 11; i <= 20; ++i) EXPECT_TRUE(spool->accept(make_batch(i, 1000))) << i;
+    }
+    EXPECT_EQ(read(spool->stats().dropped_batches), 0U) << "unsent batches were deleted for EMFILE";
+    EXPECT_EQ(read(spool->stats().dropped_oldest), 0U);
+    EXPECT_GT(read(spool->stats().segment_start_errors), 0U);
+    EXPECT_GT(metrics.value("spool_segment_start_errors_total"), 0.0);
+    // With descriptors free again the next batch starts a new segment, and all 21 arrive in order.
+    const std::size_t segments_before = files_with_extension(tmp.path(), ".seg").size();
+    ASSERT_TRUE(spool->accept(make_batch(21, 1000)));
+    EXPECT_EQ(files_with_extension(tmp.path(), ".seg").size(), segments_before + 1);
+    const auto batches = drain(*spool);
+    ASSERT_EQ(batches.size(), 21U);
+    for (std::size_t i = 0; i < batches.size(); ++i) EXPECT_TRUE(same_batch(batches[i].batch, make_batch(i + 1, 1000)));
 }
 
 // --- fsync modes -------------------------------------------------------------------------
