@@ -142,6 +142,13 @@ TEST_F(ParserTest, ConvertsStartAndEndToIsoAndKeepsRtAsText) {
     EXPECT_FALSE(row_.has(Column::AdditionalExtensions));
 }
 
+TEST_F(ParserTest, DatesAYearlessStartToThisYearWhenThatIsNotInTheFuture) {
+    meta_.receive_time_ns = 1'796'284'800'000'000'000;  // frozen: 2026-12-03T08:00:00Z
+    ASSERT_EQ(parse(std::string(header) + "start=Mar 5 10:00:00 end=Dec 25 12:00:00").outcome, ParseOutcome::row);
+    EXPECT_EQ(get(Column::StartTime), "2026-03-05T10:00:00.000Z");
+    EXPECT_EQ(get(Column::EndTime), "2025-12-25T12:00:00.000Z");
+}
+
 TEST_F(ParserTest, KeepsUnreadableTimesInAdditionalExtensions) {
     ASSERT_EQ(parse(std::string(header) + "start=yesterday end=Jul 10 17:34:00 XYZ").outcome, ParseOutcome::row);
     EXPECT_FALSE(row_.has(Column::StartTime));

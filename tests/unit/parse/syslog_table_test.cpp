@@ -135,6 +135,25 @@ TEST_F(SyslogTableTest, KeepsRfc5424MsgidAndStructuredDataInTheMessage) {
     EXPECT_EQ(get(Column::SyslogMessage), R"([x@1 a="b"])");
 }
 
+TEST_F(SyslogTableTest, GivesAnUnpaddedDayTheSameEventTimeAsThePaddedOne) {
+    // Issue 13.4: "Feb 5 07:02:09" gave no EventTime (counted as bad_timestamps).
+    meta_.receive_time_ns = 1'796'284'800'000'000'000;  // 2026-12-03T08:00:00Z
+    ASSERT_EQ(parse("<13>Feb 5 07:02:09 host app: unpadded").outcome, ParseOutcome::row);
+    EXPECT_EQ(get(Column::EventTime), "2026-02-05T07:02:09.000Z");
+    EXPECT_EQ(get(Column::HostName), "host");
+    EXPECT_EQ(get(Column::SyslogMessage), "unpadded");
+    ASSERT_EQ(parse("<13>Feb  5 07:02:09 host app: padded").outcome, ParseOutcome::row);
+    EXPECT_EQ(get(Column::EventTime), "2026-02-05T07:02:09.000Z");
+    EXPECT_EQ(parser_.stats().bad_timestamps.load(), 0U);
+}
+
+TEST_F(SyslogTableTest, DatesAnRfc3164LineFromEarlierThisYearToThisYear) {
+    // Issue 13.2, with a frozen receive time: 3 December 2026.
+    meta_.receive_time_ns = 1'796'284'800'000'000'000;
+    ASSERT_EQ(parse("<13>Mar  5 10:00:00 host app: spring").outcome, ParseOutcome::row);
+    EXPECT_EQ(get(Column::EventTime), "2026-03-05T10:00:00.000Z");
+}
+
 TEST_F(SyslogTableTest, CountsANonNumericProcIdAndLeavesProcessIdUnset) {
     ASSERT_EQ(parse("<13>Mar 14 09:15:02 host app[worker-3]: x").outcome, ParseOutcome::row);
     EXPECT_EQ(get(Column::ProcessName), "app");
