@@ -38,6 +38,13 @@ std::size_t find_pipe(std::string_view text, std::size_t from) noexcept {
     }
 }
 
+/// The end of text[begin, end) without the spaces no backslash escapes. Producers pad values
+/// (`src=192.0.2.7   spt=...`); ArcSight's and AMA's parsers drop the whole run (issue 13).
+std::size_t end_without_padding(std::string_view text, std::size_t begin, std::size_t end) noexcept {
+    while (end > begin && text[end - 1] == ' ' && !is_escaped(text, end - 1)) --end;
+    return end;
+}
+
 }  // namespace
 
 CefStatus parse_cef_header(std::string_view text, CefHeader& out) noexcept {
@@ -115,7 +122,9 @@ std::size_t unescape_cef_value(std::string_view value, char* out) noexcept {
 }
 
 CefExtensionReader::CefExtensionReader(std::string_view extension) noexcept {
-    while (!extension.empty() && is_trailing_blank(extension.back())) extension.remove_suffix(1);
+    // A blank that a backslash escapes ("msg=a\\ ") is content, as it is before a key.
+    while (!extension.empty() && is_trailing_blank(extension.back()) && !is_escaped(extension, extension.size() - 1))
+        extension.remove_suffix(1);
     while (!extension.empty() && extension.front() == ' ') extension.remove_prefix(1);
     text_ = extension;
     has_key_ = find_key(0);
@@ -145,8 +154,8 @@ bool CefExtensionReader::next(CefPair& pair) noexcept {
     pair.key = text_.substr(key_start_, equals_ - key_start_);
     const std::size_t value_start = equals_ + 1;
     if (find_key(value_start)) {
-        // The one space before the next key separates; any others belong to this value.
-        pair.value = text_.substr(value_start, key_start_ - 1 - value_start);
+        // The spaces before the next key separate, however many; an escaped one is content.
+        pair.value = text_.substr(value_start, end_without_padding(text_, value_start, key_start_ - 1) - value_start);
     } else {
         pair.value = text_.substr(value_start);
         has_key_ = false;

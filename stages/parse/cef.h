@@ -9,8 +9,9 @@
 //     it, but a Severity holding `=` means the header is short (reference §8.10): rejected.
 // Extension: key=value pairs separated by one space. A key is [A-Za-z0-9_.-]+ preceded by a space
 //   (or at the start) and followed by an unescaped `=`. A value runs to the next such key, so
-//   `=` in URLs and base64 stays in the value, and of several spaces before a key all but the
-//   last belong to the value. Trailing spaces, tabs, CR and LF at the end are dropped (§3.1).
+//   `=` in URLs and base64 stays in the value. The run of spaces before a key is padding and
+//   belongs to no value, and trailing spaces, tabs, CR and LF at the end are dropped (§3.1); a
+//   blank right after a backslash is kept (it is escaped), and so are spaces inside a value.
 //   Value escapes: `\=` `\\` `\n` `\r`; any other backslash is kept as sent.
 #pragma once
 

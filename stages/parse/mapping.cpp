@@ -148,6 +148,8 @@ bool valid_day(std::int64_t year, int month, int day) noexcept {
 }
 
 constexpr std::int64_t ms_per_day = 86'400'000;
+/// How far ahead of the receive time a year-less time may be and still count as this year's.
+constexpr std::int64_t future_margin_ms = ms_per_day;
 
 std::optional<std::int64_t> parse_iso(std::string_view s) noexcept {
     std::size_t at = 0;
@@ -251,8 +253,8 @@ std::optional<std::int64_t> parse_cef_time_ms(std::string_view text, std::int64_
     }
     if (is_digit(text[0])) return parse_iso(text);
 
-    // MMM dd [yyyy] HH:mm:ss[.SSS] [zzz]
-    if (text.size() < 15 || text[3] != ' ') return std::nullopt;
+    // MMM dd [yyyy] HH:mm:ss[.SSS] [zzz]; "Feb 5 07:02:09", the shortest, is 14 bytes.
+    if (text.size() < 14 || text[3] != ' ') return std::nullopt;
     const int month = month_index(text.substr(0, 3));
     if (month == 0) return std::nullopt;
     std::size_t at = 4;
@@ -283,16 +285,18 @@ std::optional<std::int64_t> parse_cef_time_ms(std::string_view text, std::int64_
         if (!valid_day(year, month, day)) return std::nullopt;
         return to_ms(year);
     }
-    // No year: pick the one nearest to now (a December event read in January is last year's).
+    // No year: the latest of next, this and last year that is at most a day after now, the rule
+    // syslog daemons use. A line stamped "Mar  5" read in December is from this March, not the
+    // next one; a "Dec 31" line read on 1 January is last year's; a "Jan  1" line read a few
+    // seconds before midnight on 31 December (sender clock ahead) is next year's. The day of
+    // margin covers clock skew and senders east of UTC (their local time is taken as UTC).
     const std::int64_t this_year = civil_from_days(now_ms / ms_per_day).year;
-    std::optional<std::int64_t> best;
-    for (std::int64_t y = this_year - 1; y <= this_year + 1; ++y) {
-        if (!valid_day(y, month, day)) continue;
+    for (std::int64_t y = this_year + 1; y >= this_year - 1; --y) {
+        if (!valid_day(y, month, day)) continue;  // Feb 29 outside a leap year
         const std::int64_t candidate = to_ms(y);
-        const auto distance = [&](std::int64_t v) { return v > now_ms ? v - now_ms : now_ms - v; };
-        if (!best || distance(candidate) < distance(*best)) best = candidate;
+        if (candidate - now_ms <= future_margin_ms) return candidate;
     }
-    return best;
+    return std::nullopt;
 }
 
 std::size_t format_iso_ms(std::int64_t epoch_ms, char* out) noexcept {

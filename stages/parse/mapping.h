@@ -26,8 +26,9 @@ std::string_view checked_real(std::string_view text) noexcept;
 
 /// Reads a CEF time value (reference §3.3) as milliseconds since the epoch, UTC:
 ///   epoch milliseconds ("1710409920000"); "MMM dd [yyyy] HH:mm:ss[.SSS] [zzz]"; ISO 8601
-///   ("2024-03-14T09:51:30[.fff](Z|+hh:mm)"). Without a year, the year is the one that puts the
-///   time nearest `now_ms` (as syslog receivers do). Without a zone, UTC. Zones: UTC, GMT, UT,
+///   ("2024-03-14T09:51:30[.fff](Z|+hh:mm)"). Without a year, the latest year (of next, this
+///   and last) that puts the time at most one day after `now_ms`, the receive time (the rule
+///   syslog daemons use; `now_ms` is the only clock, so tests freeze it). Without a zone, UTC. Zones: UTC, GMT, UT,
 ///   Z, +hh[:]mm, and the common US/European abbreviations (EST ... PDT, CET, CEST, EET, EEST,
 ///   WET, WEST, BST, JST). Anything else: nullopt.
 std::optional<std::int64_t> parse_cef_time_ms(std::string_view text, std::int64_t now_ms) noexcept;

@@ -150,9 +150,10 @@ ParseResult Parser::parse(std::string_view message, const MessageMeta& meta, Row
         cef_text = body.substr(at + 1);
     }
     if (cef_text.empty()) {
-        // For the Syslog table, an RFC 5424 MSGID or STRUCTURED-DATA is content too.
         const bool to_syslog_table = config_.non_cef == ParseConfig::NonCef::syslog_table;
-        if (is_blank(to_syslog_table ? syslog_message_text(syslog) : body)) {
+        // RFC 5424 allows a message with no MSG (§6: "[SP MSG]"), so for the Syslog table it is
+        // a row with an empty SyslogMessage, counted; an RFC 3164 header alone stays a reject.
+        if (is_blank(body) && !(to_syslog_table && syslog.form == SyslogForm::rfc5424)) {
             bump(stats_.empty_message);
             CEFD_LOG_EVERY(10, warn, "parse: message with nothing after the syslog header (empty_message)");
             result.outcome = ParseOutcome::rejected;
@@ -348,7 +349,13 @@ void Parser::fill_syslog_row(const SyslogMessage& syslog, const MessageMeta& met
         }
     }
 
-    set_text(Column::SyslogMessage, syslog_message_text(syslog));
+    // The MSG alone, without MSGID and STRUCTURED-DATA: what AMA stores (README.md).
+    if (is_blank(syslog.message)) {
+        row.set(Column::SyslogMessage, {});
+        bump(stats_.empty_syslog_messages);
+    } else {
+        set_text(Column::SyslogMessage, syslog.message);
+    }
 
     if (bad_number) [[unlikely]] {
         bump(stats_.bad_numbers);
@@ -377,6 +384,8 @@ void Parser::register_metrics(MetricsRegistry& registry, const std::string& labe
         {"parse_not_cef_total", "Non-CEF messages dropped (non_cef = drop).", &stats_.not_cef},
         {"parse_bad_cef_header_total", "Messages rejected: CEF header short or bad version.", &stats_.bad_cef_header},
         {"parse_empty_message_total", "Messages rejected: nothing after the syslog header.", &stats_.empty_message},
+        {"parse_empty_syslog_messages_total", "RFC 5424 Syslog rows sent with an empty SyslogMessage (no MSG).",
+         &stats_.empty_syslog_messages},
         {"parse_invalid_utf8_total", "Messages with invalid UTF-8, repaired with U+FFFD.", &stats_.invalid_utf8},
         {"parse_truncated_fields_total", "Values cut at field_bytes_max.", &stats_.truncated_fields},
         {"parse_bad_numbers_total", "Number values kept in AdditionalExtensions.", &stats_.bad_numbers},

@@ -58,6 +58,7 @@ struct ParseStats {
     Counter not_cef{0};           // non-CEF messages dropped (non_cef = "drop")
     Counter bad_cef_header{0};    // "CEF:" present but fewer than 7 header fields, or bad version
     Counter empty_message{0};     // nothing after the syslog header
+    Counter empty_syslog_messages{0};  // RFC 5424 Syslog rows with no MSG: sent with an empty SyslogMessage
     Counter invalid_utf8{0};      // messages with invalid UTF-8, repaired with U+FFFD
     Counter truncated_fields{0};  // values cut at field_bytes_max
     Counter bad_numbers{0};       // int/long/real keys whose value was not a number (kept in AdditionalExtensions);

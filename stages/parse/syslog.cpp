@@ -140,8 +140,20 @@ bool parse_rfc5424(std::string_view rest, SyslogMessage& out) noexcept {
     return true;
 }
 
+/// An IPv6 address as a host ("2001:db8::", "fe80::1"): hex digits, '.' and at least two ':'.
+/// One that ends in "::" ends in ':' like a TAG, so take_tag() asks this first.
+bool is_ipv6_address(std::string_view token) noexcept {
+    std::size_t colons = 0;
+    for (const char c : token) {
+        if (c == ':') ++colons;
+        else if (!is_digit(c) && !(c >= 'a' && c <= 'f') && !(c >= 'A' && c <= 'F') && c != '.') return false;
+    }
+    return colons >= 2;
+}
+
 /// A 3164 TAG token: "name:", "name[pid]:" or "name[pid]". Fills app_name/procid.
 bool take_tag(std::string_view token, SyslogMessage& out) noexcept {
+    if (is_ipv6_address(token)) return false;
     if (token.ends_with(':')) token.remove_suffix(1);
     else if (!token.ends_with(']')) return false;
     if (token.ends_with(']')) {

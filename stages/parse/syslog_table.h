@@ -28,17 +28,4 @@ constexpr std::string_view syslog_severity_name(int pri) noexcept {
     return syslog_severity_names[static_cast<std::size_t>(pri) % 8];
 }
 
-/// SyslogMessage: the MSG. For RFC 5424 with a MSGID or STRUCTURED-DATA, which the Syslog table
-/// has no column for, everything from the MSGID on, as sent ("ID47 [x@1 a=\"b\"] text"), so
-/// nothing the sender wrote is lost. A view into the line parse_syslog() was given.
-inline std::string_view syslog_message_text(const SyslogMessage& syslog) noexcept {
-    if (syslog.form != SyslogForm::rfc5424 || (syslog.msgid.empty() && syslog.structured_data.empty()))
-        return syslog.message;
-    const char* begin = !syslog.msgid.empty() ? syslog.msgid.data() : syslog.structured_data.data();
-    const char* end = !syslog.message.empty() ? syslog.message.data() + syslog.message.size()
-                      : !syslog.structured_data.empty() ? syslog.structured_data.data() + syslog.structured_data.size()
-                                                        : syslog.msgid.data() + syslog.msgid.size();
-    return {begin, static_cast<std::size_t>(end - begin)};
-}
-
 }  // namespace cefd

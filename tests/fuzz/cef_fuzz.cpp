@@ -86,6 +86,14 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         CEFD_FUZZ_CHECK(pair.key.data() >= last_end, line);  // in order, never overlapping
         for (const char c : pair.key) CEFD_FUZZ_CHECK(is_key_char(c), line);
         CEFD_FUZZ_CHECK(pair.key.data()[pair.key.size()] == '=', line);
+        // Padding before the next key is no part of a value: it ends in a space only when a
+        // backslash escapes that space.
+        if (pair.value.ends_with(' ')) {
+            std::size_t backslashes = 0;
+            while (backslashes + 1 < pair.value.size() && pair.value[pair.value.size() - 2 - backslashes] == '\\')
+                ++backslashes;
+            CEFD_FUZZ_CHECK(backslashes % 2 == 1, line);
+        }
         last_end = pair.value.data() + pair.value.size();
         check_unescape(pair.value, false, line);
         check_value(pair.value, line);

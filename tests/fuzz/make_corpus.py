@@ -30,6 +30,9 @@ extra = [
     b"<13>Mar 14 09:15:02 host app[x]: not a pid",
 ]
 lines += extra
+# The syslog envelope corpus: its message lines only (not comments or indented expectations).
+with open(os.path.join(data, "syslog-envelope-corpus.txt"), "rb") as f:
+    lines += [l for l in f.read().split(b"\n") if l and not l.startswith((b"#", b" "))]
 
 def write(target, payloads):
     out = os.path.join(root, "corpus", target)

@@ -77,9 +77,12 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     }
     CEFD_FUZZ_CHECK(result.reason.empty(), message);
     CEFD_FUZZ_CHECK(row.has(cefd::Column::CollectorHostName), message);
+    // A Syslog row always has SyslogMessage, empty when an RFC 5424 line has no MSG; every other
+    // set column has a value.
+    CEFD_FUZZ_CHECK(row.table != cefd::Table::syslog || row.has(cefd::Column::SyslogMessage), message);
     row.for_each([&](cefd::Column column, std::string_view value) {
         CEFD_FUZZ_CHECK(cefd::in_table(column, row.table), cefd::info(column).name);
-        CEFD_FUZZ_CHECK(!value.empty(), cefd::info(column).name);
+        CEFD_FUZZ_CHECK(!value.empty() || column == cefd::Column::SyslogMessage, cefd::info(column).name);
     });
 
     const std::size_t bound = cefd::row_json_bound(row);

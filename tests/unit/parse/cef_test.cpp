@@ -119,8 +119,24 @@ TEST(CefExtension, ReadsEmptyValues) {
     EXPECT_EQ(pairs_of("dhost= message=x cs2="), (Pairs{{"dhost", ""}, {"message", "x"}, {"cs2", ""}}));
 }
 
-TEST(CefExtension, GivesExtraSpacesBeforeAKeyToThePreviousValue) {
-    EXPECT_EQ(pairs_of("message=padded value   url=x"), (Pairs{{"message", "padded value  "}, {"url", "x"}}));
+TEST(CefExtension, TrimsTheRunOfSpacesBeforeTheNextKey) {
+    // Issue 13.1: producers pad fields; ArcSight's and AMA's parsers drop the whole separator run.
+    EXPECT_EQ(pairs_of("message=padded value   url=x"), (Pairs{{"message", "padded value"}, {"url", "x"}}));
+    EXPECT_EQ(pairs_of("src=192.0.2.7   spt=443    dst=192.0.2.8"),
+              (Pairs{{"src", "192.0.2.7"}, {"spt", "443"}, {"dst", "192.0.2.8"}}));
+}
+
+TEST(CefExtension, KeepsInteriorAndEscapedSpacesWhenTrimming) {
+    EXPECT_EQ(pairs_of("msg=two  words   b=1"), (Pairs{{"msg", "two  words"}, {"b", "1"}}));
+    // A space after a backslash is escaped (the backslash is kept as sent): it ends the trim.
+    EXPECT_EQ(pairs_of(R"(msg=x\    b=1)"), (Pairs{{"msg", R"(x\ )"}, {"b", "1"}}));
+    // After an escaped backslash the spaces are plain padding again.
+    EXPECT_EQ(pairs_of(R"(msg=x\\   b=1)"), (Pairs{{"msg", R"(x\)"}, {"b", "1"}}));
+    EXPECT_EQ(pairs_of(R"(a=1 msg=end\ )"), (Pairs{{"a", "1"}, {"msg", R"(end\ )"}}));
+}
+
+TEST(CefExtension, GivesAnAllSpaceValueNothing) {
+    EXPECT_EQ(pairs_of("a=    b=1"), (Pairs{{"a", ""}, {"b", "1"}}));
 }
 
 TEST(CefExtension, DropsTrailingSpacesAndCarriageReturnAtTheEnd) {

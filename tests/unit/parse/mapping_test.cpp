@@ -89,9 +89,46 @@ TEST(CefTime, ReadsEpochMillisecondsAndCefDateForms) {
     EXPECT_EQ(iso("2024-03-14T10:51:30.5+01:00"), "2024-03-14T09:51:30.500Z");
 }
 
-TEST(CefTime, PicksTheNearestYearWhenNoneIsGiven) {
-    // Received on 2024-01-02: a Dec 31 event is from 2023.
-    EXPECT_EQ(iso("Dec 31 23:59:00", 1'704'153'600'000), "2023-12-31T23:59:00.000Z");
+// Frozen clocks: the receive time is the parser's only clock for a year-less time.
+constexpr std::int64_t dec_3_2026_ms = 1'796'284'800'000;       // 2026-12-03T08:00:00Z
+constexpr std::int64_t jan_1_2027_ms = 1'798'761'610'000;       // 2027-01-01T00:00:10Z
+constexpr std::int64_t dec_31_2026_ms = 1'798'761'590'000;      // 2026-12-31T23:59:50Z
+constexpr std::int64_t jan_1_2029_noon_ms = 1'861'963'200'000;  // 2029-01-01T12:00:00Z
+constexpr std::int64_t jun_1_2027_ms = 1'811'808'000'000;       // 2027-06-01T00:00:00Z
+
+TEST(CefTime, DatesAYearlessTimeToThisYearUnlessThatIsMoreThanADayAhead) {
+    // Issue 13.2: "Mar  5" read on 3 December 2026 was dated 2027-03-05, three months ahead.
+    EXPECT_EQ(iso("Mar  5 10:00:00", dec_3_2026_ms), "2026-03-05T10:00:00.000Z");
+    EXPECT_EQ(iso("Jun  1 09:00:00", dec_3_2026_ms), "2026-06-01T09:00:00.000Z");
+    EXPECT_EQ(iso("Dec  3 07:59:00", dec_3_2026_ms), "2026-12-03T07:59:00.000Z");
+    // Up to a day ahead is clock skew (or a sender east of UTC): still this year.
+    EXPECT_EQ(iso("Dec  4 07:59:00", dec_3_2026_ms), "2026-12-04T07:59:00.000Z");
+    // More than a day ahead: last year's.
+    EXPECT_EQ(iso("Dec  4 08:00:01", dec_3_2026_ms), "2025-12-04T08:00:01.000Z");
+    EXPECT_EQ(iso("Dec 25 12:00:00", dec_3_2026_ms), "2025-12-25T12:00:00.000Z");
+}
+
+TEST(CefTime, DatesAYearlessTimeAcrossTheYearBoundaryBothWays) {
+    // Read just after New Year: a Dec 31 line is from the year that just ended.
+    EXPECT_EQ(iso("Dec 31 23:59:50", jan_1_2027_ms), "2026-12-31T23:59:50.000Z");
+    EXPECT_EQ(iso("Dec 31 23:59:00", 1'704'153'600'000), "2023-12-31T23:59:00.000Z");  // read 2024-01-02
+    EXPECT_EQ(iso("Jan  1 00:00:05", jan_1_2027_ms), "2027-01-01T00:00:05.000Z");
+    // Read just before New Year from a sender whose clock is ahead: next year's, within the day.
+    EXPECT_EQ(iso("Jan  1 00:00:05", dec_31_2026_ms), "2027-01-01T00:00:05.000Z");
+    EXPECT_EQ(iso("Dec 31 23:59:40", dec_31_2026_ms), "2026-12-31T23:59:40.000Z");
+}
+
+TEST(CefTime, DatesAYearlessFebruary29ToTheLastLeapYearOnlyWhenThatIsLastYear) {
+    EXPECT_EQ(iso("Feb 29 10:00:00", jan_1_2029_noon_ms), "2028-02-29T10:00:00.000Z");
+    EXPECT_EQ(iso("Feb 29 10:00:00", jun_1_2027_ms), "none");  // neither 2027 nor 2026 has one
+}
+
+TEST(CefTime, ReadsAnUnpaddedDayExactlyAsThePaddedOne) {
+    // Issue 13.4: "Feb 5 07:02:09" (14 bytes) was unreadable; "Feb  5 07:02:09" was not.
+    EXPECT_EQ(iso("Feb 5 07:02:09", dec_3_2026_ms), "2026-02-05T07:02:09.000Z");
+    EXPECT_EQ(iso("Feb  5 07:02:09", dec_3_2026_ms), "2026-02-05T07:02:09.000Z");
+    EXPECT_EQ(iso("Feb 05 07:02:09", dec_3_2026_ms), "2026-02-05T07:02:09.000Z");
+    EXPECT_EQ(iso("Feb 5 2026 07:02:09"), "2026-02-05T07:02:09.000Z");
 }
 
 TEST(CefTime, RejectsWhatItCannotRead) {

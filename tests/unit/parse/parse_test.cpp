@@ -142,6 +142,13 @@ TEST_F(ParserTest, ConvertsStartAndEndToIsoAndKeepsRtAsText) {
     EXPECT_FALSE(row_.has(Column::AdditionalExtensions));
 }
 
+TEST_F(ParserTest, DatesAYearlessStartToThisYearWhenThatIsNotInTheFuture) {
+    meta_.receive_time_ns = 1'796'284'800'000'000'000;  // frozen: 2026-12-03T08:00:00Z
+    ASSERT_EQ(parse(std::string(header) + "start=Mar 5 10:00:00 end=Dec 25 12:00:00").outcome, ParseOutcome::row);
+    EXPECT_EQ(get(Column::StartTime), "2026-03-05T10:00:00.000Z");
+    EXPECT_EQ(get(Column::EndTime), "2025-12-25T12:00:00.000Z");
+}
+
 TEST_F(ParserTest, KeepsUnreadableTimesInAdditionalExtensions) {
     ASSERT_EQ(parse(std::string(header) + "start=yesterday end=Jul 10 17:34:00 XYZ").outcome, ParseOutcome::row);
     EXPECT_FALSE(row_.has(Column::StartTime));
@@ -191,6 +198,24 @@ TEST_F(ParserTest, UnescapesHeaderAndExtensionValues) {
 TEST_F(ParserTest, StripsTrailingSpacesAndCrlfFromTheLastValue) {
     ASSERT_EQ(parse(std::string(header) + "msg=last value  \r\n").outcome, ParseOutcome::row);
     EXPECT_EQ(get(Column::Message), "last value");
+}
+
+TEST_F(ParserTest, TrimsPaddingBeforeTheNextKeyInEveryColumnAndAdditionalExtensions) {
+    // Issue 13.1: "src=192.0.2.7   spt=..." gave SourceIP "192.0.2.7  ", which no KQL join matches.
+    ASSERT_EQ(parse(std::string(header) +
+                    "src=192.0.2.7   spt=443   dst=192.0.2.8    cn1=42  duser=bob   note=padded   "
+                    "msg=two  words   end=1710409920000   x=1")
+                  .outcome,
+              ParseOutcome::row);
+    EXPECT_EQ(get(Column::SourceIP), "192.0.2.7");
+    EXPECT_EQ(get(Column::SourcePort), "443");
+    EXPECT_EQ(get(Column::DestinationIP), "192.0.2.8");
+    EXPECT_EQ(get(Column::FieldDeviceCustomNumber1), "42");
+    EXPECT_EQ(get(Column::DestinationUserName), "bob");
+    EXPECT_EQ(get(Column::Message), "two  words");
+    EXPECT_EQ(get(Column::EndTime), "2024-03-14T09:52:00.000Z");
+    EXPECT_EQ(get(Column::AdditionalExtensions), "note=padded;x=1");
+    EXPECT_EQ(parser_.stats().bad_numbers.load(), 0U);
 }
 
 TEST_F(ParserTest, RepairsInvalidUtf8AndCountsIt) {
@@ -306,7 +331,7 @@ const Expected synthetic_expected[] = {
     {"AI Analyst", "Possible SSL Command and Control", "9", "dt-master-01", "192.0.2.16", "", "", "groupingId=9f1c2e7a;groupByActivity=0;darktraceUrl=https://darktrace.example.com/#aiincident/6b2f0c1e-1111-4c2a-9e77-000000000004;message=Incident escalated"},
     {"Enterprise Immune System", "Compliance/Remote Desktop | RDP via C:\\Tools\\rdp.exe", "3", "dt-master-01", "192.0.2.88", "", "", "darktraceUrl=https://darktrace.example.com/#modelbreach/1910010"},
     {"Enterprise Immune System", "Device/Suspicious Command Line", "6", "dt-master-01", "192.0.2.89", "", "", "message=cmd /c set A=1 && type C:\\Temp\\x.txt\nsecond line\rthird part;darktraceUrl=https://darktrace.example.com/#modelbreach/1910011"},
-    {"Enterprise Immune System", "Device/New Device Joined", "1", "dt-master-01", "192.0.2.90", "", "", "message=padded value  ;darktraceUrl=https://darktrace.example.com/#modelbreach/1910012"},
+    {"Enterprise Immune System", "Device/New Device Joined", "1", "dt-master-01", "192.0.2.90", "", "", "message=padded value;darktraceUrl=https://darktrace.example.com/#modelbreach/1910012"},
     {"Enterprise Immune System", "Anomalous Connection/Data Sent to Rare Domain", "7", "dt-master-01", "192.0.2.91", "", "", "message=Connections: 12; bytes out: 3400 | rare domain: files.example.net;darktraceUrl=https://darktrace.example.com/#modelbreach/1910013"},
     {"Enterprise Immune System", "Unusual Activity/Unusual Activity from New Device", "5", "dt-master-01", "192.0.2.92", "", "", "ad.tag=lab;dt_score=0.87;x-custom=yes;message=query string;a=b was seen;darktraceUrl=https://darktrace.example.com/#modelbreach/1910014"},
     {"Enterprise Immune System", "Compliance/Ünusual Dömain Tést", "3", "dt-master-01", "192.0.2.93", "", "", "message=Connexion vers straße.example — 東京;darktraceUrl=https://darktrace.example.com/#modelbreach/1910015"},

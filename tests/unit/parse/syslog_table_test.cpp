@@ -128,11 +128,67 @@ TEST_F(SyslogTableTest, ConvertsAnRfc5424TimestampToUtc) {
     EXPECT_EQ(get(Column::SyslogMessage), "text");
 }
 
-TEST_F(SyslogTableTest, KeepsRfc5424MsgidAndStructuredDataInTheMessage) {
-    ASSERT_EQ(parse(R"(<165>1 2024-03-14T09:22:03Z host app - ID47 [x@1 a="b\]"] text)").outcome, ParseOutcome::row);
-    EXPECT_EQ(get(Column::SyslogMessage), R"(ID47 [x@1 a="b\]"] text)");
+TEST_F(SyslogTableTest, LeavesRfc5424MsgidAndStructuredDataOutOfTheMessage) {
+    // Issue 13.3: AMA's rsyslog template forwards only %msg%, so SyslogMessage is the MSG alone
+    // (README.md, "Syslog table").
+    ASSERT_EQ(parse(R"(<165>1 2003-10-11T22:14:15.003Z mymachine.example.com evntslog - ID47 [exampleSDID@32473 iut="3" eventSource="Application" eventID="1011"] An application event)")
+                  .outcome,
+              ParseOutcome::row);
+    EXPECT_EQ(get(Column::SyslogMessage), "An application event");
+    ASSERT_EQ(parse(R"(<165>1 2024-03-14T09:22:03Z host app - ID47 [x@1 a="b\]"][y@2 c="d"] text)").outcome,
+              ParseOutcome::row);
+    EXPECT_EQ(get(Column::SyslogMessage), "text");
+    ASSERT_EQ(parse("<165>1 2024-03-14T09:22:03Z host app - ID47 - text").outcome, ParseOutcome::row);
+    EXPECT_EQ(get(Column::SyslogMessage), "text");
+    EXPECT_EQ(parser_.stats().empty_syslog_messages.load(), 0U);
+}
+
+TEST_F(SyslogTableTest, MakesARowWithAnEmptyMessageForAnRfc5424LineWithoutMsg) {
+    // Issue 13.5: RFC 5424 allows every header field NIL and no MSG; it was rejected as empty_message.
+    ASSERT_EQ(parse("<13>1 - - - - - -").outcome, ParseOutcome::row);
+    EXPECT_TRUE(row_.has(Column::SyslogMessage));
+    EXPECT_EQ(get(Column::SyslogMessage), "");
+    EXPECT_EQ(get(Column::Facility), "user");
+    EXPECT_EQ(get(Column::SeverityLevel), "notice");
+    EXPECT_EQ(get(Column::Computer), "192.0.2.200");
+    EXPECT_FALSE(row_.has(Column::EventTime));
+    EXPECT_FALSE(row_.has(Column::HostName));
+    // Structured data alone: not a message either (it is not stored).
     ASSERT_EQ(parse(R"(<165>1 2024-03-14T09:22:03Z host app - - [x@1 a="b"])").outcome, ParseOutcome::row);
-    EXPECT_EQ(get(Column::SyslogMessage), R"([x@1 a="b"])");
+    EXPECT_EQ(get(Column::SyslogMessage), "");
+    ASSERT_EQ(parse("<13>1 2024-03-14T09:22:03Z host app 12 ID1 - \xEF\xBB\xBF").outcome, ParseOutcome::row);
+    EXPECT_EQ(get(Column::SyslogMessage), "");
+    EXPECT_EQ(parser_.stats().empty_syslog_messages.load(), 3U);
+    EXPECT_EQ(parser_.stats().syslog_rows.load(), 3U);
+    EXPECT_EQ(parser_.stats().empty_message.load(), 0U);
+    std::string json(row_json_bound(row_), '\0');
+    json.resize(static_cast<std::size_t>(write_row_json(row_, json.data()) - json.data()));
+    EXPECT_NE(json.find(R"("SyslogMessage":"")"), std::string::npos) << json;
+}
+
+TEST_F(SyslogTableTest, StillRejectsAnRfc3164LineWithNothingAfterTheHeader) {
+    EXPECT_EQ(parse("<13>Mar 14 09:15:02 host ").reason, "empty_message");
+    EXPECT_EQ(parser_.stats().empty_message.load(), 1U);
+    EXPECT_EQ(parser_.stats().empty_syslog_messages.load(), 0U);
+}
+
+TEST_F(SyslogTableTest, GivesAnUnpaddedDayTheSameEventTimeAsThePaddedOne) {
+    // Issue 13.4: "Feb 5 07:02:09" gave no EventTime (counted as bad_timestamps).
+    meta_.receive_time_ns = 1'796'284'800'000'000'000;  // 2026-12-03T08:00:00Z
+    ASSERT_EQ(parse("<13>Feb 5 07:02:09 host app: unpadded").outcome, ParseOutcome::row);
+    EXPECT_EQ(get(Column::EventTime), "2026-02-05T07:02:09.000Z");
+    EXPECT_EQ(get(Column::HostName), "host");
+    EXPECT_EQ(get(Column::SyslogMessage), "unpadded");
+    ASSERT_EQ(parse("<13>Feb  5 07:02:09 host app: padded").outcome, ParseOutcome::row);
+    EXPECT_EQ(get(Column::EventTime), "2026-02-05T07:02:09.000Z");
+    EXPECT_EQ(parser_.stats().bad_timestamps.load(), 0U);
+}
+
+TEST_F(SyslogTableTest, DatesAnRfc3164LineFromEarlierThisYearToThisYear) {
+    // Issue 13.2, with a frozen receive time: 3 December 2026.
+    meta_.receive_time_ns = 1'796'284'800'000'000'000;
+    ASSERT_EQ(parse("<13>Mar  5 10:00:00 host app: spring").outcome, ParseOutcome::row);
+    EXPECT_EQ(get(Column::EventTime), "2026-03-05T10:00:00.000Z");
 }
 
 TEST_F(SyslogTableTest, CountsANonNumericProcIdAndLeavesProcessIdUnset) {

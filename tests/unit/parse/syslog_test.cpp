@@ -27,6 +27,24 @@ TEST(SyslogFraming, ReadsRfc3164DashHostnameAsEmpty) {
     EXPECT_EQ(m.message, "had");
 }
 
+// An IPv6 host that ends in "::" ends in ':', like a TAG; it was read as the tag "2001:db8:" and
+// the line had no host.
+TEST(SyslogFraming, ReadsAnIpv6HostEndingInDoubleColonAsTheHost) {
+    for (const char* host : {"2001:db8::", "fe80::", "2001:db8::7", "::ffff:192.0.2.1"}) {
+        const auto m = parse_syslog("<13>Mar 14 09:15:02 " + std::string(host) + " app[8]: text");
+        EXPECT_EQ(m.hostname, host);
+        EXPECT_EQ(m.app_name, "app");
+        EXPECT_EQ(m.procid, "8");
+        EXPECT_EQ(m.message, "text");
+    }
+    // Tags that look a little like addresses stay tags.
+    for (const char* tag : {"cafe:", "dead:", "beef[12]:", "abc:"}) {
+        const auto m = parse_syslog("<13>Mar 14 09:15:02 " + std::string(tag) + " text");
+        EXPECT_EQ(m.hostname, "") << tag;
+        EXPECT_EQ(m.message, "text") << tag;
+    }
+}
+
 TEST(SyslogFraming, ReadsSpacePaddedAndUnpaddedDays) {
     EXPECT_EQ(parse_syslog("<134>Mar  4 09:15:07 host CEF:0|x").hostname, "host");
     EXPECT_EQ(parse_syslog("<134>Mar  4 09:15:07 host CEF:0|x").timestamp, "Mar  4 09:15:07");
