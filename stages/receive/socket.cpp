@@ -115,22 +115,11 @@ Result<UniqueFd> open_tcp_listener(const ListenAddress& address, bool nonblockin
     return fd;
 }
 
-UniqueFd accept_pending(int listener_fd, sockaddr_storage& peer, unsigned lane, const char* protocol) {
+UniqueFd accept_pending(int listener_fd, sockaddr_storage& peer, int& error) noexcept {
     socklen_t peer_length = sizeof peer;
     UniqueFd fd{::accept4(listener_fd, reinterpret_cast<sockaddr*>(&peer), &peer_length,
                           SOCK_NONBLOCK | SOCK_CLOEXEC)};
-    if (!fd.valid()) {
-        switch (errno) {
-            case EAGAIN:        // no more pending connections
-            case ECONNABORTED:  // the peer gave up before we accepted
-            case EINTR:
-                break;
-            default:  // EMFILE/ENFILE: level-triggered, so it is retried next pass
-                CEFD_LOG_EVERY(10, error, "receive: lane %u %s accept failed: %s", lane, protocol,
-                               std::strerror(errno));
-                break;
-        }
-    }
+    error = fd.valid() ? 0 : errno;
     return fd;
 }
 

@@ -22,7 +22,7 @@
 
 #include "engine/config/config_errors.h"
 #include "engine/record.h"
-#include "stages/receive/engine_base.h"
+#include "stages/receive/engine.h"
 #include "stages/receive/receive.h"
 #include "tests/support/support.h"
 #include "tests/unit/receive/test_lane.h"
@@ -476,6 +476,26 @@ TEST_P(TlsReceiverTest, IdleConnectionDeliversItsUnterminatedFrameAndCloses) {
     ::close(silent);
 }
 
+TEST_P(TlsReceiverTest, StalledHandshakeIsClosedByTheHandshakeTimeout) {
+    // Issue 13.15: a handshake used to be allowed tcp_idle_timeout_ms (5 min by default).
+    config.tls_handshake_timeout_ms = 200;
+    auto lane = start_lane();
+    ASSERT_TRUE(lane);
+    const int stalled = tcp_connect(port);
+    const char start_of_record[] = {0x16, 0x03, 0x01};  // a ClientHello that never goes on
+    ASSERT_EQ(::send(stalled, start_of_record, sizeof start_of_record, MSG_NOSIGNAL), 3);
+    ASSERT_TRUE(wait_until(5s, [&] { return read(lane->stats().tls_handshake_timeouts) == 1; }));
+    EXPECT_EQ(read(lane->stats().tls_handshake_failures), 1U);
+    EXPECT_EQ(read(lane->stats().tcp_idle_closed), 0U);
+    char byte = 0;
+    EXPECT_LE(::recv(stalled, &byte, 1, 0), 0);  // closed by the server
+    TlsClient client(client_options());  // and the listener still serves
+    ASSERT_TRUE(client.connect(port)) << client.error;
+    client.write("<13>after the stalled one\n");
+    ASSERT_TRUE(lane->wait_for(1));
+    ::close(stalled);
+}
+
 TEST_P(TlsReceiverTest, KeyReadableByOthersIsRefusedAtOpen) {
     ::chmod(config.tls_key_file.c_str(), 0644);
     ByteRing ring(1 << 16);
@@ -514,7 +534,30 @@ TEST(ReceiveConfig, TlsKeysAreCheckedTogether) {
     same_port.tls_port = same_port.tcp_port;  // and no key file
     ConfigErrors more;
     same_port.validate(more);
-    EXPECT_EQ(more.list().size(), 2U);
+    EXPECT_EQ(more.list().size(), 3U);  // the port, the missing key, the missing certificate
+}
+
+TEST(ReceiveConfig, MissingTlsCertificateAndCaFilesAreReported) {
+    // Before: only the key file was checked, so check-config passed a missing certificate.
+    test::TempDir dir;
+    const std::string key = dir.file("key.pem");
+    {
+        std::FILE* f = std::fopen(key.c_str(), "w");
+        ASSERT_NE(f, nullptr);
+        std::fclose(f);
+        ::chmod(key.c_str(), 0600);
+    }
+    ReceiveConfig config;
+    config.tls_cert_file = dir.file("no-cert.pem");
+    config.tls_key_file = key;
+    config.tls_client_ca_file = dir.file("no-ca.pem");
+    ConfigErrors errors;
+    config.validate(errors);
+    ASSERT_EQ(errors.list().size(), 2U);
+    EXPECT_NE(errors.list()[0].find("receive.tls_cert_file"), std::string::npos) << errors.list()[0];
+    EXPECT_NE(errors.list()[0].find("no-cert.pem"), std::string::npos) << errors.list()[0];
+    EXPECT_NE(errors.list()[1].find("receive.tls_client_ca_file"), std::string::npos)
+        << errors.list()[1];
 }
 
 }  // namespace
