@@ -142,8 +142,8 @@ public:
     }
 
     /// Admits an accepted socket as a `C` (a Connection of `transport`, or a type derived from
-    /// it, built from `extra...` after the common arguments), or refuses it (closed, counted, logged): over the
-    /// per-source cap, or the total is full and nothing on this lane can be evicted.
+    /// it, built from `extra...` after the common arguments), or refuses it (closed, counted,
+    /// logged): over the per-source cap, or the total is full and nothing here can be evicted.
     template <class C = Connection, class... Extra>
     C* accept(UniqueFd fd, const SourceAddress& peer, Transport transport,
               ConnectionDriver& driver, Extra&&... extra) {

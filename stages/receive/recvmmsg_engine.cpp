@@ -180,7 +180,8 @@ private:
                                                messages_[static_cast<std::size_t>(i)].msg_len);
                 const auto* peer = msg.msg_namelen != 0 ? static_cast<const sockaddr*>(msg.msg_name)
                                                         : nullptr;
-                intake_.on_datagram(peer, payload, (msg.msg_flags & MSG_TRUNC) != 0, now_ns_, batch_);
+                const bool truncated = (msg.msg_flags & MSG_TRUNC) != 0;
+                intake_.on_datagram(peer, payload, truncated, now_ns_, batch_);
             }
             if (static_cast<unsigned>(received) < datagrams_per_call) return;
         }

@@ -73,18 +73,17 @@ Result<ListenAddress> ListenAddress::parse(const std::string& text, std::uint16_
         in->sin_family = AF_INET;
         in->sin_port = htons(port);
         out.length = sizeof(sockaddr_in);
-        out.family = AF_INET;
-        return out;
-    }
-    out.storage = {};
-    if (::inet_pton(AF_INET6, text.c_str(), &in6->sin6_addr) == 1) {
+    } else {
+        out.storage = {};
+        if (::inet_pton(AF_INET6, text.c_str(), &in6->sin6_addr) != 1)
+            return Error{Errc::config,
+                         "receive.listen: \"" + text + "\" is not an IPv4 or IPv6 address"};
         in6->sin6_family = AF_INET6;
         in6->sin6_port = htons(port);
         out.length = sizeof(sockaddr_in6);
-        out.family = AF_INET6;
-        return out;
     }
-    return Error{Errc::config, "receive.listen: \"" + text + "\" is not an IPv4 or IPv6 address"};
+    out.family = out.storage.ss_family;
+    return out;
 }
 
 Result<UniqueFd> open_udp_socket(const ListenAddress& address, std::uint32_t rcvbuf_bytes,

@@ -252,9 +252,12 @@ public:
             // Idle: sleep until the first completion. Busy: gather up to wait_batch completions
             // for at most coalesce_ns, so that a steady stream costs one wake-up per batch.
             const bool busy = last_pass != 0 && ring_.deferred();
-            std::int64_t wait_ns = stream_wait_ns(table_, tls_.get(), busy ? coalesce_ns : wait_idle_ns);
-            if (accept_rearm_) wait_ns = std::min(wait_ns, std::max<std::int64_t>(
-                accept_backoff_.retry_at_ns() - monotonic_now_ns_, 1'000'000));
+            std::int64_t wait_ns =
+                stream_wait_ns(table_, tls_.get(), busy ? coalesce_ns : wait_idle_ns);
+            if (accept_rearm_) {  // resting after EMFILE: wake when the rest is over
+                const std::int64_t rest_ns = accept_backoff_.retry_at_ns() - monotonic_now_ns_;
+                wait_ns = std::min(wait_ns, std::max<std::int64_t>(rest_ns, 1'000'000));
+            }
             __kernel_timespec timeout{.tv_sec = 0, .tv_nsec = wait_ns};
             io_uring_cqe* first = nullptr;
             const int rc = io_uring_submit_and_wait_timeout(ring_.get(), &first,
@@ -408,8 +411,8 @@ private:
         const sockaddr* peer_address = reinterpret_cast<const sockaddr*>(&peer);
         if (::getpeername(fd.get(), reinterpret_cast<sockaddr*>(&peer), &peer_length) != 0)
             peer_address = nullptr;
-        Connection* connection = table_.accept(std::move(fd), SourceAddress::from_sockaddr(peer_address),
-                                               Transport::tcp, *this);
+        Connection* connection = table_.accept(
+            std::move(fd), SourceAddress::from_sockaddr(peer_address), Transport::tcp, *this);
         if (connection == nullptr) return;  // refused, counted
         bump(intake_.stats.tcp_accepted);
         arm_recv(*connection);

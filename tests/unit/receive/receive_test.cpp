@@ -499,8 +499,10 @@ TEST_P(ReceiverTest, FullTableEvictsTheLongestIdleConnectionForANewSender) {
 TEST_P(ReceiverTest, AcceptAtTheFileLimitBacksOffInsteadOfSpinning) {
     // Issue 13.13: with RLIMIT_NOFILE reached and connections waiting, the recvmmsg engine's
     // level-triggered listener woke the thread over and over (a core at 100%).
-    auto lane = start_lane();
-    ASSERT_TRUE(lane);
+    // The lane starts only after the limit is lowered: io_uring takes RLIMIT_NOFILE when the
+    // accept is submitted, not when it runs.
+    auto lane = std::make_unique<Lane>(config, 0);
+    ASSERT_TRUE(lane->ok()) << lane->error.describe();
     std::vector<int> clients;
     for (int i = 0; i < 3; ++i) clients.push_back(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
     rlimit before{};
@@ -511,6 +513,7 @@ TEST_P(ReceiverTest, AcceptAtTheFileLimitBacksOffInsteadOfSpinning) {
     rlimit lowered = before;
     lowered.rlim_cur = static_cast<rlim_t>(lowest_free);  // no new fd fits: accept gets EMFILE
     ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &lowered), 0);
+    lane->start();
     const sockaddr_storage to = loopback(port);
     for (const int fd : clients)
         EXPECT_EQ(::connect(fd, reinterpret_cast<const sockaddr*>(&to), sizeof(sockaddr_in)), 0);
