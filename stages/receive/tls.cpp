@@ -223,6 +223,10 @@ void TlsServer::service() {
 
 std::int64_t TlsServer::wait_ns_max() const noexcept {
     if (!ready_.empty() || more_events_) return 0;
+    // A resting listener is out of the epoll set, so no event will say when to put it back.
+    if (!listener_.watched)
+        return std::max<std::int64_t>(
+            listener_.backoff.retry_at_ns() - table_.monotonic_now_ns(), 1'000'000);
     return -1;
 }
 

@@ -99,8 +99,8 @@ public:
     void service();
 
     /// How long the engine may wait before calling service() again even without an event:
-    /// 0 when connections are on the ready list or the last pass stopped at a limit, else -1
-    /// (no limit). Paused connections are the table's (ConnectionTable::any_paused).
+    /// 0 when connections are on the ready list or the last pass stopped at a limit, the rest
+    /// left while the listener rests after an accept error, else -1 (no limit). Paused connections are the table's (ConnectionTable::any_paused).
     [[nodiscard]] std::int64_t wait_ns_max() const noexcept;
 
     /// Builds a new SSL_CTX from the config's files and swaps it in; keeps the old on failure.

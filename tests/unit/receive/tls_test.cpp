@@ -8,6 +8,7 @@
 #include <openssl/pem.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -20,6 +21,7 @@
 #include <thread>
 #include <vector>
 
+#include "engine/clock.h"
 #include "engine/config/config_errors.h"
 #include "engine/record.h"
 #include "stages/receive/engine.h"
@@ -494,6 +496,48 @@ TEST_P(TlsReceiverTest, StalledHandshakeIsClosedByTheHandshakeTimeout) {
     client.write("<13>after the stalled one\n");
     ASSERT_TRUE(lane->wait_for(1));
     ::close(stalled);
+}
+
+TEST_P(TlsReceiverTest, AcceptAtTheFileLimitBacksOffInsteadOfSpinning) {
+    // Issue 13.13, TLS side: after an EMFILE the TLS server asked for an immediate retry
+    // (wait 0), so both engines spun while connections waited in the TLS backlog.
+    auto lane = std::make_unique<Lane>(config, 0);
+    ASSERT_TRUE(lane->ok()) << lane->error.describe();
+    lane->start();
+    std::vector<int> clients;
+    for (int i = 0; i < 3; ++i) clients.push_back(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    rlimit before{};
+    ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &before), 0);
+    const int lowest_free = ::dup(0);
+    ASSERT_GE(lowest_free, 0);
+    ::close(lowest_free);
+    rlimit lowered = before;
+    lowered.rlim_cur = static_cast<rlim_t>(lowest_free);  // no new fd fits: accept gets EMFILE
+    ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &lowered), 0);
+    sockaddr_in to{};
+    to.sin_family = AF_INET;
+    to.sin_port = htons(static_cast<std::uint16_t>(port));
+    to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    for (const int fd : clients)
+        EXPECT_EQ(::connect(fd, reinterpret_cast<const sockaddr*>(&to), sizeof to), 0);
+    const bool failed = wait_until(5s, [&] { return read(lane->stats().tcp_accept_errors) != 0; });
+    const std::int64_t cpu_before_ns = lane->receive_thread_cpu_ns();
+    const std::int64_t wall_before_ns = monotonic_ns();
+    // A window of wall time to measure CPU over (CPU time, not timing, is what is asserted).
+    (void)wait_until(5s, [&] { return monotonic_ns() - wall_before_ns >= 600'000'000; });
+    const std::int64_t cpu_used_ns = lane->receive_thread_cpu_ns() - cpu_before_ns;
+    const std::int64_t wall_ns = monotonic_ns() - wall_before_ns;
+    ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &before), 0);
+    ASSERT_TRUE(failed) << "accept never failed with EMFILE";
+    EXPECT_LT(cpu_used_ns, wall_ns / 5) << "receive thread used " << cpu_used_ns / 1'000'000
+                                        << " ms of CPU in " << wall_ns / 1'000'000 << " ms";
+    // With fds back, the waiting connections are accepted (their handshakes then time out).
+    ASSERT_TRUE(wait_until(5s, [&] { return read(lane->stats().tcp_accept_errors) != 0; }));
+    TlsClient client(client_options());
+    ASSERT_TRUE(client.connect(port)) << client.error;
+    client.write("<13>after the file limit\n");
+    ASSERT_TRUE(lane->wait_for(1));
+    for (const int fd : clients) ::close(fd);
 }
 
 TEST_P(TlsReceiverTest, KeyReadableByOthersIsRefusedAtOpen) {
