@@ -1,9 +1,17 @@
-// engine/record.h: the types that cross a stage boundary between receive and parse.
+// engine/record.h: the types that cross a stage boundary between receive and parse, and the
+// one owner of the message record format in the lane ring.
 //
 // A received message travels from a Receiver to its lane's worker inside the lane's ByteRing
-// (engine/queue/byte_ring.h) as one ring record: a MessageMeta followed by the message bytes.
-// The receiver writes it; the worker reads it in place and releases it after the row is encoded,
-// so the bytes are copied exactly once (socket buffer -> ring).
+// (engine/queue/byte_ring.h) as one ring record. The receiver writes it with
+// write_message_record(); the worker reads it in place with read_message_record() and releases
+// it (ByteRing::pop) after the row is encoded, so the bytes are copied exactly once (socket
+// buffer -> ring). Nothing else encodes or decodes a record.
+//
+// Record layout (the ring adds its own length header in front; see byte_ring.h):
+//   offset 0   MessageMeta, 40 bytes, host byte order, copied as is (both ends are this process)
+//   offset 40  `meta.length` message bytes (no trailing LF), no terminator, no padding
+// A record is therefore message_record_bytes(length) = 40 + length bytes; the largest message a
+// ring takes is message_bytes_max(ring).
 #pragma once
 
 #include <netinet/in.h>
@@ -14,6 +22,8 @@
 #include <span>
 #include <string>
 #include <string_view>
+
+#include "engine/queue/byte_ring.h"
 
 namespace cefd {
 
@@ -49,10 +59,47 @@ enum MessageFlags : std::uint8_t {
     message_truncated = 1,
 };
 
-/// A message as the worker sees it: the meta and a view of the bytes in the ring.
-struct RawMessage {
-    const MessageMeta* meta = nullptr;
+/// Bytes a record of a `length`-byte message takes in the ring.
+constexpr std::size_t message_record_bytes(std::size_t length) noexcept {
+    return sizeof(MessageMeta) + length;
+}
+
+/// The longest message `ring` can hold in one record.
+inline std::uint32_t message_bytes_max(const ByteRing& ring) noexcept {
+    return static_cast<std::uint32_t>(ring.max_record_bytes() - sizeof(MessageMeta));
+}
+
+/// Copies one message into `ring` as a record (meta.length is set from `bytes`) and commits it.
+/// False when the ring is full: nothing was written. `bytes` must be at most
+/// message_bytes_max(ring) long. The caller notifies the consumer once per batch.
+inline bool write_message_record(ByteRing& ring, MessageMeta meta, std::string_view bytes) noexcept {
+    const std::size_t total = message_record_bytes(bytes.size());
+    const std::span<std::byte> room = ring.reserve(total);
+    if (room.empty()) return false;
+    meta.length = static_cast<std::uint32_t>(bytes.size());
+    std::memcpy(room.data(), &meta, sizeof meta);
+    if (!bytes.empty()) std::memcpy(room.data() + sizeof meta, bytes.data(), bytes.size());
+    ring.commit(total);
+    return true;
+}
+
+/// A record as the reader sees it: a copy of the meta and a view of the bytes in the ring, valid
+/// until the record is popped.
+struct MessageRecord {
+    MessageMeta meta;
     std::string_view bytes;
 };
+
+/// Decodes a record returned by ByteRing::front(). A record shorter than its meta says is a bug
+/// in the writer (both ends are this file), so it is asserted, not handled.
+inline MessageRecord read_message_record(std::span<const std::byte> record) noexcept {
+    MessageRecord out;
+    CEFD_ASSERT(record.size() >= sizeof(MessageMeta));
+    std::memcpy(&out.meta, record.data(), sizeof out.meta);
+    CEFD_ASSERT(message_record_bytes(out.meta.length) <= record.size());
+    out.bytes = std::string_view(reinterpret_cast<const char*>(record.data()) + sizeof out.meta,
+                                 out.meta.length);
+    return out;
+}
 
 }  // namespace cefd

@@ -37,7 +37,7 @@
 #include <vector>
 
 #include "engine/clock.h"
-#include "stages/receive/engine_base.h"
+#include "stages/receive/engine.h"
 #include "stages/receive/receive.h"
 #include "stages/receive/tcp_framing.h"
 

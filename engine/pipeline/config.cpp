@@ -155,7 +155,9 @@ void read_receive(const toml::table& root, ReceiveConfig& c, ConfigErrors& e) {
     r.read("rcvbuf_bytes", c.rcvbuf_bytes);
     r.read("max_frame_bytes", c.max_frame_bytes);
     r.read("tcp_max_connections", c.tcp_max_connections);
+    r.read("tcp_max_connections_per_source", c.tcp_max_connections_per_source);
     r.read("tcp_idle_timeout_ms", c.tcp_idle_timeout_ms);
+    r.read("tls_handshake_timeout_ms", c.tls_handshake_timeout_ms);
     r.read("tls_port", c.tls_port);
     r.read("tls_cert_file", c.tls_cert_file);
     r.read("tls_key_file", c.tls_key_file);

@@ -103,9 +103,7 @@ void Pipeline::run_worker(Lane& lane) {
         for (; taken < worker_burst; ++taken) {
             const std::span<const std::byte> record = lane.ring.front();
             if (record.empty()) break;
-            MessageMeta meta;
-            std::memcpy(&meta, record.data(), sizeof meta);
-            const std::string_view message(reinterpret_cast<const char*>(record.data()) + sizeof meta, meta.length);
+            const auto [meta, message] = read_message_record(record);
             if ((meta.flags & message_truncated) != 0) bump(lane.stats.truncated);
             const ParseResult parsed = lane.parser.parse(message, meta, lane.row);
             if (parsed.outcome == ParseOutcome::row &&

@@ -1,12 +1,29 @@
 #include "stages/receive/receive.h"
 
 #include <bit>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
 
 #include "engine/log.h"
-#include "stages/receive/engine_base.h"
+#include "stages/receive/engine.h"
+#include "stages/receive/socket.h"
 #include "stages/receive/tls.h"
 
 namespace cefd {
+namespace {
+
+// The TLS files are read when the receiver opens; check-config says which one is missing.
+void check_readable_file(ConfigErrors& errors, const char* key, const std::string& path) {
+    std::FILE* file = std::fopen(path.c_str(), "rb");
+    if (file == nullptr) {
+        errors.add(key, "cannot read " + path + ": " + std::strerror(errno));
+        return;
+    }
+    std::fclose(file);
+}
+
+}  // namespace
 
 void ReceiveConfig::validate(ConfigErrors& errors) const {
     if (receive::ListenAddress::parse(listen, 0).ok() == false)
@@ -18,11 +35,16 @@ void ReceiveConfig::validate(ConfigErrors& errors) const {
         errors.check("receive.tls_port", tls_port != 0, "must not be 0 when tls_cert_file is set");
         errors.check("receive.tls_port", tls_port != tcp_port,
                      "must differ from tcp_port (both are TCP listeners)");
+        check_readable_file(errors, "receive.tls_cert_file", tls_cert_file);
         if (tls_key_file.empty()) {
             errors.add("receive.tls_key_file", "must be set when tls_cert_file is set");
         } else if (auto status = receive::check_private_key_file(tls_key_file); !status) {
             errors.add("receive.tls_key_file", status.error().message);
+        } else {
+            check_readable_file(errors, "receive.tls_key_file", tls_key_file);
         }
+        if (!tls_client_ca_file.empty())
+            check_readable_file(errors, "receive.tls_client_ca_file", tls_client_ca_file);
     } else {
         errors.check("receive.tls_key_file", tls_key_file.empty(),
                      "is set but tls_cert_file is not: set both to turn TLS on");
@@ -42,13 +64,15 @@ void ReceiveConfig::validate(ConfigErrors& errors) const {
                                       16 * 1024 * 1024);
     errors.check_range<std::uint32_t>("receive.tcp_max_connections", tcp_max_connections, 1,
                                       1'000'000);
+    errors.check_range<std::uint32_t>("receive.tcp_max_connections_per_source",
+                                      tcp_max_connections_per_source, 0, 1'000'000);
     errors.check_range<std::uint32_t>("receive.tcp_idle_timeout_ms", tcp_idle_timeout_ms, 10,
                                       86'400'000);
+    errors.check_range<std::uint32_t>("receive.tls_handshake_timeout_ms",
+                                      tls_handshake_timeout_ms, 10, 3'600'000);
 }
 
-Receiver::Receiver(std::unique_ptr<Impl> impl, unsigned lane) : impl_(std::move(impl)), lane_(lane) {
-    impl_->stats = &stats_;
-}
+Receiver::Receiver(unsigned lane) : lane_(lane) {}
 
 Receiver::~Receiver() = default;
 
@@ -69,19 +93,23 @@ Result<std::unique_ptr<Receiver>> Receiver::open(const ReceiveConfig& config, un
             use_uring = false;
         }
     }
-    auto impl = use_uring ? receive::open_uring_engine(config, lane, ring)
-                          : receive::open_epoll_engine(config, lane, ring);
-    if (!impl) return impl.error();
-    return std::unique_ptr<Receiver>(new Receiver(std::move(impl).value(), lane));
+    auto receiver = std::unique_ptr<Receiver>(new Receiver(lane));
+    auto engine = use_uring ? receive::open_uring_engine(config, lane, ring, receiver->stats_,
+                                                         receiver->reload_requested_)
+                            : receive::open_recvmmsg_engine(config, lane, ring, receiver->stats_,
+                                                            receiver->reload_requested_);
+    if (!engine) return engine.error();
+    receiver->engine_ = std::move(engine).value();
+    return receiver;
 }
 
-void Receiver::run(std::stop_token stop) { impl_->run(std::move(stop)); }
+void Receiver::run(std::stop_token stop) { engine_->run(std::move(stop)); }
 
 void Receiver::request_reload() noexcept {
-    impl_->reload_requested.store(true, std::memory_order_release);
+    reload_requested_.store(true, std::memory_order_release);
 }
 
-const char* Receiver::engine_name() const noexcept { return impl_->name(); }
+const char* Receiver::engine_name() const noexcept { return engine_->name(); }
 
 void Receiver::register_metrics(MetricsRegistry& registry) const {
     const std::string labels = "lane=\"" + std::to_string(lane_) + "\"";
@@ -103,14 +131,28 @@ void Receiver::register_metrics(MetricsRegistry& registry) const {
         {"receive_kernel_drops_total", "UDP datagrams the kernel dropped (SO_RXQ_OVFL)",
          &stats_.kernel_drops},
         {"receive_tcp_accepted_total", "TCP connections accepted", &stats_.tcp_accepted},
-        {"receive_tcp_rejected_total", "TCP connections closed at once: over tcp_max_connections",
+        {"receive_tcp_rejected_total",
+         "TCP and TLS connections closed at once (every receive_tcp_refused_total reason)",
          &stats_.tcp_rejected},
+        {"receive_tcp_evicted_total",
+         "Longest-idle connections closed to make room: tcp_max_connections was full",
+         &stats_.tcp_evicted},
+        {"receive_tcp_accept_errors_total",
+         "accept() failures (EMFILE, ENFILE...: the listener rests 100 ms)",
+         &stats_.tcp_accept_errors},
+        {"receive_tcp_skipped_bytes_total",
+         "TCP and TLS bytes skipped to resynchronise after a bad octet count",
+         &stats_.tcp_skipped_bytes},
+        {"receive_tls_handshake_timeouts_total",
+         "TLS handshakes not done within tls_handshake_timeout_ms, closed",
+         &stats_.tls_handshake_timeouts},
         {"receive_tcp_closed_total", "TCP connections closed (peer, idle, error)",
          &stats_.tcp_closed},
         {"receive_tcp_frames_total", "TCP frames written to the lane ring", &stats_.tcp_frames},
         {"receive_tcp_oversize_frames_total", "TCP frames over max_frame_bytes, cut",
          &stats_.tcp_oversize_frames},
-        {"receive_tcp_bad_frames_total", "TCP streams closed for an invalid octet count",
+        {"receive_tcp_bad_frames_total",
+         "Octet counts of 10-19 digits: the stream skipped to the next LF",
          &stats_.tcp_bad_frames},
         {"receive_tcp_idle_closed_total", "TCP connections closed by the idle timeout",
          &stats_.tcp_idle_closed},
@@ -131,6 +173,11 @@ void Receiver::register_metrics(MetricsRegistry& registry) const {
          &stats_.tls_reload_failures},
     };
     for (const Entry& entry : entries) registry.add(entry.name, entry.help, labels, entry.counter);
+    const char* refused_help = "TCP and TLS connections refused, by reason";
+    registry.add("receive_tcp_refused_total", refused_help, labels + ",reason=\"max_connections\"",
+                 &stats_.tcp_refused_max_connections);
+    registry.add("receive_tcp_refused_total", refused_help, labels + ",reason=\"per_source\"",
+                 &stats_.tcp_refused_per_source);
 }
 
 }  // namespace cefd

@@ -14,6 +14,7 @@
 // Every other drop has a counter too: see ReceiveStats.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <stop_token>
@@ -26,6 +27,10 @@
 #include "engine/result.h"
 
 namespace cefd {
+
+namespace receive {
+class Engine;  // engine.h: io_uring or recvmmsg, chosen by Receiver::open
+}  // namespace receive
 
 struct ReceiveConfig {
     /// Address every listener binds to. Loopback by default; collector VMs set "0.0.0.0" or "::".
@@ -42,10 +47,19 @@ struct ReceiveConfig {
     std::uint32_t rcvbuf_bytes = 8 * 1024 * 1024;
     /// Largest TCP frame. Longer frames are counted (`tcp_oversize_frames`) and cut.
     std::uint32_t max_frame_bytes = 65'536;
-    /// Open TCP connections allowed in total; more are accepted and closed at once (counted).
+    /// Open TCP and TLS connections allowed in total (all lanes). When full, a new connection
+    /// evicts the lane's longest-idle one (`tcp_evicted`); with none to evict it is accepted and
+    /// closed at once (`tcp_refused{reason="max_connections"}`).
     std::uint32_t tcp_max_connections = 4'096;
+    /// Open TCP and TLS connections allowed from one sender address (all lanes; 0 = no cap).
+    /// More are accepted and closed at once (`tcp_refused{reason="per_source"}`).
+    std::uint32_t tcp_max_connections_per_source = 256;
     /// A TCP connection with no data for this long is closed.
     std::uint32_t tcp_idle_timeout_ms = 300'000;
+    /// A TLS handshake not completed this long after the accept (or tcp_idle_timeout_ms, if
+    /// shorter) is closed, however slowly its bytes trickle in (counted as a handshake failure
+    /// and in `tls_handshake_timeouts`).
+    std::uint32_t tls_handshake_timeout_ms = 10'000;
     enum class Engine : std::uint8_t { automatic, io_uring, recvmmsg };
     /// "auto" uses io_uring and falls back to recvmmsg/epoll with a log line saying why.
     Engine engine = Engine::automatic;
@@ -72,18 +86,25 @@ struct ReceiveStats {
     Counter ring_full{0};       // UDP datagrams dropped because the lane ring was full
     Counter kernel_drops{0};    // SO_RXQ_OVFL: dropped by the kernel before we could read them
     Counter tcp_accepted{0};    // TCP connections accepted
-    Counter tcp_rejected{0};    // TCP connections closed at once: over tcp_max_connections
+    Counter tcp_rejected{0};    // TCP connections closed at once: the sum of the two below
+    Counter tcp_refused_max_connections{0};  // total full and nothing on this lane to evict
+    Counter tcp_refused_per_source{0};       // over tcp_max_connections_per_source
+    Counter tcp_evicted{0};     // longest-idle connections closed to make room for a new one
+    Counter tcp_accept_errors{0};  // accept failed (EMFILE...: the listener rests 100 ms)
     Counter tcp_closed{0};      // TCP connections closed (peer, idle, error)
     Counter tcp_frames{0};      // TCP frames written to the ring
     Counter tcp_oversize_frames{0};  // TCP frames over max_frame_bytes (cut, counted)
-    Counter tcp_bad_frames{0};  // octet-count prefix that is not a number: connection closed
+    Counter tcp_bad_frames{0};  // octet count of 10-19 digits: skipped to the next LF
+    Counter tcp_skipped_bytes{0};  // bytes skipped for tcp_bad_frames
     Counter tcp_idle_closed{0}; // connections closed by the idle timeout
     Counter empty{0};           // empty datagrams / TCP frames (health probes): not written
     Counter tcp_partial_frames{0};  // octet-counted frame cut short by the peer closing: kept, flagged
-    // TLS connections also count in tcp_rejected, tcp_idle_closed, tcp_oversize_frames,
-    // tcp_bad_frames, tcp_partial_frames, empty and bytes.
+    // TLS connections also count in tcp_rejected, tcp_refused_*, tcp_evicted, tcp_accept_errors,
+    // tcp_idle_closed, tcp_oversize_frames, tcp_bad_frames, tcp_skipped_bytes,
+    // tcp_partial_frames, empty and bytes.
     Counter tls_accepted{0};    // TLS handshakes completed
     Counter tls_handshake_failures{0};  // closed before the handshake completed (reason logged)
+    Counter tls_handshake_timeouts{0};  // of those: not done within tls_handshake_timeout_ms
     Counter tls_frames{0};      // frames received over TLS, written to the ring
     Counter tls_closed{0};      // TLS connections closed after a completed handshake
     Counter tls_reloads{0};     // certificate reloads that took effect
@@ -114,13 +135,13 @@ public:
     /// "io_uring" or "recvmmsg": the engine actually in use.
     [[nodiscard]] const char* engine_name() const noexcept;
 
-    class Impl;  // the engine (io_uring or recvmmsg/epoll); defined in the stage's .cpp files
-
 private:
-    Receiver(std::unique_ptr<Impl> impl, unsigned lane);
-    std::unique_ptr<Impl> impl_;
+    explicit Receiver(unsigned lane);  // in receive.cpp, where Engine is complete
     unsigned lane_;
     ReceiveStats stats_;
+    std::atomic<bool> reload_requested_{false};  // set by request_reload, taken by the engine
+    // Last, so it is destroyed first: it writes stats_ and reads reload_requested_.
+    std::unique_ptr<receive::Engine> engine_;
 };
 
 }  // namespace cefd

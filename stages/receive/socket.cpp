@@ -73,18 +73,17 @@ Result<ListenAddress> ListenAddress::parse(const std::string& text, std::uint16_
         in->sin_family = AF_INET;
         in->sin_port = htons(port);
         out.length = sizeof(sockaddr_in);
-        out.family = AF_INET;
-        return out;
-    }
-    out.storage = {};
-    if (::inet_pton(AF_INET6, text.c_str(), &in6->sin6_addr) == 1) {
+    } else {
+        out.storage = {};
+        if (::inet_pton(AF_INET6, text.c_str(), &in6->sin6_addr) != 1)
+            return Error{Errc::config,
+                         "receive.listen: \"" + text + "\" is not an IPv4 or IPv6 address"};
         in6->sin6_family = AF_INET6;
         in6->sin6_port = htons(port);
         out.length = sizeof(sockaddr_in6);
-        out.family = AF_INET6;
-        return out;
     }
-    return Error{Errc::config, "receive.listen: \"" + text + "\" is not an IPv4 or IPv6 address"};
+    out.family = out.storage.ss_family;
+    return out;
 }
 
 Result<UniqueFd> open_udp_socket(const ListenAddress& address, std::uint32_t rcvbuf_bytes,
@@ -115,22 +114,11 @@ Result<UniqueFd> open_tcp_listener(const ListenAddress& address, bool nonblockin
     return fd;
 }
 
-UniqueFd accept_pending(int listener_fd, sockaddr_storage& peer, unsigned lane, const char* protocol) {
+UniqueFd accept_pending(int listener_fd, sockaddr_storage& peer, int& error) noexcept {
     socklen_t peer_length = sizeof peer;
     UniqueFd fd{::accept4(listener_fd, reinterpret_cast<sockaddr*>(&peer), &peer_length,
                           SOCK_NONBLOCK | SOCK_CLOEXEC)};
-    if (!fd.valid()) {
-        switch (errno) {
-            case EAGAIN:        // no more pending connections
-            case ECONNABORTED:  // the peer gave up before we accepted
-            case EINTR:
-                break;
-            default:  // EMFILE/ENFILE: level-triggered, so it is retried next pass
-                CEFD_LOG_EVERY(10, error, "receive: lane %u %s accept failed: %s", lane, protocol,
-                               std::strerror(errno));
-                break;
-        }
-    }
+    error = fd.valid() ? 0 : errno;
     return fd;
 }
 

@@ -41,10 +41,8 @@ Result<UniqueFd> open_tcp_listener(const ListenAddress& address, bool nonblockin
                                    const std::string& text);
 
 /// Accepts one pending connection on a non-blocking listener (SOCK_NONBLOCK | SOCK_CLOEXEC) and
-/// fills `peer`. Returns an invalid fd when nothing more can be accepted this pass: no connection
-/// pending (EAGAIN), the peer gave up first (ECONNABORTED), EINTR, or another error such as
-/// EMFILE, which is logged (rate-limited) with `protocol` ("TCP", "TLS") and `lane`; listeners
-/// are level-triggered, so that one is retried on the next pass.
-UniqueFd accept_pending(int listener_fd, sockaddr_storage& peer, unsigned lane, const char* protocol);
+/// fills `peer`. Returns an invalid fd when nothing was accepted, with the errno in `error`
+/// (EAGAIN: none pending); AcceptBackoff (connection_table.h) decides what an error means.
+UniqueFd accept_pending(int listener_fd, sockaddr_storage& peer, int& error) noexcept;
 
 }  // namespace cefd::receive

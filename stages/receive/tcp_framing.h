@@ -14,8 +14,10 @@
 //     Cut::oversize; the rest of it is skipped (by count, or up to the next LF), so the stream
 //     stays in sync.
 //   - A run of 10 to 19 digits followed by SP cannot be a count we accept: the stream is out
-//     of sync and drain() returns bad_frame (the caller closes the connection). A run of 20 or
-//     more digits is not a count at all: it starts a non-transparent frame.
+//     of sync. The framer resynchronises on the next LF: the bytes from the digits through
+//     that LF are skipped (not delivered), and take_skipped() reports one bad frame and the
+//     bytes skipped, so the frames behind it still arrive. A run of 20 or more digits is not
+//     a count at all: it starts a non-transparent frame.
 //   - At end of stream, a last frame without its LF is delivered as is; an octet-counted frame
 //     shorter than its count is delivered with Cut::partial_at_eof.
 //
@@ -26,6 +28,7 @@
 #include <cstdint>
 #include <cstring>
 #include <string_view>
+#include <utility>
 
 namespace cefd::receive {
 
@@ -33,7 +36,12 @@ enum class Cut : std::uint8_t { none, oversize, partial_at_eof };
 enum class FrameStatus : std::uint8_t {
     need_more,  // every complete frame was delivered; `pending` holds a partial one (or nothing)
     blocked,    // deliver() refused a frame (ring full); it stays at the front of `pending`
-    bad_frame,  // the stream cannot be framed; close the connection
+};
+
+/// Out-of-sync stretches the framer skipped since the last take_skipped().
+struct Skipped {
+    std::uint64_t frames = 0;  // bad octet counts (10-19 digits + SP)
+    std::uint64_t bytes = 0;   // bytes skipped for them: the digits through the next LF
 };
 
 class TcpFramer {
@@ -55,12 +63,12 @@ public:
             }
             if (skip_to_newline_) {
                 const void* lf = std::memchr(pending.data(), '\n', pending.size());
-                if (lf == nullptr) {
-                    pending.remove_prefix(pending.size());
-                    return FrameStatus::need_more;
-                }
-                pending.remove_prefix(offset_of(pending, lf) + 1);
+                const std::size_t n = lf == nullptr ? pending.size() : offset_of(pending, lf) + 1;
+                if (resyncing_) skipped_.bytes += n;
+                pending.remove_prefix(n);
+                if (lf == nullptr) return FrameStatus::need_more;
                 skip_to_newline_ = false;
+                resyncing_ = false;
             }
             while (!pending.empty() && (pending.front() == '\n' || pending.front() == '\r'))
                 pending.remove_prefix(1);
@@ -77,7 +85,13 @@ public:
                 // A run of scan_digits_max digits is never a count, whether or not the SP after
                 // it is in this read, so the same bytes frame the same across read boundaries.
                 if (digits < scan_digits_max && digits < pending.size() && pending[digits] == ' ') {
-                    if (digits > count_digits_max) return FrameStatus::bad_frame;
+                    if (digits > count_digits_max) {
+                        // Out of sync: resynchronise on the next LF (the skip at the loop top).
+                        ++skipped_.frames;
+                        skip_to_newline_ = true;
+                        resyncing_ = true;
+                        continue;
+                    }
                     step = octet_counted(pending, digits, eof, deliver);
                 } else {
                     // Digits followed by anything else: a non-transparent frame (a timestamp).
@@ -100,8 +114,11 @@ public:
         return std::size_t{frame_bytes_max} + scan_digits_max + 8;
     }
 
-    /// True while the framer is skipping the rest of a cut frame.
+    /// True while the framer is skipping the rest of a cut frame or a bad one.
     [[nodiscard]] bool skipping() const noexcept { return skip_bytes_ != 0 || skip_to_newline_; }
+
+    /// What was skipped to resynchronise since the last call; resets the tally.
+    Skipped take_skipped() noexcept { return std::exchange(skipped_, Skipped{}); }
 
 private:
     enum class Step : std::uint8_t { consumed, incomplete, blocked };
@@ -181,6 +198,8 @@ private:
     std::uint32_t max_;
     std::uint64_t skip_bytes_ = 0;
     bool skip_to_newline_ = false;
+    bool resyncing_ = false;  // the newline skip is for a bad count: its bytes are tallied
+    Skipped skipped_;
 };
 
 }  // namespace cefd::receive

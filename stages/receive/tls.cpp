@@ -21,7 +21,7 @@ constexpr int events_max = 64;
 constexpr unsigned accepts_per_pass_max = 256;
 // SSL_reads per connection per pass: up to 16 x 16 KB records, then the others get a turn.
 constexpr unsigned reads_per_event_max = 16;
-constexpr std::int64_t paused_retry_ns = 1'000'000;
+constexpr std::int64_t paused_retry_ns = 1'000'000;  // how soon a paused connection retries
 
 /// OpenSSL's error queue as one line ("error:0A000086:SSL routines::certificate verify
 /// failed"), then cleared. The queue is per thread and only this thread's calls fill it.
@@ -125,46 +125,77 @@ TlsContext& TlsContext::operator=(TlsContext&& other) noexcept {
 // ---- TlsConnection ----
 
 TlsConnection::TlsConnection(UniqueFd socket, const SourceAddress& peer,
-                             std::uint32_t frame_bytes_max, std::int64_t now_ns, SSL* session)
-    : Connection(std::move(socket), peer, frame_bytes_max, now_ns, Transport::tls), ssl(session) {
-    SSL_set_fd(ssl, fd.get());
+                             std::uint32_t frame_bytes_max, std::int64_t now_ns, SSL_CTX* context)
+    : Connection(std::move(socket), peer, frame_bytes_max, now_ns, Transport::tls),
+      ssl(context != nullptr ? SSL_new(context) : nullptr) {  // SSL_new refs the context
+    handshaking = true;
+    if (ssl != nullptr) SSL_set_fd(ssl, fd.get());
 }
 
 TlsConnection::~TlsConnection() { SSL_free(ssl); }  // before Connection closes the socket
 
 // ---- TlsServer ----
 
-TlsServer::TlsServer(EngineBase& engine, TlsContext context)
-    : engine_(engine),
-      context_(std::move(context)),
-      text_(engine.config_.listen + ":" + std::to_string(engine.config_.tls_port)) {}
-
-TlsServer::~TlsServer() {
-    for (std::size_t i = 0; i < connections_.size(); ++i) EngineBase::release_connection();
+Result<std::unique_ptr<TlsServer>> open_tls_server(Intake& intake, ConnectionTable& table) {
+    if (intake.config.tls_cert_file.empty()) return std::unique_ptr<TlsServer>();
+    auto context = TlsContext::load(intake.config);
+    if (!context) return context.error();
+    auto server = std::make_unique<TlsServer>(intake, table, std::move(context).value());
+    if (auto status = server->open(); !status) return status.error();
+    return server;
 }
 
+bool serve_streams(Intake& intake, ConnectionTable& table, TlsServer* tls, bool tls_ready) {
+    bool quiet = true;
+    if (tls != nullptr) {
+        if (tls_ready || tls->wait_ns_max() >= 0) tls->service();
+        quiet = tls->wait_ns_max() < 0;
+    }
+    table.service();
+    if (intake.take_reload_request()) {
+        if (tls != nullptr)
+            tls->reload();
+        else
+            CEFD_LOG(debug, "receive: lane %u reload requested; TLS is off, nothing to reload",
+                     intake.lane);
+    }
+    table.end_pass();
+    return quiet;
+}
+
+std::int64_t stream_wait_ns(const ConnectionTable& table, const TlsServer* tls,
+                            std::int64_t wait_ns) noexcept {
+    if (table.any_paused()) wait_ns = std::min(wait_ns, paused_retry_ns);
+    if (tls != nullptr && tls->wait_ns_max() >= 0) wait_ns = std::min(wait_ns, tls->wait_ns_max());
+    return wait_ns;
+}
+
+TlsServer::TlsServer(Intake& intake, ConnectionTable& table, TlsContext context)
+    : intake_(intake),
+      table_(table),
+      context_(std::move(context)),
+      text_(intake.config.listen + ":" + std::to_string(intake.config.tls_port)) {}
+
+TlsServer::~TlsServer() = default;  // the connections are the table's
+
 Status TlsServer::open() {
-    const ReceiveConfig& config = engine_.config_;
+    const ReceiveConfig& config = intake_.config;
     epoll_fd_ = UniqueFd{::epoll_create1(EPOLL_CLOEXEC)};
     if (!epoll_fd_.valid()) return Error{Errc::io, errno, "receive: epoll_create1 for TLS"};
     auto address = ListenAddress::parse(config.listen, config.tls_port);
     if (!address) return address.error();
     auto fd = open_tcp_listener(address.value(), true, text_);
     if (!fd) return fd.error();
-    listener_fd_ = std::move(fd).value();
-    epoll_event event{};
-    event.events = EPOLLIN;
-    event.data.ptr = nullptr;  // null: the listener; anything else is a TlsConnection
-    if (::epoll_ctl(epoll_fd_.get(), EPOLL_CTL_ADD, listener_fd_.get(), &event) != 0)
+    listener_.fd = std::move(fd).value();
+    // data.ptr null: the listener; anything else is a TlsConnection.
+    if (!listener_.watch(epoll_fd_.get(), nullptr))
         return Error{Errc::io, errno, "receive: epoll_ctl for the TLS listener " + text_};
-    connections_.reserve(std::min<std::uint32_t>(config.tcp_max_connections, 65'536));
-    paused_.reserve(64);
     ready_.reserve(64);
     scratch_.reserve(64);
     return ok_status();
 }
 
-void TlsServer::service(std::int64_t now_ns, std::int64_t monotonic_now_ns) {
+void TlsServer::service() {
     if (!sigpipe_blocked_) {
         // OpenSSL writes alerts and close_notify with write(2), which raises SIGPIPE when the
         // peer has gone. Blocked on this thread, the write fails with EPIPE instead.
@@ -174,14 +205,12 @@ void TlsServer::service(std::int64_t now_ns, std::int64_t monotonic_now_ns) {
         pthread_sigmask(SIG_BLOCK, &pipe, nullptr);
         sigpipe_blocked_ = true;
     }
-    now_ns_ = now_ns;
-    monotonic_now_ns_ = monotonic_now_ns;
-    if (!paused_.empty()) resume_paused();
     if (!ready_.empty()) run_ready();
+    listener_.rewatch_if_due(table_.monotonic_now_ns());
     epoll_event events[events_max];
     const int n = ::epoll_wait(epoll_fd_.get(), events, events_max, 0);
     if (n < 0 && errno != EINTR)
-        CEFD_LOG_EVERY(10, error, "receive: lane %u TLS epoll_wait failed: %s", engine_.lane_,
+        CEFD_LOG_EVERY(10, error, "receive: lane %u TLS epoll_wait failed: %s", intake_.lane,
                        std::strerror(errno));
     more_events_ = n == events_max;
     for (int i = 0; i < n; ++i) {
@@ -194,54 +223,42 @@ void TlsServer::service(std::int64_t now_ns, std::int64_t monotonic_now_ns) {
 
 std::int64_t TlsServer::wait_ns_max() const noexcept {
     if (!ready_.empty() || more_events_) return 0;
-    if (!paused_.empty()) return paused_retry_ns;
+    // A resting listener is out of the epoll set, so no event will say when to put it back.
+    if (!listener_.watched)
+        return std::max<std::int64_t>(
+            listener_.backoff.retry_at_ns() - table_.monotonic_now_ns(), 1'000'000);
     return -1;
 }
 
 void TlsServer::on_accept() {
-    for (unsigned i = 0; i < accepts_per_pass_max; ++i) {
-        sockaddr_storage peer{};
-        UniqueFd fd = accept_pending(listener_fd_.get(), peer, engine_.lane_, "TLS");
-        if (!fd.valid()) return;
-        if (!EngineBase::try_reserve_connection(engine_.config_.tcp_max_connections)) {
-            bump(stats().tcp_rejected);
-            CEFD_LOG_EVERY(10, warn,
-                           "receive: lane %u TLS connection refused: %u open, the limit "
-                           "(receive.tcp_max_connections)",
-                           engine_.lane_, engine_.config_.tcp_max_connections);
-            continue;  // closed by UniqueFd
-        }
-        const SourceAddress source = SourceAddress::from_sockaddr(reinterpret_cast<sockaddr*>(&peer));
-        SSL* ssl = SSL_new(context_.get());  // takes a reference to the current context
-        if (ssl == nullptr) {
-            EngineBase::release_connection();
-            bump(stats().tls_handshake_failures);
-            CEFD_LOG_EVERY(10, error, "receive: lane %u SSL_new failed for %s: %s", engine_.lane_,
-                           source.to_string().c_str(), openssl_errors().c_str());
-            continue;
-        }
-        auto connection = std::make_unique<TlsConnection>(std::move(fd), source,
-                                                          engine_.frame_limit_, monotonic_now_ns_,
-                                                          ssl);
-        connection->index = connections_.size();
-        TlsConnection& c = *connections_.emplace_back(std::move(connection));
-        epoll_event event{};
-        event.events = EPOLLIN;
-        event.data.ptr = &c;
-        if (::epoll_ctl(epoll_fd_.get(), EPOLL_CTL_ADD, c.fd.get(), &event) != 0) {
-            CEFD_LOG_EVERY(10, error, "receive: lane %u epoll_ctl for a TLS connection: %s",
-                           engine_.lane_, std::strerror(errno));
-            fail_handshake(c, "epoll_ctl failed");
-            continue;
-        }
-        c.interest = EPOLLIN;
-        on_event(c);  // the ClientHello is often here already
-    }
-    more_events_ = true;  // more may be waiting in the backlog
+    const bool more = listener_.accept_batch(
+        accepts_per_pass_max, table_.monotonic_now_ns(), intake_.lane, "TLS", intake_.stats,
+        [&](UniqueFd fd, const SourceAddress& peer) {
+            auto* c = table_.accept<TlsConnection>(std::move(fd), peer, Transport::tls, *this,
+                                                   context_.get());
+            if (c == nullptr) return;  // refused, counted
+            if (c->ssl == nullptr) {
+                fail_handshake(*c, ("SSL_new failed: " + openssl_errors()).c_str());
+                return;
+            }
+            epoll_event event{};
+            event.events = EPOLLIN;
+            event.data.ptr = c;
+            if (::epoll_ctl(epoll_fd_.get(), EPOLL_CTL_ADD, c->fd.get(), &event) != 0) {
+                fail_handshake(*c, "epoll_ctl failed");
+                return;
+            }
+            c->interest = EPOLLIN;
+            on_event(*c);  // the ClientHello is often here already
+        });
+    // Stopped at the limit: more may be waiting in the backlog. After EAGAIN, or an error that
+    // rests the listener (EMFILE), nothing is to be done before the next event.
+    if (more) more_events_ = true;
 }
 
 void TlsServer::on_event(TlsConnection& connection) {
-    if (connection.paused || connection.ready) return;  // retried from those lists
+    // Stale (closed earlier this pass), or retried from the paused or ready lists.
+    if (connection.closed || connection.paused || connection.ready) return;
     if (connection.handshaking && !handshake(connection)) return;
     read_and_deliver(connection);
 }
@@ -254,8 +271,8 @@ bool TlsServer::handshake(TlsConnection& connection) {
     const int rc = SSL_accept(connection.ssl);
     if (rc == 1) {
         connection.handshaking = false;
-        connection.last_activity_ns = monotonic_now_ns_;
-        bump(stats().tls_accepted);
+        connection.last_activity_ns = table_.monotonic_now_ns();
+        bump(intake_.stats.tls_accepted);
         want(connection, EPOLLIN);
         return true;
     }
@@ -265,8 +282,8 @@ bool TlsServer::handshake(TlsConnection& connection) {
         case SSL_ERROR_WANT_READ: want(connection, EPOLLIN); return false;
         case SSL_ERROR_WANT_WRITE: want(connection, EPOLLIN | EPOLLOUT); return false;
         default:
-            // The handshake must finish within tcp_idle_timeout_ms of the accept: last_activity
-            // is not moved while it runs.
+            // Handshake bytes are not activity: the table closes a handshake that is not done
+            // within tls_handshake_timeout_ms of the accept, however slowly it trickles.
             connection.fatal = true;
             fail_handshake(connection,
                            handshake_failure_reason(connection.ssl, error, saved_errno).c_str());
@@ -279,11 +296,9 @@ void TlsServer::read_and_deliver(TlsConnection& connection) {
         CEFD_ASSERT(connection.room() != 0);
         std::size_t n = 0;
         ERR_clear_error();
-        const int rc = SSL_read_ex(connection.ssl, connection.buffer.get() + connection.end,
-                                   connection.room(), &n);
+        const int rc = SSL_read_ex(connection.ssl, connection.read_at(), connection.room(), &n);
         if (rc == 1) {
-            connection.end += n;
-            connection.last_activity_ns = monotonic_now_ns_;
+            table_.on_read(connection, n);
         } else {
             switch (SSL_get_error(connection.ssl, rc)) {
                 case SSL_ERROR_WANT_READ: want(connection, EPOLLIN); return;
@@ -303,57 +318,22 @@ void TlsServer::read_and_deliver(TlsConnection& connection) {
                         break;
                     }
                     CEFD_LOG_EVERY(10, warn, "receive: lane %u TLS read from %s failed: %s",
-                                   engine_.lane_, connection.source.to_string().c_str(),
+                                   intake_.lane, connection.source.to_string().c_str(),
                                    openssl_errors().c_str());
             }
             connection.eof = true;  // deliver what is left, then close
         }
-        if (!process(connection)) return;  // paused or closed
+        if (table_.process(connection) != ConnectionTable::Next::read) return;  // paused, closed
     }
     // The budget ran out with bytes perhaps still inside OpenSSL, where epoll cannot see them.
     connection.ready = true;
     ready_.push_back(&connection);
 }
 
-// Frames what the connection holds. True when it stays open and may be read again.
-bool TlsServer::process(TlsConnection& connection) {
-    switch (engine_.deliver_frames(connection, now_ns_)) {
-        case FrameStatus::bad_frame:
-            close(connection);
-            return false;
-        case FrameStatus::blocked:
-            if (!connection.paused) {
-                connection.paused = true;
-                paused_.push_back(&connection);
-                want(connection, 0);  // stop reading: backpressure to the sender
-            }
-            return false;
-        case FrameStatus::need_more:
-            break;
-    }
-    if (connection.eof) {
-        close(connection);
-        return false;
-    }
-    return true;
-}
-
-void TlsServer::resume_paused() {
-    // Backwards, so that a connection closing (and leaving the list) skips nothing.
-    for (std::size_t i = paused_.size(); i-- > 0;) {
-        TlsConnection& connection = *paused_[i];
-        connection.paused = false;
-        paused_[i] = paused_.back();
-        paused_.pop_back();
-        if (!process(connection)) continue;  // paused again, or closed at its end of stream
-        // OpenSSL may hold decrypted bytes that no socket event will announce.
-        read_and_deliver(connection);
-    }
-}
-
 void TlsServer::run_ready() {
     scratch_.swap(ready_);  // read_and_deliver may put a connection back on ready_
     for (TlsConnection* connection : scratch_) {
+        if (connection->closed) continue;
         connection->ready = false;
         read_and_deliver(*connection);
     }
@@ -367,83 +347,64 @@ void TlsServer::want(TlsConnection& connection, std::uint32_t events) {
     event.data.ptr = &connection;
     if (::epoll_ctl(epoll_fd_.get(), EPOLL_CTL_MOD, connection.fd.get(), &event) != 0)
         CEFD_LOG_EVERY(10, error, "receive: lane %u epoll_ctl for a TLS connection: %s",
-                       engine_.lane_, std::strerror(errno));
+                       intake_.lane, std::strerror(errno));
     connection.interest = events;
 }
 
 void TlsServer::fail_handshake(TlsConnection& connection, const char* reason) {
-    bump(stats().tls_handshake_failures);
     CEFD_LOG_EVERY(10, warn,
                    "receive: lane %u TLS handshake with %s port %u on %s failed: %s "
                    "(receive_tls_handshake_failures_total=%llu)",
-                   engine_.lane_, connection.source.to_string().c_str(),
+                   intake_.lane, connection.source.to_string().c_str(),
                    static_cast<unsigned>(connection.source.port), text_.c_str(), reason,
-                   static_cast<unsigned long long>(read(stats().tls_handshake_failures)));
-    remove(connection);
+                   static_cast<unsigned long long>(read(intake_.stats.tls_handshake_failures) + 1));
+    table_.close(connection);  // on_close counts it
 }
 
-void TlsServer::close(TlsConnection& connection) {
-    bump(stats().tls_closed);
-    if (!connection.fatal) {
+// ---- ConnectionDriver ----
+
+void TlsServer::resume_reads(Connection& connection) {
+    // OpenSSL may hold decrypted bytes that no socket event will announce: read now.
+    read_and_deliver(static_cast<TlsConnection&>(connection));
+}
+
+void TlsServer::pause_reads(Connection& connection) {
+    want(static_cast<TlsConnection&>(connection), 0);  // backpressure to the sender
+}
+
+bool TlsServer::has_unread_bytes(Connection& connection) {
+    auto& tls = static_cast<TlsConnection&>(connection);
+    return (tls.ssl != nullptr && SSL_has_pending(tls.ssl) == 1) ||
+           ConnectionDriver::has_unread_bytes(connection);
+}
+
+void TlsServer::on_close(Connection& connection) {
+    auto& tls = static_cast<TlsConnection&>(connection);
+    if (tls.ready) std::erase(ready_, &tls);
+    if (tls.handshaking) {
+        bump(intake_.stats.tls_handshake_failures);
+        return;
+    }
+    bump(intake_.stats.tls_closed);
+    if (!tls.fatal) {
         // Best effort close_notify; OpenSSL forbids it after a fatal error on the connection.
-        SSL_shutdown(connection.ssl);
+        SSL_shutdown(tls.ssl);
         ERR_clear_error();
-    }
-    remove(connection);
-}
-
-void TlsServer::remove(TlsConnection& connection) {
-    if (connection.paused) std::erase(paused_, &connection);
-    if (connection.ready) std::erase(ready_, &connection);
-    EngineBase::release_connection();
-    const std::size_t index = connection.index;
-    if (index + 1 != connections_.size()) {
-        connections_[index] = std::move(connections_.back());
-        connections_[index]->index = index;
-    }
-    connections_.pop_back();  // frees the SSL, then closes the socket (and leaves the epoll set)
-}
-
-void TlsServer::close_idle(std::int64_t idle_ns, std::int64_t now_ns,
-                           std::int64_t monotonic_now_ns) {
-    now_ns_ = now_ns;
-    monotonic_now_ns_ = monotonic_now_ns;
-    for (std::size_t i = connections_.size(); i-- > 0;) {
-        TlsConnection& connection = *connections_[i];
-        if (connection.paused || connection.ready) continue;
-        if (monotonic_now_ns_ - connection.last_activity_ns < idle_ns) continue;
-        if (connection.handshaking) {
-            fail_handshake(connection, "no completed handshake within receive.tcp_idle_timeout_ms");
-            continue;
-        }
-        // Bytes that arrived since the last pass: the connection is not idle after all, and
-        // closing it now would throw them away.
-        char byte = 0;
-        if (SSL_has_pending(connection.ssl) == 1 ||
-            ::recv(connection.fd.get(), &byte, 1, MSG_PEEK | MSG_DONTWAIT) > 0) {
-            connection.last_activity_ns = monotonic_now_ns_;
-            continue;
-        }
-        bump(stats().tcp_idle_closed);
-        // As at the peer's end of stream: an unterminated last frame is delivered (an
-        // octet-counted one flagged and counted as partial), then the connection closes.
-        connection.eof = true;
-        process(connection);
     }
 }
 
 void TlsServer::reload() {
-    auto next = TlsContext::load(engine_.config_);
+    auto next = TlsContext::load(intake_.config);
     if (!next) {
-        bump(stats().tls_reload_failures);
+        bump(intake_.stats.tls_reload_failures);
         CEFD_LOG(error, "%s (reload refused: lane %u keeps its current TLS certificate)",
-                 next.error().message.c_str(), engine_.lane_);
+                 next.error().message.c_str(), intake_.lane);
         return;
     }
     context_ = std::move(next).value();  // connections still open keep the old context alive
-    bump(stats().tls_reloads);
-    CEFD_LOG(info, "receive: lane %u TLS certificate reloaded from %s", engine_.lane_,
-             engine_.config_.tls_cert_file.c_str());
+    bump(intake_.stats.tls_reloads);
+    CEFD_LOG(info, "receive: lane %u TLS certificate reloaded from %s", intake_.lane,
+             intake_.config.tls_cert_file.c_str());
 }
 
 }  // namespace cefd::receive

@@ -5,9 +5,11 @@
 // cmsg + datagram_bytes_max payload). Each datagram is copied into the lane ring and its buffer
 // goes back to the buffer ring at once. -ENOBUFS (all buffers in use) ends the multishot; it is
 // counted and re-armed.
-// TCP: a multishot accept on the lane listener, then one single-shot recv per connection into
-// the connection's own buffer, re-armed after each completion unless the lane ring is full
-// (then the connection pauses; a 1 ms wait retries it).
+// TCP: a multishot accept on the lane listener (after EMFILE and the like it is re-armed only
+// after AcceptBackoff's 100 ms), then one single-shot recv per connection into the connection's
+// own buffer, re-armed after each completion. The lane's ConnectionTable frames, pauses (no recv
+// is armed while the lane ring is full; a 1 ms wait retries), times out and closes; an idle or
+// evicted connection with a recv in flight is cancelled first and closes on its completion.
 // TLS: the lane's TlsServer (tls.h) keeps its own epoll set; a multishot poll on that set's fd
 // tells this loop when to call it.
 // The loop waits at most 50 ms for completions, so run() notices a stop request in time.
@@ -26,7 +28,8 @@
 
 #include "engine/clock.h"
 #include "engine/log.h"
-#include "stages/receive/engine_base.h"
+#include "stages/receive/connection_table.h"
+#include "stages/receive/engine.h"
 #include "stages/receive/tls.h"
 
 namespace cefd::receive {
@@ -37,8 +40,6 @@ constexpr unsigned completion_entries = 16384;
 constexpr unsigned cqes_per_pass_max = 4096;
 constexpr std::uint16_t buffer_group = 0;
 constexpr std::int64_t wait_idle_ns = 50'000'000;   // stop requests are seen within this
-constexpr std::int64_t wait_paused_ns = 1'000'000;  // how soon a paused connection retries
-constexpr std::int64_t accept_retry_ns = 100'000'000;
 constexpr std::int64_t coalesce_ns = 1'000'000;     // the most a busy lane adds to latency
 constexpr unsigned wait_batch = 64;
 
@@ -202,41 +203,36 @@ msghdr recvmsg_template() {
     return msg;
 }
 
-class UringEngine final : public EngineBase {
+class UringEngine final : public Engine, private ConnectionDriver {
 public:
-    using EngineBase::EngineBase;
-
-    ~UringEngine() override {
-        // The ring goes first (its destructor cancels every request), then the connections'
-        // buffers the kernel could have been writing into.
-        for (std::size_t i = 0; i < connections_.size(); ++i) release_connection();
-    }
+    UringEngine(const ReceiveConfig& config, unsigned lane, ByteRing& ring, ReceiveStats& stats,
+                std::atomic<bool>& reload_requested)
+        : intake_(config, lane, ring, stats, reload_requested), table_(intake_) {}
 
     Status open() {
         if (const int rc = ring_.init(submission_entries, completion_entries); rc < 0)
             return Error{Errc::uring_unavailable, -rc, "receive: " + uring_reason(-rc)};
-        if (config_.udp_port != 0) {
-            auto address = ListenAddress::parse(config_.listen, config_.udp_port);
-            if (!address) return address.error();
-            auto fd = open_udp_socket(address.value(), config_.rcvbuf_bytes, udp_text_);
+        if (intake_.config.udp_port != 0) {
+            auto fd = open_udp_socket(intake_);
             if (!fd) return fd.error();
             udp_fd_ = std::move(fd).value();
-            const std::size_t buffer_bytes = (header_bytes + datagram_limit_ + 63) & ~std::size_t{63};
-            if (const int rc = buffers_.init(ring_.get(), config_.buffers_per_core, buffer_bytes);
+            const std::size_t buffer_bytes =
+                (header_bytes + intake_.datagram_limit + 63) & ~std::size_t{63};
+            if (const int rc = buffers_.init(ring_.get(), intake_.config.buffers_per_core,
+                                             buffer_bytes);
                 rc != 0)
                 return Error{Errc::uring_unavailable, -rc,
                              "receive: registering the provided-buffer ring failed (kernel "
                              "older than 5.19?)"};
         }
-        if (config_.tcp_port != 0) {
-            auto address = ListenAddress::parse(config_.listen, config_.tcp_port);
-            if (!address) return address.error();
-            auto fd = open_tcp_listener(address.value(), false, tcp_text_);
+        if (intake_.config.tcp_port != 0) {
+            auto fd = open_tcp_listener(intake_, false);
             if (!fd) return fd.error();
             tcp_fd_ = std::move(fd).value();
-            connections_.reserve(std::min<std::uint32_t>(config_.tcp_max_connections, 65'536));
         }
-        if (auto status = open_tls(); !status) return status.error();
+        auto tls = open_tls_server(intake_, table_);
+        if (!tls) return tls.error();
+        tls_ = std::move(tls).value();
         return ok_status();
     }
 
@@ -244,54 +240,44 @@ public:
 
     void run(std::stop_token stop) override {
         if (const int rc = ring_.enable(); rc < 0) {
-            CEFD_LOG(error, "receive: lane %u cannot enable its io_uring: %s", lane_,
+            CEFD_LOG(error, "receive: lane %u cannot enable its io_uring: %s", intake_.lane,
                      std::strerror(-rc));
             return;
         }
         if (udp_fd_.valid()) arm_udp();
         if (tcp_fd_.valid()) arm_accept();
         if (tls_ != nullptr) arm_tls();
-        const std::int64_t idle_ns = std::int64_t{config_.tcp_idle_timeout_ms} * 1'000'000;
-        const std::int64_t idle_scan_ns = std::clamp<std::int64_t>(idle_ns / 4, 1'000'000,
-                                                                   1'000'000'000);
-        std::int64_t next_idle_scan_ns = monotonic_ns() + idle_scan_ns;
         unsigned last_pass = 0;  // completions seen by the previous pass
         while (!stop.stop_requested()) {
             // Idle: sleep until the first completion. Busy: gather up to wait_batch completions
             // for at most coalesce_ns, so that a steady stream costs one wake-up per batch.
             const bool busy = last_pass != 0 && ring_.deferred();
-            std::int64_t wait_ns = busy ? coalesce_ns : wait_idle_ns;
-            if (!paused_.empty()) wait_ns = std::min(wait_ns, wait_paused_ns);
-            if (tls_ != nullptr && tls_->wait_ns_max() >= 0)
-                wait_ns = std::min(wait_ns, tls_->wait_ns_max());
+            std::int64_t wait_ns =
+                stream_wait_ns(table_, tls_.get(), busy ? coalesce_ns : wait_idle_ns);
+            if (accept_rearm_) {  // resting after EMFILE: wake when the rest is over
+                const std::int64_t rest_ns = accept_backoff_.retry_at_ns() - monotonic_now_ns_;
+                wait_ns = std::min(wait_ns, std::max<std::int64_t>(rest_ns, 1'000'000));
+            }
             __kernel_timespec timeout{.tv_sec = 0, .tv_nsec = wait_ns};
             io_uring_cqe* first = nullptr;
             const int rc = io_uring_submit_and_wait_timeout(ring_.get(), &first,
                                                             busy ? wait_batch : 1, &timeout,
                                                             nullptr);
             if (rc < 0 && rc != -ETIME && rc != -EINTR && rc != -EBUSY)
-                CEFD_LOG_EVERY(10, error, "receive: lane %u io_uring wait failed: %s", lane_,
-                               std::strerror(-rc));
+                CEFD_LOG_EVERY(10, error, "receive: lane %u io_uring wait failed: %s",
+                               intake_.lane, std::strerror(-rc));
             now_ns_ = wall_clock_ns();
             monotonic_now_ns_ = monotonic_ns();
+            table_.set_clock(now_ns_, monotonic_now_ns_);
             tls_ready_ = false;
             last_pass = drain_completions();
-            flush(batch_);
-            batch_ = {};
-            if (!paused_.empty()) resume_paused();
-            if (tls_ != nullptr && (tls_ready_ || tls_->wait_ns_max() >= 0))
-                tls_->service(now_ns_, monotonic_now_ns_);
+            intake_.flush(batch_);
             if (udp_rearm_) arm_udp();
-            if (accept_rearm_ && monotonic_now_ns_ >= accept_retry_at_ns_) arm_accept();
+            if (accept_rearm_ && !accept_backoff_.resting(monotonic_now_ns_)) arm_accept();
             if (tls_rearm_) arm_tls();
-            reload_if_requested();
-            if (monotonic_now_ns_ >= next_idle_scan_ns) {
-                close_idle(idle_ns);
-                if (tls_ != nullptr) tls_->close_idle(idle_ns, now_ns_, monotonic_now_ns_);
-                next_idle_scan_ns = monotonic_now_ns_ + idle_scan_ns;
-            }
+            (void)serve_streams(intake_, table_, tls_.get(), tls_ready_);
         }
-        io_uring_submit(ring_.get());  // cancels queued by close() still reach the kernel
+        io_uring_submit(ring_.get());  // cancels queued by cancel_reads() still reach the kernel
     }
 
 private:
@@ -320,10 +306,27 @@ private:
 
     void arm_recv(Connection& connection) {
         io_uring_sqe* sqe = ring_.sqe();
-        io_uring_prep_recv(sqe, connection.fd.get(), connection.buffer.get() + connection.end,
-                           connection.room(), 0);
-        io_uring_sqe_set_data(sqe, &connection);
+        io_uring_prep_recv(sqe, connection.fd.get(), connection.read_at(), connection.room(), 0);
+        io_uring_sqe_set_data(sqe, connection.completion());
         connection.in_flight = true;
+    }
+
+    // ConnectionDriver.
+    void resume_reads(Connection& connection) override { arm_recv(connection); }
+    void pause_reads(Connection&) override {}  // no recv is armed until resume_reads
+    bool cancel_reads(Connection& connection) override {
+        if (!connection.in_flight) return false;
+        io_uring_sqe* sqe = ring_.sqe();
+        io_uring_prep_cancel(sqe, connection.completion(), 0);
+        // prep_cancel leaves user_data as the slot's last user left it: clear it, so the
+        // cancel's own completion is not taken for some earlier request's.
+        io_uring_sqe_set_data(sqe, nullptr);
+        return true;  // on_recv sees `closing` and hands the completion to the table
+    }
+    void on_close(Connection& connection) override {
+        // The kernel must be done with the buffer before the table frees it.
+        CEFD_ASSERT(!connection.in_flight);
+        bump(intake_.stats.tcp_closed);
     }
 
     unsigned drain_completions() {
@@ -357,9 +360,9 @@ private:
             if (cqe.res == -ENOBUFS) {
                 // Every provided buffer was in use: the kernel kept the datagrams in the socket
                 // buffer (or dropped them, which SO_RXQ_OVFL reports). Re-armed this pass.
-                bump(stats->no_buffers);
+                bump(intake_.stats.no_buffers);
             } else {
-                CEFD_LOG_EVERY(10, error, "receive: lane %u UDP recvmsg failed: %s", lane_,
+                CEFD_LOG_EVERY(10, error, "receive: lane %u UDP recvmsg failed: %s", intake_.lane,
                                std::strerror(-cqe.res));
             }
             return;
@@ -383,7 +386,7 @@ private:
             const auto* peer = out->namelen != 0
                                    ? static_cast<const sockaddr*>(io_uring_recvmsg_name(out))
                                    : nullptr;
-            on_datagram(peer, std::string_view(payload, length), truncated, now_ns_, batch_);
+            intake_.on_datagram(peer, std::string_view(payload, length), truncated, now_ns_, batch_);
         }
         buffers_.give_back(id);
     }
@@ -391,157 +394,66 @@ private:
     void on_accept(const io_uring_cqe& cqe) {
         if ((cqe.flags & IORING_CQE_F_MORE) == 0) accept_rearm_ = true;
         if (cqe.res < 0) {
-            switch (-cqe.res) {
-                case EMFILE:  // RLIMIT_NOFILE reached: wait a little before accepting again
-                case ENFILE:
-                case ENOBUFS:
-                case ENOMEM:
-                    accept_retry_at_ns_ = monotonic_now_ns_ + accept_retry_ns;
-                    CEFD_LOG_EVERY(10, error, "receive: lane %u TCP accept failed: %s", lane_,
-                                   std::strerror(-cqe.res));
-                    break;
-                case ECONNABORTED:  // the peer gave up before we accepted
-                case ECANCELED:
-                    break;
-                default:
-                    CEFD_LOG_EVERY(10, error, "receive: lane %u TCP accept failed: %s", lane_,
-                                   std::strerror(-cqe.res));
+            if (accept_backoff_.on_error(-cqe.res, monotonic_now_ns_, intake_.lane, "TCP",
+                                         intake_.stats) &&
+                (cqe.flags & IORING_CQE_F_MORE) != 0) {
+                // The accept is still armed and would fail again at once: stop it; arm_accept
+                // starts a new one when the backoff ends.
+                io_uring_sqe* sqe = ring_.sqe();
+                io_uring_prep_cancel(sqe, &listener_completion_, 0);
+                io_uring_sqe_set_data(sqe, nullptr);
             }
             return;
         }
         UniqueFd fd{cqe.res};
-        if (!try_reserve_connection(config_.tcp_max_connections)) {
-            bump(stats->tcp_rejected);
-            CEFD_LOG_EVERY(10, warn,
-                           "receive: lane %u TCP connection refused: %u open, the limit "
-                           "(receive.tcp_max_connections)",
-                           lane_, config_.tcp_max_connections);
-            return;  // closed by UniqueFd
-        }
         sockaddr_storage peer{};
         socklen_t peer_length = sizeof peer;
         const sockaddr* peer_address = reinterpret_cast<const sockaddr*>(&peer);
         if (::getpeername(fd.get(), reinterpret_cast<sockaddr*>(&peer), &peer_length) != 0)
             peer_address = nullptr;
-        auto connection = std::make_unique<Connection>(
-            std::move(fd), SourceAddress::from_sockaddr(peer_address), frame_limit_,
-            monotonic_now_ns_);
-        connection->index = connections_.size();
-        Connection& c = *connections_.emplace_back(std::move(connection));
-        bump(stats->tcp_accepted);
-        arm_recv(c);
+        Connection* connection = table_.accept(
+            std::move(fd), SourceAddress::from_sockaddr(peer_address), Transport::tcp, *this);
+        if (connection == nullptr) return;  // refused, counted
+        bump(intake_.stats.tcp_accepted);
+        arm_recv(*connection);
     }
 
     void on_recv(Connection& connection, int res) {
         connection.in_flight = false;
         if (connection.closing) {
-            // The idle timeout cancelled this recv. If bytes raced in first they are kept: the
-            // connection is at its end of stream (eof is set) and process() delivers everything,
-            // then closes.
-            connection.closing = false;
-            if (res > 0) connection.end += static_cast<std::size_t>(res);
-            process(connection);
+            // cancel_reads() cancelled this recv to close the connection. Bytes that raced in
+            // first are kept: the table delivers everything, then closes.
+            table_.on_cancelled(connection, res > 0 ? static_cast<std::size_t>(res) : 0);
             return;
         }
         if (res > 0) {
-            connection.end += static_cast<std::size_t>(res);
-            connection.last_activity_ns = monotonic_now_ns_;
+            table_.on_read(connection, static_cast<std::size_t>(res));
         } else if (res == 0 || res == -ECONNRESET || res == -ETIMEDOUT || res == -EPIPE) {
             connection.eof = true;  // closed or reset by the peer: deliver what is left
         } else {
-            CEFD_LOG_EVERY(10, warn, "receive: lane %u TCP recv from %s failed: %s", lane_,
+            CEFD_LOG_EVERY(10, warn, "receive: lane %u TCP recv from %s failed: %s", intake_.lane,
                            connection.source.to_string().c_str(), std::strerror(-res));
             connection.eof = true;
         }
-        process(connection);
+        if (table_.process(connection) == ConnectionTable::Next::read) arm_recv(connection);
     }
 
-    // Frames what the connection holds, then reads again, pauses, or closes.
-    void process(Connection& connection) {
-        switch (deliver_frames(connection, now_ns_)) {
-            case FrameStatus::bad_frame:
-                close(connection);
-                return;
-            case FrameStatus::blocked:
-                if (!connection.paused) {
-                    connection.paused = true;
-                    paused_.push_back(&connection);
-                }
-                return;
-            case FrameStatus::need_more:
-                break;
-        }
-        if (connection.eof) {
-            close(connection);
-            return;
-        }
-        CEFD_ASSERT(connection.room() != 0);
-        arm_recv(connection);
-    }
-
-    void resume_paused() {
-        // Backwards, so that a connection closing (and leaving the list) skips nothing.
-        for (std::size_t i = paused_.size(); i-- > 0;) {
-            Connection& connection = *paused_[i];
-            connection.paused = false;
-            paused_[i] = paused_.back();
-            paused_.pop_back();
-            process(connection);  // may pause it again
-        }
-    }
-
-    void close(Connection& connection) {
-        CEFD_ASSERT(!connection.in_flight);  // only close_idle closes with a recv in flight
-        finish_close(connection);
-    }
-
-    void finish_close(Connection& connection) {
-        if (connection.paused) std::erase(paused_, &connection);
-        bump(stats->tcp_closed);
-        release_connection();
-        const std::size_t index = connection.index;
-        if (index + 1 != connections_.size()) {
-            connections_[index] = std::move(connections_.back());
-            connections_[index]->index = index;
-        }
-        connections_.pop_back();  // frees the connection and closes its socket
-    }
-
-    void close_idle(std::int64_t idle_ns) {
-        for (std::size_t i = connections_.size(); i-- > 0;) {
-            Connection& connection = *connections_[i];
-            if (connection.closing || connection.paused) continue;
-            if (monotonic_now_ns_ - connection.last_activity_ns < idle_ns) continue;
-            bump(stats->tcp_idle_closed);
-            // As at the peer's end of stream: what is buffered (an unterminated last frame; an
-            // octet-counted one flagged and counted as partial) is delivered before the close.
-            connection.eof = true;
-            if (connection.in_flight) {
-                connection.closing = true;  // on_recv finishes the close
-                io_uring_sqe* sqe = ring_.sqe();
-                io_uring_prep_cancel(sqe, &connection, 0);
-                // prep_cancel leaves user_data as the slot's last user left it: clear it, so
-                // the cancel's own completion is not taken for some earlier request's.
-                io_uring_sqe_set_data(sqe, nullptr);
-                continue;
-            }
-            process(connection);
-        }
-    }
-
+    Intake intake_;
+    // The connections' buffers are the kernel's while a recv is in flight: the table outlives
+    // the ring (declared last, destroyed first, which cancels every request).
+    ConnectionTable table_;
+    std::unique_ptr<TlsServer> tls_;  // null unless tls_cert_file is set
     UniqueFd udp_fd_;
     UniqueFd tcp_fd_;
     Completion udp_completion_{Completion::Kind::udp};
     Completion listener_completion_{Completion::Kind::listener};
     Completion tls_completion_{Completion::Kind::tls};
     msghdr udp_msg_ = recvmsg_template();
-    std::vector<std::unique_ptr<Connection>> connections_;
-    std::vector<Connection*> paused_;
     BufferRing buffers_;
     UdpBatch batch_;
+    AcceptBackoff accept_backoff_;
     std::int64_t now_ns_ = 0;
     std::int64_t monotonic_now_ns_ = 0;
-    std::int64_t accept_retry_at_ns_ = 0;
     bool udp_rearm_ = false;
     bool accept_rearm_ = false;
     bool tls_rearm_ = false;
@@ -552,11 +464,10 @@ private:
 
 }  // namespace
 
-Result<std::unique_ptr<Receiver::Impl>> open_uring_engine(const ReceiveConfig& config,
-                                                          unsigned lane, ByteRing& ring) {
-    auto engine = std::make_unique<UringEngine>(config, lane, ring);
-    if (auto status = engine->open(); !status) return status.error();
-    return std::unique_ptr<Receiver::Impl>(std::move(engine));
+Result<std::unique_ptr<Engine>> open_uring_engine(const ReceiveConfig& config, unsigned lane,
+                                                  ByteRing& ring, ReceiveStats& stats,
+                                                  std::atomic<bool>& reload_requested) {
+    return open_engine<UringEngine>(config, lane, ring, stats, reload_requested);
 }
 
 const Status& probe_uring() {

@@ -2,9 +2,9 @@
 //
 // The same stream is framed twice: in one piece with eof, and the way a receiver sees it, in
 // reads of 1 to 64 bytes into a buffer of buffer_bytes_min() bytes, with deliver() refusing some
-// frames (ring full). Both must give the same frames and the same end; every frame must fit
-// frame_bytes_max; the chunked reader must never stall. Each drain() sees an exact-size heap copy
-// of the pending bytes, so ASan catches a read past them.
+// frames (ring full). Both must give the same frames and skip the same bad counts and bytes;
+// every frame must fit frame_bytes_max; the chunked reader must never stall. Each drain() sees an
+// exact-size heap copy of the pending bytes, so ASan catches a read past them.
 //
 // Input: byte 0 picks frame_bytes_max (1-64, or 512 with the top bit), byte 1 seeds the read
 // sizes and refusals, the rest is the stream.
@@ -34,7 +34,7 @@ struct Frame {
 
 struct Outcome {
     std::vector<Frame> frames;
-    bool bad_frame = false;
+    cefd::receive::Skipped skipped;
 };
 
 Outcome frame_in_one_piece(std::string_view stream, std::uint32_t max) {
@@ -47,8 +47,8 @@ Outcome frame_in_one_piece(std::string_view stream, std::uint32_t max) {
         out.frames.push_back({std::string(frame), cut});
         return true;
     });
-    out.bad_frame = status == FrameStatus::bad_frame;
-    if (!out.bad_frame) CEFD_FUZZ_CHECK(status == FrameStatus::need_more && pending.empty(), stream);
+    CEFD_FUZZ_CHECK(status == FrameStatus::need_more && pending.empty(), stream);
+    out.skipped = framer.take_skipped();
     return out;
 }
 
@@ -91,16 +91,13 @@ Outcome frame_in_reads(std::string_view stream, std::uint32_t max, std::uint32_t
         CEFD_FUZZ_CHECK(cefd::fuzz::inside(pending, {copy.get(), size}), stream);
         const std::size_t consumed = size - pending.size();
         buffer.erase(0, consumed);
-        if (status == FrameStatus::bad_frame) {
-            out.bad_frame = true;
-            return out;
-        }
         if (status == FrameStatus::blocked) {
             CEFD_FUZZ_CHECK(refused, stream);
             continue;
         }
         if (eof) {
             CEFD_FUZZ_CHECK(buffer.empty(), stream);  // at eof everything is delivered or skipped
+            out.skipped = framer.take_skipped();
             return out;
         }
         // need_more with a full buffer and nothing consumed: the receiver could never go on.
@@ -120,7 +117,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     const Outcome whole = frame_in_one_piece(stream, max);
     for (const Frame& frame : whole.frames) CEFD_FUZZ_CHECK(frame.bytes.size() <= max, stream);
     const Outcome reads = frame_in_reads(stream, max, seed);
-    CEFD_FUZZ_CHECK(whole.bad_frame == reads.bad_frame, stream);
+    CEFD_FUZZ_CHECK(whole.skipped.frames == reads.skipped.frames, stream);
+    CEFD_FUZZ_CHECK(whole.skipped.bytes == reads.skipped.bytes, stream);
     CEFD_FUZZ_CHECK(whole.frames == reads.frames, stream);
     return 0;
 }

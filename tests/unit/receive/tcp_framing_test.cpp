@@ -127,11 +127,26 @@ TEST(TcpFraming, FrameOfExactlyTheLimitIsNotCut) {
     EXPECT_EQ(h.frames[1], (Frame{exact, Cut::none}));
 }
 
-TEST(TcpFraming, CountOfTenDigitsIsABadFrame) {
+TEST(TcpFraming, CountOfTenDigitsResynchronisesOnTheNextLf) {
     Harness h(1024);
-    EXPECT_EQ(h.feed("ok\n1234567890 x"), FrameStatus::bad_frame);
-    ASSERT_EQ(h.frames.size(), 1U);
+    EXPECT_EQ(h.feed("ok\n1234567890 x"), FrameStatus::need_more);
+    EXPECT_EQ(h.feed("yz\nafter\n"), FrameStatus::need_more);
+    ASSERT_EQ(h.frames.size(), 2U);
     EXPECT_EQ(h.frames[0].bytes, "ok");
+    EXPECT_EQ(h.frames[1].bytes, "after");
+    const Skipped skipped = h.framer.take_skipped();
+    EXPECT_EQ(skipped.frames, 1U);
+    EXPECT_EQ(skipped.bytes, std::string_view("1234567890 xyz\n").size());
+    EXPECT_EQ(h.framer.take_skipped().frames, 0U);  // taken: the tally starts again
+}
+
+TEST(TcpFraming, NineteenDigitCountBehindValidFramesLosesOnlyItsOwnLine) {
+    Harness h(1024);
+    h.feed("1234567890123456789 bad\n5 first6 second\n", true);
+    ASSERT_EQ(h.frames.size(), 2U);
+    EXPECT_EQ(h.frames[0].bytes, "first");
+    EXPECT_EQ(h.frames[1].bytes, "second");
+    EXPECT_EQ(h.framer.take_skipped().frames, 1U);
 }
 
 TEST(TcpFraming, RefusedFrameStaysAtTheFront) {

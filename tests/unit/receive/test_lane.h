@@ -2,8 +2,11 @@
 // drain() moves what the ring holds into `got`; wait_for() drains until `count` messages arrived.
 #pragma once
 
+#include <pthread.h>
+#include <time.h>
+
 #include <chrono>
-#include <cstring>
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <thread>
@@ -47,11 +50,8 @@ public:
     std::size_t drain() {
         std::size_t n = 0;
         for (auto record = ring_.front(); !record.empty(); record = ring_.front()) {
-            Received r;
-            std::memcpy(&r.meta, record.data(), sizeof(MessageMeta));
-            r.bytes.assign(reinterpret_cast<const char*>(record.data()) + sizeof(MessageMeta),
-                           r.meta.length);
-            got.push_back(std::move(r));
+            const MessageRecord message = read_message_record(record);
+            got.push_back(Received{message.meta, std::string(message.bytes)});
             ring_.pop();
             ++n;
         }
@@ -68,6 +68,14 @@ public:
     Receiver& receiver() { return *receiver_; }
     const ReceiveStats& stats() const { return receiver_->stats(); }
     ByteRing& ring() { return ring_; }
+    /// CPU time the receive thread has used so far (its thread CPU clock), in nanoseconds.
+    std::int64_t receive_thread_cpu_ns() {
+        clockid_t clock{};
+        if (::pthread_getcpuclockid(thread_.native_handle(), &clock) != 0) return -1;
+        timespec ts{};
+        ::clock_gettime(clock, &ts);
+        return std::int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
+    }
 
     std::vector<Received> got;
     Error error;

@@ -22,7 +22,7 @@
 #include <string>
 #include <thread>
 
-#include "stages/receive/engine_base.h"
+#include "stages/receive/engine.h"
 #include "stages/receive/receive.h"
 #include "tests/support/counting_new.h"
 #include "tests/support/support.h"

@@ -8,6 +8,7 @@
 #include <openssl/pem.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -20,9 +21,10 @@
 #include <thread>
 #include <vector>
 
+#include "engine/clock.h"
 #include "engine/config/config_errors.h"
 #include "engine/record.h"
-#include "stages/receive/engine_base.h"
+#include "stages/receive/engine.h"
 #include "stages/receive/receive.h"
 #include "tests/support/support.h"
 #include "tests/unit/receive/test_lane.h"
@@ -476,6 +478,68 @@ TEST_P(TlsReceiverTest, IdleConnectionDeliversItsUnterminatedFrameAndCloses) {
     ::close(silent);
 }
 
+TEST_P(TlsReceiverTest, StalledHandshakeIsClosedByTheHandshakeTimeout) {
+    // Issue 13.15: a handshake used to be allowed tcp_idle_timeout_ms (5 min by default).
+    config.tls_handshake_timeout_ms = 200;
+    auto lane = start_lane();
+    ASSERT_TRUE(lane);
+    const int stalled = tcp_connect(port);
+    const char start_of_record[] = {0x16, 0x03, 0x01};  // a ClientHello that never goes on
+    ASSERT_EQ(::send(stalled, start_of_record, sizeof start_of_record, MSG_NOSIGNAL), 3);
+    ASSERT_TRUE(wait_until(5s, [&] { return read(lane->stats().tls_handshake_timeouts) == 1; }));
+    EXPECT_EQ(read(lane->stats().tls_handshake_failures), 1U);
+    EXPECT_EQ(read(lane->stats().tcp_idle_closed), 0U);
+    char byte = 0;
+    EXPECT_LE(::recv(stalled, &byte, 1, 0), 0);  // closed by the server
+    TlsClient client(client_options());  // and the listener still serves
+    ASSERT_TRUE(client.connect(port)) << client.error;
+    client.write("<13>after the stalled one\n");
+    ASSERT_TRUE(lane->wait_for(1));
+    ::close(stalled);
+}
+
+TEST_P(TlsReceiverTest, AcceptAtTheFileLimitBacksOffInsteadOfSpinning) {
+    // Issue 13.13, TLS side: after an EMFILE the TLS server asked for an immediate retry
+    // (wait 0), so both engines spun while connections waited in the TLS backlog.
+    auto lane = std::make_unique<Lane>(config, 0);
+    ASSERT_TRUE(lane->ok()) << lane->error.describe();
+    lane->start();
+    std::vector<int> clients;
+    for (int i = 0; i < 3; ++i) clients.push_back(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    rlimit before{};
+    ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &before), 0);
+    const int lowest_free = ::dup(0);
+    ASSERT_GE(lowest_free, 0);
+    ::close(lowest_free);
+    rlimit lowered = before;
+    lowered.rlim_cur = static_cast<rlim_t>(lowest_free);  // no new fd fits: accept gets EMFILE
+    ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &lowered), 0);
+    sockaddr_in to{};
+    to.sin_family = AF_INET;
+    to.sin_port = htons(static_cast<std::uint16_t>(port));
+    to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    for (const int fd : clients)
+        EXPECT_EQ(::connect(fd, reinterpret_cast<const sockaddr*>(&to), sizeof to), 0);
+    const bool failed = wait_until(5s, [&] { return read(lane->stats().tcp_accept_errors) != 0; });
+    const std::int64_t cpu_before_ns = lane->receive_thread_cpu_ns();
+    const std::int64_t wall_before_ns = monotonic_ns();
+    // A window of wall time to measure CPU over (CPU time, not timing, is what is asserted).
+    (void)wait_until(5s, [&] { return monotonic_ns() - wall_before_ns >= 600'000'000; });
+    const std::int64_t cpu_used_ns = lane->receive_thread_cpu_ns() - cpu_before_ns;
+    const std::int64_t wall_ns = monotonic_ns() - wall_before_ns;
+    ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &before), 0);
+    ASSERT_TRUE(failed) << "accept never failed with EMFILE";
+    EXPECT_LT(cpu_used_ns, wall_ns / 5) << "receive thread used " << cpu_used_ns / 1'000'000
+                                        << " ms of CPU in " << wall_ns / 1'000'000 << " ms";
+    // With fds back, the waiting connections are accepted (their handshakes then time out).
+    ASSERT_TRUE(wait_until(5s, [&] { return read(lane->stats().tcp_accept_errors) != 0; }));
+    TlsClient client(client_options());
+    ASSERT_TRUE(client.connect(port)) << client.error;
+    client.write("<13>after the file limit\n");
+    ASSERT_TRUE(lane->wait_for(1));
+    for (const int fd : clients) ::close(fd);
+}
+
 TEST_P(TlsReceiverTest, KeyReadableByOthersIsRefusedAtOpen) {
     ::chmod(config.tls_key_file.c_str(), 0644);
     ByteRing ring(1 << 16);
@@ -514,7 +578,30 @@ TEST(ReceiveConfig, TlsKeysAreCheckedTogether) {
     same_port.tls_port = same_port.tcp_port;  // and no key file
     ConfigErrors more;
     same_port.validate(more);
-    EXPECT_EQ(more.list().size(), 2U);
+    EXPECT_EQ(more.list().size(), 3U);  // the port, the missing key, the missing certificate
+}
+
+TEST(ReceiveConfig, MissingTlsCertificateAndCaFilesAreReported) {
+    // Before: only the key file was checked, so check-config passed a missing certificate.
+    test::TempDir dir;
+    const std::string key = dir.file("key.pem");
+    {
+        std::FILE* f = std::fopen(key.c_str(), "w");
+        ASSERT_NE(f, nullptr);
+        std::fclose(f);
+        ::chmod(key.c_str(), 0600);
+    }
+    ReceiveConfig config;
+    config.tls_cert_file = dir.file("no-cert.pem");
+    config.tls_key_file = key;
+    config.tls_client_ca_file = dir.file("no-ca.pem");
+    ConfigErrors errors;
+    config.validate(errors);
+    ASSERT_EQ(errors.list().size(), 2U);
+    EXPECT_NE(errors.list()[0].find("receive.tls_cert_file"), std::string::npos) << errors.list()[0];
+    EXPECT_NE(errors.list()[0].find("no-cert.pem"), std::string::npos) << errors.list()[0];
+    EXPECT_NE(errors.list()[1].find("receive.tls_client_ca_file"), std::string::npos)
+        << errors.list()[1];
 }
 
 }  // namespace

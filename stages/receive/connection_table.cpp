@@ -1,0 +1,403 @@
+#include "stages/receive/connection_table.h"
+
+#include <sys/epoll.h>
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+#include <mutex>
+#include <unordered_map>
+
+#include "engine/log.h"
+
+namespace cefd::receive {
+namespace {
+
+// Open stream connections (TCP and TLS) over all lanes of the process: tcp_max_connections is
+// a total.
+std::atomic<std::uint32_t> open_connections{0};
+
+bool try_reserve_total(std::uint32_t limit) noexcept {
+    std::uint32_t current = open_connections.load(std::memory_order_relaxed);
+    // Bounded by the number of lanes racing for the last slots.
+    while (current < limit) {
+        if (open_connections.compare_exchange_weak(current, current + 1, std::memory_order_relaxed))
+            return true;
+    }
+    return false;
+}
+
+// Open connections per sender address (not port) over all lanes, for
+// tcp_max_connections_per_source. Touched once per accept and close, never per message, so a
+// mutex is fine; an entry is allocated with a source's first connection and erased with its last.
+class SourceCounts {
+public:
+    bool try_add(const SourceAddress& source, std::uint32_t cap) {
+        const std::lock_guard lock(mutex_);
+        std::uint32_t& count = counts_[key(source)];  // a new entry is 0, below any cap
+        if (cap != 0 && count >= cap) return false;
+        ++count;
+        return true;
+    }
+    void remove(const SourceAddress& source) noexcept {
+        const std::lock_guard lock(mutex_);
+        const auto it = counts_.find(key(source));
+        CEFD_ASSERT(it != counts_.end() && it->second != 0);
+        if (--it->second == 0) counts_.erase(it);
+    }
+
+private:
+    struct Key {
+        std::uint64_t high;
+        std::uint64_t low;
+        std::uint8_t family;
+        bool operator==(const Key&) const = default;
+    };
+    struct Hash {
+        std::size_t operator()(const Key& k) const noexcept {
+            return std::hash<std::uint64_t>{}(k.high * 0x9E3779B97F4A7C15ULL ^ k.low ^ k.family);
+        }
+    };
+    static Key key(const SourceAddress& source) noexcept {
+        Key k{0, 0, source.family};
+        std::memcpy(&k.high, source.addr, 8);
+        std::memcpy(&k.low, source.addr + 8, 8);
+        return k;
+    }
+    std::mutex mutex_;
+    std::unordered_map<Key, std::uint32_t, Hash> counts_;
+};
+
+SourceCounts& source_counts() {
+    static SourceCounts counts;
+    return counts;
+}
+
+// The least idle time that makes a connection evictable when tcp_max_connections is full.
+constexpr std::int64_t evict_idle_min_ns = 1'000'000'000;
+
+const char* kind_of(Transport transport) noexcept {
+    return transport == Transport::tls ? "TLS" : "TCP";
+}
+
+}  // namespace
+
+Connection::Connection(UniqueFd socket, const SourceAddress& peer, std::uint32_t frame_bytes_max,
+                       std::int64_t now_ns, Transport over)
+    : Completion{Kind::connection},
+      fd(std::move(socket)),
+      source(peer),
+      framer(frame_bytes_max),
+      buffer(new char[TcpFramer::buffer_bytes_min(frame_bytes_max)]),
+      capacity(TcpFramer::buffer_bytes_min(frame_bytes_max)),
+      accepted_ns(now_ns),
+      last_activity_ns(now_ns),
+      transport(over) {}
+
+bool ConnectionDriver::has_unread_bytes(Connection& connection) {
+    char byte = 0;
+    return ::recv(connection.fd.get(), &byte, 1, MSG_PEEK | MSG_DONTWAIT) > 0;
+}
+
+// ---- AcceptBackoff, PolledListener ----
+
+bool AcceptBackoff::on_error(int error, std::int64_t now_ns, unsigned lane, const char* protocol,
+                             ReceiveStats& stats) noexcept {
+    switch (error) {
+        case EAGAIN:        // no more pending connections
+        case ECONNABORTED:  // the peer gave up before we accepted
+        case EINTR:
+        case ECANCELED:     // io_uring: the accept was cancelled at shutdown
+            return false;
+        case EMFILE:  // RLIMIT_NOFILE reached: the connection stays queued, accept fails again
+        case ENFILE:  // the system-wide file table is full: likewise
+        case ENOBUFS:
+        case ENOMEM:
+            bump(stats.tcp_accept_errors);
+            retry_at_ns_ = now_ns + retry_ns;
+            CEFD_LOG_EVERY(10, error,
+                           "receive: lane %u %s accept failed: %s; accepting again in %lld ms "
+                           "(raise LimitNOFILE, or lower receive.tcp_max_connections)",
+                           lane, protocol, std::strerror(error),
+                           static_cast<long long>(retry_ns / 1'000'000));
+            return true;
+        default:  // a per-connection error (EPROTO, EPERM from a firewall): that one is gone
+            bump(stats.tcp_accept_errors);
+            CEFD_LOG_EVERY(10, error, "receive: lane %u %s accept failed: %s", lane, protocol,
+                           std::strerror(error));
+            return false;
+    }
+}
+
+bool PolledListener::watch(int epoll, void* event_tag) noexcept {
+    epoll_fd = epoll;
+    tag = event_tag;
+    epoll_event event{};
+    event.events = EPOLLIN;
+    event.data.ptr = tag;
+    watched = ::epoll_ctl(epoll_fd, EPOLL_CTL_ADD, fd.get(), &event) == 0;
+    return watched;
+}
+
+void PolledListener::set_watched(bool on) noexcept {
+    if (on == watched) return;
+    epoll_event event{};
+    event.events = on ? std::uint32_t{EPOLLIN} : 0U;
+    event.data.ptr = tag;
+    if (::epoll_ctl(epoll_fd, EPOLL_CTL_MOD, fd.get(), &event) == 0) watched = on;
+}
+
+void PolledListener::rewatch_if_due(std::int64_t now_ns) noexcept {
+    if (!watched && !backoff.resting(now_ns)) set_watched(true);
+}
+
+// ---- ConnectionTable ----
+
+ConnectionTable::ConnectionTable(Intake& intake)
+    : intake_(intake),
+      idle_ns_(std::int64_t{intake.config.tcp_idle_timeout_ms} * 1'000'000),
+      // A handshake never gets longer than an idle connection would.
+      handshake_ns_(std::min(std::int64_t{intake.config.tls_handshake_timeout_ms} * 1'000'000,
+                             idle_ns_)),
+      scan_interval_ns_(std::clamp<std::int64_t>(std::min(idle_ns_, handshake_ns_) / 4, 1'000'000,
+                                                 1'000'000'000)) {
+    connections_.reserve(std::min<std::uint32_t>(intake.config.tcp_max_connections, 65'536));
+    paused_.reserve(64);
+    graveyard_.reserve(64);
+}
+
+ConnectionTable::~ConnectionTable() {
+    for (const auto& connection : connections_) release(*connection);
+}
+
+bool ConnectionTable::admit(const SourceAddress& peer, Transport transport) noexcept {
+    const ReceiveConfig& config = intake_.config;
+    ReceiveStats& stats = intake_.stats;
+    const char* reason = nullptr;
+    if (!source_counts().try_add(peer, config.tcp_max_connections_per_source)) {
+        bump(stats.tcp_refused_per_source);
+        reason = "from this source (receive.tcp_max_connections_per_source)";
+    } else if (!try_reserve_total(config.tcp_max_connections) &&
+               !(evict_longest_idle() && try_reserve_total(config.tcp_max_connections))) {
+        source_counts().remove(peer);
+        bump(stats.tcp_refused_max_connections);
+        reason = "in total and none on this lane to evict (receive.tcp_max_connections)";
+    }
+    if (reason == nullptr) return true;
+    bump(stats.tcp_rejected);
+    CEFD_LOG_EVERY(10, warn, "receive: lane %u %s connection from %s refused: too many open %s",
+                   intake_.lane, kind_of(transport), peer.to_string().c_str(), reason);
+    return false;  // the caller's UniqueFd closes the socket
+}
+
+void ConnectionTable::insert(std::unique_ptr<Connection> connection, ConnectionDriver& driver) {
+    connection->driver = &driver;
+    connection->index = connections_.size();
+    connections_.push_back(std::move(connection));
+}
+
+bool ConnectionTable::evict_longest_idle() noexcept {
+    Connection* oldest = nullptr;
+    for (const auto& connection : connections_) {
+        if (!connection->reserved || connection->closing) continue;  // on its way out already
+        if (oldest == nullptr || connection->last_activity_ns < oldest->last_activity_ns)
+            oldest = connection.get();
+    }
+    // A connection that brought bytes within evict_idle_min_ns is a sender at work: a flood of
+    // new connections must not push those out, so the newcomer is refused instead.
+    if (oldest == nullptr || monotonic_now_ns_ - oldest->last_activity_ns < evict_idle_min_ns)
+        return false;
+    bump(intake_.stats.tcp_evicted);
+    CEFD_LOG_EVERY(10, warn,
+                   "receive: lane %u all %u connections in use: closing the longest idle, %s "
+                   "from %s (idle %lld ms; receive_tcp_evicted_total)",
+                   intake_.lane, intake_.config.tcp_max_connections, kind_of(oldest->transport),
+                   oldest->source.to_string().c_str(),
+                   static_cast<long long>((monotonic_now_ns_ - oldest->last_activity_ns) /
+                                          1'000'000));
+    release(*oldest);  // its slot is the newcomer's now, even if its last read is in flight
+    retire(*oldest);
+    return true;
+}
+
+void ConnectionTable::retire(Connection& connection) noexcept {
+    // As at the peer's end of stream: what is buffered (an unterminated last frame; an
+    // octet-counted one flagged and counted as partial) is delivered before the close.
+    connection.eof = true;
+    if (connection.driver->cancel_reads(connection)) {
+        connection.closing = true;  // on_cancelled() goes on
+        return;
+    }
+    process(connection);
+}
+
+void ConnectionTable::on_cancelled(Connection& connection, std::size_t bytes) noexcept {
+    connection.closing = false;
+    connection.end += bytes;
+    process(connection);  // eof is set: delivers, then closes (or pauses and closes later)
+}
+
+void ConnectionTable::release(Connection& connection) noexcept {
+    if (!connection.reserved) return;
+    connection.reserved = false;
+    open_connections.fetch_sub(1, std::memory_order_relaxed);
+    source_counts().remove(connection.source);
+}
+
+void ConnectionTable::close(Connection& connection) noexcept {
+    CEFD_ASSERT(!connection.closed && !connection.closing);
+    connection.driver->on_close(connection);
+    if (connection.paused) std::erase(paused_, &connection);
+    release(connection);
+    connection.closed = true;
+    const std::size_t index = connection.index;
+    graveyard_.push_back(std::move(connections_[index]));
+    if (index + 1 != connections_.size()) {
+        connections_[index] = std::move(connections_.back());
+        connections_[index]->index = index;
+    }
+    connections_.pop_back();
+}
+
+ConnectionTable::Next ConnectionTable::process(Connection& connection) noexcept {
+    if (!deliver_frames(connection)) {
+        if (!connection.paused) {
+            connection.paused = true;
+            paused_.push_back(&connection);
+            connection.driver->pause_reads(connection);
+        }
+        return Next::paused;
+    }
+    if (connection.eof) {
+        close(connection);
+        return Next::closed;
+    }
+    CEFD_ASSERT(connection.room() != 0);
+    return Next::read;
+}
+
+void ConnectionTable::resume_paused() noexcept {
+    // Backwards, so that a connection closing or pausing again (leaving or re-entering the
+    // list at its end) skips nothing.
+    for (std::size_t i = paused_.size(); i-- > 0;) {
+        Connection& connection = *paused_[i];
+        connection.paused = false;
+        paused_[i] = paused_.back();
+        paused_.pop_back();
+        if (process(connection) == Next::read) connection.driver->resume_reads(connection);
+    }
+}
+
+void ConnectionTable::service() noexcept {
+    if (!paused_.empty()) resume_paused();
+    if (monotonic_now_ns_ < next_scan_ns_) return;
+    next_scan_ns_ = monotonic_now_ns_ + scan_interval_ns_;
+    scan();
+}
+
+void ConnectionTable::scan() noexcept {
+    ReceiveStats& stats = intake_.stats;
+    for (std::size_t i = connections_.size(); i-- > 0;) {
+        Connection& connection = *connections_[i];
+        if (connection.closing || connection.paused) continue;
+        if (connection.handshaking) {
+            if (monotonic_now_ns_ - connection.accepted_ns < handshake_ns_) continue;
+            bump(stats.tls_handshake_timeouts);
+            CEFD_LOG_EVERY(10, warn,
+                           "receive: lane %u TLS handshake with %s not done within %lld ms "
+                           "(receive.tls_handshake_timeout_ms, at most tcp_idle_timeout_ms): "
+                           "closed",
+                           intake_.lane, connection.source.to_string().c_str(),
+                           static_cast<long long>(handshake_ns_ / 1'000'000));
+            close(connection);  // the TLS driver counts it as a handshake failure
+            continue;
+        }
+        if (monotonic_now_ns_ - connection.last_activity_ns < idle_ns_) continue;
+        // Bytes that arrived since the last read: not idle after all, and closing now would
+        // throw them away. The next pass reads them.
+        if (connection.driver->has_unread_bytes(connection)) {
+            connection.last_activity_ns = monotonic_now_ns_;
+            continue;
+        }
+        bump(stats.tcp_idle_closed);
+        retire(connection);
+    }
+}
+
+bool ConnectionTable::deliver_frames(Connection& connection) noexcept {
+    std::uint64_t frames = 0;
+    std::uint64_t bytes = 0;
+    std::uint64_t oversize = 0;
+    std::uint64_t partial = 0;
+    std::uint64_t empty = 0;
+    auto deliver = [&](std::string_view frame, Cut cut) -> bool {
+        if (frame.empty()) {
+            ++empty;
+            return true;
+        }
+        MessageMeta meta;
+        meta.receive_time_ns = now_ns_;
+        meta.source = connection.source;
+        meta.transport = connection.transport;
+        meta.flags = cut == Cut::none ? 0 : message_truncated;
+        if (!intake_.write(meta, frame)) return false;
+        ++frames;
+        bytes += frame.size();
+        oversize += cut == Cut::oversize ? 1 : 0;
+        partial += cut == Cut::partial_at_eof ? 1 : 0;
+        return true;
+    };
+    std::string_view pending(connection.buffer.get() + connection.begin,
+                             connection.end - connection.begin);
+    const FrameStatus status = connection.framer.drain(pending, connection.eof, deliver);
+    connection.begin = static_cast<std::size_t>(pending.data() - connection.buffer.get());
+    if (connection.begin == connection.end) {
+        connection.begin = connection.end = 0;
+    } else if (status == FrameStatus::need_more && connection.begin != 0) {
+        // Only a partial frame is left: move it to the front so the next read has room.
+        std::memmove(connection.buffer.get(), pending.data(), pending.size());
+        connection.begin = 0;
+        connection.end = pending.size();
+    }
+
+    ReceiveStats& s = intake_.stats;
+    const char* kind = kind_of(connection.transport);
+    if (frames != 0) {
+        bump(connection.transport == Transport::tls ? s.tls_frames : s.tcp_frames, frames);
+        bump(s.bytes, bytes);
+        intake_.notify();
+    }
+    if (empty != 0) bump(s.empty, empty);
+    if (oversize != 0) {
+        bump(s.tcp_oversize_frames, oversize);
+        CEFD_LOG_EVERY(10, warn,
+                       "receive: lane %u %s frame over %u bytes from %s cut to that size "
+                       "(receive_tcp_oversize_frames_total=%llu)",
+                       intake_.lane, kind, intake_.frame_limit,
+                       connection.source.to_string().c_str(),
+                       static_cast<unsigned long long>(read(s.tcp_oversize_frames)));
+    }
+    if (partial != 0) {
+        bump(s.tcp_partial_frames, partial);
+        CEFD_LOG_EVERY(10, warn,
+                       "receive: lane %u %s peer %s closed inside an octet-counted frame; kept "
+                       "the part received, flagged truncated",
+                       intake_.lane, kind, connection.source.to_string().c_str());
+    }
+    if (const Skipped skipped = connection.framer.take_skipped(); skipped.frames != 0 ||
+                                                                  skipped.bytes != 0) {
+        bump(s.tcp_bad_frames, skipped.frames);
+        bump(s.tcp_skipped_bytes, skipped.bytes);
+        if (skipped.frames != 0)
+            CEFD_LOG_EVERY(10, warn,
+                           "receive: lane %u %s stream from %s out of sync (octet count longer "
+                           "than 9 digits): skipped to the next LF "
+                           "(receive_tcp_skipped_bytes_total)",
+                           intake_.lane, kind, connection.source.to_string().c_str());
+    }
+    return status != FrameStatus::blocked;
+}
+
+}  // namespace cefd::receive

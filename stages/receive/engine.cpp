@@ -1,0 +1,113 @@
+#include "stages/receive/engine.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "engine/log.h"
+#include "stages/receive/socket.h"
+
+namespace cefd::receive {
+namespace {
+
+std::string_view strip_line_end(std::string_view bytes) noexcept {
+    if (!bytes.empty() && bytes.back() == '\n') bytes.remove_suffix(1);
+    if (!bytes.empty() && bytes.back() == '\r') bytes.remove_suffix(1);
+    return bytes;
+}
+
+}  // namespace
+
+Intake::Intake(const ReceiveConfig& receive, unsigned lane_index, ByteRing& ring,
+               ReceiveStats& lane_stats, std::atomic<bool>& reload_requested)
+    : config(receive),
+      lane(lane_index),
+      stats(lane_stats),
+      datagram_limit(std::min(receive.datagram_bytes_max, message_bytes_max(ring))),
+      frame_limit(std::min(receive.max_frame_bytes, message_bytes_max(ring))),
+      udp_text(receive.listen + ":" + std::to_string(receive.udp_port)),
+      tcp_text(receive.listen + ":" + std::to_string(receive.tcp_port)),
+      ring_(ring),
+      reload_requested_(reload_requested) {
+    if (datagram_limit < receive.datagram_bytes_max || frame_limit < receive.max_frame_bytes)
+        CEFD_LOG(warn,
+                 "receive: lane %u ring of %zu bytes takes messages up to %u bytes; datagrams and "
+                 "TCP frames are limited to that (raise runtime.queue_slots)",
+                 lane, ring.capacity(), message_bytes_max(ring));
+}
+
+Result<UniqueFd> open_udp_socket(const Intake& intake) {
+    auto address = ListenAddress::parse(intake.config.listen, intake.config.udp_port);
+    if (!address) return address.error();
+    return open_udp_socket(address.value(), intake.config.rcvbuf_bytes, intake.udp_text);
+}
+
+Result<UniqueFd> open_tcp_listener(const Intake& intake, bool nonblocking) {
+    auto address = ListenAddress::parse(intake.config.listen, intake.config.tcp_port);
+    if (!address) return address.error();
+    return open_tcp_listener(address.value(), nonblocking, intake.tcp_text);
+}
+
+bool Intake::take_reload_request() noexcept {
+    // A relaxed load first: this runs every pass and a reload is rare.
+    if (!reload_requested_.load(std::memory_order_relaxed)) return false;
+    return reload_requested_.exchange(false, std::memory_order_acquire);
+}
+
+void Intake::on_datagram(const sockaddr* peer, std::string_view payload, bool truncated,
+                         std::int64_t now_ns, UdpBatch& batch) noexcept {
+    if (truncated || payload.size() > datagram_limit) {
+        ++batch.oversize;
+        return;
+    }
+    payload = strip_line_end(payload);
+    if (payload.empty()) {
+        ++batch.empty;
+        return;
+    }
+    MessageMeta meta;
+    meta.receive_time_ns = now_ns;
+    meta.source = SourceAddress::from_sockaddr(peer);
+    meta.transport = Transport::udp;
+    if (!write(meta, payload)) {
+        ++batch.ring_full;
+        return;
+    }
+    ++batch.datagrams;
+    batch.bytes += payload.size();
+}
+
+void Intake::flush(UdpBatch& batch) noexcept {
+    ReceiveStats& s = stats;
+    if (batch.datagrams != 0) {
+        bump(s.datagrams, batch.datagrams);
+        bump(s.bytes, batch.bytes);
+    }
+    if (batch.empty != 0) bump(s.empty, batch.empty);
+    if (batch.oversize != 0) {
+        bump(s.oversize, batch.oversize);
+        CEFD_LOG_EVERY(10, warn,
+                       "receive: lane %u dropped UDP datagrams over %u bytes "
+                       "(receive_oversize_total=%llu; raise receive.datagram_bytes_max)",
+                       lane, datagram_limit,
+                       static_cast<unsigned long long>(read(s.oversize)));
+    }
+    if (batch.ring_full != 0) {
+        bump(s.ring_full, batch.ring_full);
+        CEFD_LOG_EVERY(10, warn,
+                       "receive: lane %u ring full, UDP datagrams dropped "
+                       "(receive_ring_full_total=%llu): the worker is behind",
+                       lane, static_cast<unsigned long long>(read(s.ring_full)));
+    }
+    // SO_RXQ_OVFL reports the socket's running total, so the counter follows the largest seen.
+    if (batch.kernel_drops > read(s.kernel_drops)) {
+        s.kernel_drops.store(batch.kernel_drops, std::memory_order_relaxed);
+        CEFD_LOG_EVERY(10, warn,
+                       "receive: lane %u kernel dropped UDP datagrams before they were read "
+                       "(receive_kernel_drops_total=%u): raise receive.rcvbuf_bytes or add lanes",
+                       lane, batch.kernel_drops);
+    }
+    if (batch.datagrams != 0) ring_.notify();
+    batch = {};
+}
+
+}  // namespace cefd::receive
