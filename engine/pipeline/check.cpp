@@ -629,11 +629,17 @@ std::vector<CheckStep> run_checks(const CheckOptions& options) {
     steps.push_back({"config", Status_::pass, options.config_path + " is valid", ""});
 
     if (auto limit = ensure_file_limit(config, false); !limit) {
-        steps.push_back({"open files", Status_::fail, limit.error().message.substr(0, limit.error().message.find(": set")),
-                         limit.error().message.substr(limit.error().message.find(": set") + 2)});
+        const std::string& text = limit.error().message;
+        const auto split = text.find(": set LimitNOFILE");
+        steps.push_back({"open files", Status_::fail, text.substr(0, split), split == std::string::npos ? "" : text.substr(split + 2)});
+    } else if (!limit.value().empty()) {
+        const std::string& text = limit.value();
+        const auto split = text.find("; set LimitNOFILE");
+        steps.push_back({"open files", Status_::warn, text.substr(0, split), split == std::string::npos ? "" : text.substr(split + 2)});
     } else {
         steps.push_back({"open files", Status_::pass,
-                         "RLIMIT_NOFILE allows the " + std::to_string(file_limit_needed(config)) + " descriptors this config may need", ""});
+                         "RLIMIT_NOFILE allows (or cefd raises it to) the " + std::to_string(file_limit_needed(config)) +
+                             " descriptors this config may need", ""});
     }
     if (!options.running) listener_steps(config, steps);
     steps.push_back(sysctl_step(config));

@@ -187,7 +187,17 @@ Status check_dir_writable(const std::string& dir) {
     }
 }
 
-std::uint64_t file_limit_needed(const Config& config) {
+namespace {
+
+struct FileNeeds {
+    std::uint64_t full = 0;     // with the spool at max_bytes
+    std::uint64_t minimum = 0;  // with the spool at min_spool_segments
+};
+
+// Below this many segments' descriptors, a spool at its limit hits EMFILE early in any outage.
+constexpr std::uint64_t min_spool_segments = 64;
+
+FileNeeds file_needs(const Config& config) {
     const std::uint64_t lanes =
         config.runtime.workers != 0 ? config.runtime.workers : std::max<std::size_t>(1, allowed_cores().size());
     const std::uint64_t segment_bytes = std::max<std::uint64_t>(1, config.spool.segment_bytes);
@@ -199,27 +209,40 @@ std::uint64_t file_limit_needed(const Config& config) {
     const std::uint64_t curl_connections = 2ULL * (1 + config.azure.extra_targets.size()) * config.azure.max_in_flight;
     // stdio, the config, /proc reads, the dead-letter writer, the spool dir and its LOCK.
     constexpr std::uint64_t margin = 64;
-    return config.receive.tcp_max_connections + 2 * segments + lanes * per_lane + metrics_connections +
-           curl_connections + margin;
+    const std::uint64_t base =
+        config.receive.tcp_max_connections + lanes * per_lane + metrics_connections + curl_connections + margin;
+    // Each segment holds two descriptors (the segment and its ack log) while it exists.
+    return {base + 2 * segments, base + 2 * std::min(segments, min_spool_segments)};
 }
 
-Status ensure_file_limit(const Config& config, bool raise) {
+}  // namespace
+
+std::uint64_t file_limit_needed(const Config& config) { return file_needs(config).full; }
+
+Result<std::string> ensure_file_limit(const Config& config, bool raise) {
     rlimit limit{};
     if (::getrlimit(RLIMIT_NOFILE, &limit) != 0) return Error{Errc::io, errno, "getrlimit(RLIMIT_NOFILE)"};
-    const std::uint64_t needed = file_limit_needed(config);
-    if (limit.rlim_cur != RLIM_INFINITY && limit.rlim_cur >= needed) return ok_status();
-    if (limit.rlim_max != RLIM_INFINITY && limit.rlim_max < needed) {
-        return Error{Errc::config,
-                     "open-file limit (RLIMIT_NOFILE) is " + std::to_string(limit.rlim_cur) + " (hard " +
-                         std::to_string(limit.rlim_max) + "), but this config may need " + std::to_string(needed) +
-                         " (receive.tcp_max_connections + 2 per spool segment + lanes + metrics + margin): set "
-                         "LimitNOFILE=" + std::to_string(needed) + " in the systemd unit (ulimit -n for a shell), "
-                         "or lower receive.tcp_max_connections or raise spool.segment_bytes"};
+    const FileNeeds needs = file_needs(config);
+    if (limit.rlim_cur == RLIM_INFINITY || limit.rlim_cur >= needs.full) return std::string();
+    const std::string hint = "set LimitNOFILE=" + std::to_string(needs.full) +
+                             " in the systemd unit (ulimit -n for a shell), or lower receive.tcp_max_connections, "
+                             "or raise spool.segment_bytes";
+    if (limit.rlim_max != RLIM_INFINITY && limit.rlim_max < needs.minimum) {
+        return Error{Errc::config, "open-file limit (RLIMIT_NOFILE) is " + std::to_string(limit.rlim_cur) + " (hard " +
+                                       std::to_string(limit.rlim_max) + "), but this config needs at least " +
+                                       std::to_string(needs.minimum) + " (receive.tcp_max_connections + lanes + metrics + " +
+                                       std::to_string(min_spool_segments) + " spool segments): " + hint};
     }
-    if (!raise) return ok_status();  // the soft limit is low, but run raises it
-    limit.rlim_cur = needed;
-    if (::setrlimit(RLIMIT_NOFILE, &limit) != 0) return Error{Errc::io, errno, "setrlimit(RLIMIT_NOFILE)"};
-    return ok_status();
+    const rlim_t target = limit.rlim_max == RLIM_INFINITY ? needs.full : std::min<rlim_t>(limit.rlim_max, needs.full);
+    if (raise) {
+        limit.rlim_cur = target;
+        if (::setrlimit(RLIMIT_NOFILE, &limit) != 0) return Error{Errc::io, errno, "setrlimit(RLIMIT_NOFILE)"};
+    }
+    if (target >= needs.full) return std::string();
+    // Enough to start; a spool that fills to max_bytes would run out of descriptors first.
+    return "open-file limit (hard " + std::to_string(limit.rlim_max) + ") is below the " + std::to_string(needs.full) +
+           " descriptors a spool at spool.max_bytes needs (2 per segment): in a long outage, the spool runs out of "
+           "descriptors before it reaches its limit; " + hint;
 }
 
 void check_startup(const Config& config, ConfigErrors& errors) {

@@ -49,12 +49,15 @@ Status probe_bind(const Listener& listener);
 /// ancestor must be a directory we may write. Not a substitute for really writing.
 Status check_dir_writable(const std::string& dir);
 
-/// Descriptors the config may hold at once: every TCP/TLS connection, two per spool segment,
-/// the lanes' sockets and rings, metrics connections, and a margin for curl, logs and /proc.
+/// Descriptors the config may hold at once: every TCP/TLS connection, two per spool segment
+/// (with the spool at max_bytes), the lanes' sockets and rings, metrics connections, and a
+/// margin for curl, logs and /proc.
 std::uint64_t file_limit_needed(const Config& config);
-/// Raises the soft RLIMIT_NOFILE to file_limit_needed() when it is lower (`raise`), or fails
-/// with a hint when the hard limit is lower. Without `raise` it only reports.
-Status ensure_file_limit(const Config& config, bool raise);
+/// Raises the soft RLIMIT_NOFILE towards file_limit_needed(), up to the hard limit (`raise`;
+/// without it, only reports). Fails with a hint (LimitNOFILE=) when the hard limit cannot even
+/// hold the connections and 64 spool segments. Returns a warning ("" when none) when it can
+/// start but a full spool would run out of descriptors.
+Result<std::string> ensure_file_limit(const Config& config, bool raise);
 
 /// Everything `run` checks at start that can be checked without starting: spool and
 /// dead-letter dirs writable, listeners bindable, the descriptor limit. Appends to `errors`.

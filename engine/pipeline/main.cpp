@@ -247,10 +247,12 @@ int run(const Options& options) {
 
     // Before any port is bound: enough descriptors for every connection and segment (at the
     // limit, the spool would mistake EMFILE for a full disk), and no second instance.
-    if (auto limit = ensure_file_limit(*config, true); !limit) {
+    auto limit = ensure_file_limit(*config, true);
+    if (!limit) {
         CEFD_LOG(error, "cannot start: %s", limit.error().describe().c_str());
         return 2;
     }
+    if (!limit.value().empty()) CEFD_LOG(warn, "%s", limit.value().c_str());
     auto lock = InstanceLock::acquire(*config);
     if (!lock) {
         CEFD_LOG(error, "cannot start: %s", lock.error().describe().c_str());
