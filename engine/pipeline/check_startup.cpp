@@ -245,18 +245,6 @@ Result<std::string> ensure_file_limit(const Config& config, bool raise) {
            "descriptors before it reaches its limit; " + hint;
 }
 
-void check_startup(const Config& config, ConfigErrors& errors) {
-    if (auto s = check_dir_writable(config.spool.dir); !s) errors.add("spool.dir", s.error().describe());
-    if (!config.azure.dead_letter_dir.empty()) {
-        if (auto s = check_dir_writable(config.azure.dead_letter_dir); !s)
-            errors.add("azure.dead_letter_dir", s.error().describe());
-    }
-    for (const Listener& listener : listeners_of(config)) {
-        if (auto s = probe_bind(listener); !s) errors.add(listener.key, s.error().describe().substr(listener.key.size() + 2));
-    }
-    if (auto s = ensure_file_limit(config, false); !s) errors.add("runtime", s.error().message);
-}
-
 namespace {
 
 /// Who holds the flock on `path`, from /proc/locks: "pid 1234 (cefd)", or "".
@@ -281,6 +269,25 @@ std::string flock_holder(const std::string& path) {
 }
 
 }  // namespace
+
+void check_startup(const Config& config, ConfigErrors& errors) {
+    if (auto s = check_dir_writable(config.spool.dir); !s) errors.add("spool.dir", s.error().describe());
+    if (!config.azure.dead_letter_dir.empty()) {
+        if (auto s = check_dir_writable(config.azure.dead_letter_dir); !s)
+            errors.add("azure.dead_letter_dir", s.error().describe());
+    }
+    // A cefd running with this spool holds these ports too: checking its config before a
+    // restart is not a problem (InstanceLock keeps two from running at once).
+    const std::string running = flock_holder(config.spool.dir + "/LOCK");
+    for (const Listener& listener : listeners_of(config)) {
+        auto s = probe_bind(listener);
+        if (s) continue;
+        const std::string text = s.error().describe();
+        if (s.error().code == Errc::address_in_use && !running.empty() && text.find(running) != std::string::npos) continue;
+        errors.add(listener.key, text.substr(listener.key.size() + 2));
+    }
+    if (auto s = ensure_file_limit(config, false); !s) errors.add("runtime", s.error().message);
+}
 
 Result<InstanceLock> InstanceLock::acquire(const Config& config) {
     InstanceLock lock;

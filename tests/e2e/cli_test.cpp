@@ -145,6 +145,18 @@ TEST(CheckConfig, ReportsATakenPortAndWhoHoldsIt) {
         << out;
 }
 
+TEST(CheckConfig, PassesTheConfigOfTheInstanceRunningWithIt) {
+    TempDir dir;
+    write_file(dir.file("cefd.toml"), offline_config(dir, free_port(), dir.file("spool"), free_port(false)));
+    Process cefd({cefd_binary(), "run", "--config", dir.file("cefd.toml")}, dir.path(), "cefd");
+    ASSERT_TRUE(wait_until(std::chrono::seconds(20), [&] { return cefd.err().find("running") != std::string::npos; }))
+        << cefd.err();
+    // Its ports are taken by the cefd that holds this spool: checking before a restart is fine.
+    std::string out;
+    EXPECT_EQ(run_command(cefd_binary() + " check-config --config " + dir.file("cefd.toml") + " 2>&1", &out), 0) << out;
+    EXPECT_EQ(cefd.stop(SIGTERM), 0);
+}
+
 TEST(Help, PrintsUsageToStdoutAndExitsZeroForCefdAndEveryCommand) {
     for (const std::string command : {"", "run ", "check ", "check-config ", "parse "}) {
         std::string out;
