@@ -8,7 +8,9 @@
 #include <unistd.h>
 
 #include <simdjson.h>
+#include <ctime>
 #include <string>
+#include <thread>
 
 #include "tests/e2e/harness.h"
 
@@ -213,6 +215,74 @@ TEST(CheckCommand, SpoolDiskTooSmallForMaxBytesFailsAtTheSpool) {
     EXPECT_EQ(failed.step, "spool") << run.output;
     EXPECT_TRUE(contains(failed.message, "the disk would fill")) << run.output;
     EXPECT_TRUE(contains(failed.hint, "lower spool.max_bytes")) << run.output;
+}
+
+/// A tiny HTTP server on loopback whose every answer carries `date` (the stand-in sends no
+/// Date header): 404 to everything, like an ingestion endpoint's root.
+class FakeDateServer {
+public:
+    explicit FakeDateServer(std::string date) : date_(std::move(date)) {
+        fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+        sockaddr_in addr{};
+        addr.sin_family = AF_INET;
+        addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        EXPECT_EQ(::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+        EXPECT_EQ(::listen(fd_, 8), 0);
+        socklen_t length = sizeof addr;
+        ::getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &length);
+        port_ = ntohs(addr.sin_port);
+        thread_ = std::thread([this] { serve(); });
+    }
+    ~FakeDateServer() {
+        ::shutdown(fd_, SHUT_RDWR);  // wakes accept()
+        thread_.join();
+        ::close(fd_);
+    }
+    [[nodiscard]] std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
+
+private:
+    void serve() {
+        for (;;) {
+            const int client = ::accept(fd_, nullptr, nullptr);
+            if (client < 0) return;
+            std::string request;
+            char buffer[4096];
+            ssize_t n = 0;
+            while (request.find("\r\n\r\n") == std::string::npos && (n = ::read(client, buffer, sizeof buffer)) > 0)
+                request.append(buffer, static_cast<std::size_t>(n));
+            const std::string answer = "HTTP/1.1 404 Not Found\r\nDate: " + date_ +
+                                       "\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+            [[maybe_unused]] const auto written = ::write(client, answer.data(), answer.size());
+            ::close(client);
+        }
+    }
+    std::string date_;
+    int fd_ = -1;
+    std::uint16_t port_ = 0;
+    std::thread thread_;
+};
+
+TEST(CheckCommand, ClockSkewFromTheDateHeaderFailsAtTheEndpoint) {
+    TempDir dir;
+    // Two hours behind this machine's clock.
+    const std::time_t then = std::time(nullptr) - 7200;
+    std::tm tm{};
+    ::gmtime_r(&then, &tm);
+    char date[64];
+    std::strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+    FakeDateServer server(date);
+    const int port = free_port();
+    write_file(dir.file("cefd.toml"),
+               "[receive]\nudp_port = " + std::to_string(port) + "\ntcp_port = " + std::to_string(port) +
+                   "\n[spool]\ndir = \"" + dir.file("spool") + "\"\n[azure]\nauth = \"none\"\nendpoint = \"" +
+                   server.url() + "\"\ndcr_id = \"dcr-00000000000000000000000000000000\"\ndead_letter_dir = \"" +
+                   dir.file("dl") + "\"\n[metrics]\nlisten = \"\"\n");
+    const CheckRun run = run_check(dir.file("cefd.toml"));
+    EXPECT_EQ(run.code, 1) << run.output;
+    const Step failed = run.first_failure();
+    EXPECT_EQ(failed.step, "endpoint") << run.output;
+    EXPECT_TRUE(contains(failed.message, "clock skew 7")) << run.output;  // 7200 s, give or take
+    EXPECT_TRUE(contains(failed.hint, "sync this machine's clock")) << run.output;
 }
 
 TEST(CheckCommand, RunningChecksTheRunningInstanceThroughItsMetrics) {
