@@ -5,6 +5,7 @@
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <simdjson.h>
@@ -283,6 +284,39 @@ TEST(CheckCommand, ClockSkewFromTheDateHeaderFailsAtTheEndpoint) {
     EXPECT_EQ(failed.step, "endpoint") << run.output;
     EXPECT_TRUE(contains(failed.message, "clock skew 7")) << run.output;  // 7200 s, give or take
     EXPECT_TRUE(contains(failed.hint, "sync this machine's clock")) << run.output;
+}
+
+TEST(CheckCommand, PrivilegedPortWithoutTheCapabilityFailsAtTheListenerNamingIt) {
+    if (::geteuid() != 0) GTEST_SKIP() << "needs root to switch to the nobody user";
+    if (run_command("command -v setpriv >/dev/null") != 0) GTEST_SKIP() << "setpriv (util-linux) not installed";
+    TempDir dir;
+    ::chmod(dir.path().c_str(), 0777);
+    // 514 itself may be taken on a shared machine; any port below 1024 needs the capability.
+    int port = 0;
+    for (int candidate = 700; candidate < 1000 && port == 0; ++candidate) {
+        const int fd = ::socket(AF_INET, SOCK_DGRAM, 0);
+        sockaddr_in addr{};
+        addr.sin_family = AF_INET;
+        addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        addr.sin_port = htons(static_cast<std::uint16_t>(candidate));
+        if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0) port = candidate;
+        ::close(fd);
+    }
+    ASSERT_NE(port, 0);
+    write_file(dir.file("cefd.toml"),
+               "[receive]\nudp_port = " + std::to_string(port) + "\ntcp_port = 0\n[spool]\ndir = \"" + dir.file("spool") +
+                   "\"\n[azure]\nauth = \"none\"\nendpoint = \"https://127.0.0.1:1\"\n"
+                   "dcr_id = \"dcr-00000000000000000000000000000000\"\ndead_letter_dir = \"" + dir.file("dl") +
+                   "\"\n[metrics]\nlisten = \"\"\n",
+               0644);
+    std::string out;
+    const int code = run_command("setpriv --reuid=nobody --regid=nogroup --clear-groups " + cefd_binary() +
+                                     " check --json --config " + dir.file("cefd.toml"),
+                                 &out);
+    EXPECT_EQ(code, 1) << out;
+    EXPECT_TRUE(contains(out, "\"step\":\"listen udp 127.0.0.1:" + std::to_string(port) + "\",\"status\":\"FAIL\"")) << out;
+    EXPECT_TRUE(contains(out, "needs CAP_NET_BIND_SERVICE (this process lacks it)")) << out;
+    EXPECT_TRUE(contains(out, "AmbientCapabilities=CAP_NET_BIND_SERVICE")) << out;
 }
 
 TEST(CheckCommand, RunningChecksTheRunningInstanceThroughItsMetrics) {
