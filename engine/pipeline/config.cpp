@@ -1,6 +1,11 @@
 #include "engine/pipeline/config.h"
 
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 
 #include <bit>
 #include <fstream>
@@ -220,6 +225,67 @@ bool world_readable(const std::string& path) {
     return ::stat(path.c_str(), &st) == 0 && (st.st_mode & S_IROTH) != 0;
 }
 
+/// "errno 13: Permission denied", for messages about files.
+std::string errno_text(int error) { return "errno " + std::to_string(error) + ": " + std::strerror(error); }
+
+/// Reads azure.client_secret_file. Each way it can fail gets its own message, with the errno
+/// and what to do, because the operator only sees this text.
+std::optional<std::string> read_secret_file(const std::string& path, ConfigErrors& e) {
+    constexpr std::string_view key = "azure.client_secret_file";
+    struct stat st {};
+    if (::stat(path.c_str(), &st) != 0) {
+        const int error = errno;
+        if (error == ENOENT) {
+            e.add(key, path + " does not exist (" + errno_text(error) +
+                           "): write the client secret into it and chmod 600 it");
+        } else if (error == EACCES) {
+            // A directory on the way is not searchable by the user cefd runs as.
+            e.add(key, "cannot reach " + path + " (" + errno_text(error) +
+                           "): a directory on its path is not searchable by uid " + std::to_string(::geteuid()));
+        } else {
+            e.add(key, "cannot stat " + path + " (" + errno_text(error) + ")");
+        }
+        return std::nullopt;
+    }
+    if (S_ISDIR(st.st_mode)) {
+        e.add(key, path + " is a directory: name the file that holds the secret");
+        return std::nullopt;
+    }
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        const int error = errno;
+        if (error == EACCES) {
+            e.add(key, "cannot read " + path + " (" + errno_text(error) + "): it must be readable by uid " +
+                           std::to_string(::geteuid()) + ", the user cefd runs as (chown it, then chmod 600)");
+        } else {
+            e.add(key, "cannot open " + path + " (" + errno_text(error) + ")");
+        }
+        return std::nullopt;
+    }
+    std::string secret;
+    char buffer[4096];
+    ssize_t n = 0;
+    while ((n = ::read(fd, buffer, sizeof buffer)) > 0 && secret.size() < 65'536)
+        secret.append(buffer, static_cast<std::size_t>(n));
+    const int read_error = n < 0 ? errno : 0;
+    ::close(fd);
+    if (read_error != 0) {
+        e.add(key, "cannot read " + path + " (" + errno_text(read_error) + ")");
+        return std::nullopt;
+    }
+    if ((st.st_mode & S_IROTH) != 0) {
+        e.add(key, path + " is readable by other users: chmod 600 it");
+        return std::nullopt;
+    }
+    while (!secret.empty() && (secret.back() == '\n' || secret.back() == '\r' || secret.back() == ' '))
+        secret.pop_back();
+    if (secret.empty()) {
+        e.add(key, path + " is empty");
+        return std::nullopt;
+    }
+    return secret;
+}
+
 void read_azure(const toml::table& root, AzureConfig& c, ConfigErrors& e, const std::string& origin) {
     const toml::table* table = subtable(root, "azure", e);
     TableReader r(table, "azure", e);
@@ -275,20 +341,7 @@ void read_azure(const toml::table& root, AzureConfig& c, ConfigErrors& e, const 
                                          " is readable by other users: chmod 600 it, or use client_secret_file");
     if (!c.client_secret_file.empty()) {
         if (!c.client_secret.empty()) e.add("azure.client_secret_file", "set client_secret or client_secret_file, not both");
-        std::ifstream in(c.client_secret_file);
-        if (!in) {
-            e.add("azure.client_secret_file", "cannot read " + c.client_secret_file);
-        } else if (world_readable(c.client_secret_file)) {
-            e.add("azure.client_secret_file", c.client_secret_file + " is readable by other users: chmod 600 it");
-        } else {
-            std::stringstream buffer;
-            buffer << in.rdbuf();
-            std::string secret = buffer.str();
-            while (!secret.empty() && (secret.back() == '\n' || secret.back() == '\r' || secret.back() == ' '))
-                secret.pop_back();
-            if (secret.empty()) e.add("azure.client_secret_file", c.client_secret_file + " is empty");
-            c.client_secret = Secret(std::move(secret));
-        }
+        if (auto secret = read_secret_file(c.client_secret_file, e)) c.client_secret = Secret(std::move(*secret));
     }
 }
 
@@ -314,7 +367,8 @@ void MetricsConfig::validate(ConfigErrors& errors) const {
                  "must be host:port, e.g. \"127.0.0.1:9514\" (empty turns the endpoint off)");
 }
 
-std::optional<Config> load_config_text(const std::string& text, const std::string& origin, ConfigErrors& errors) {
+std::optional<Config> load_config_text(const std::string& text, const std::string& origin, ConfigErrors& errors,
+                                       ConfigScope scope) {
     toml::table root;
     try {
         root = toml::parse(text, origin);
@@ -332,6 +386,16 @@ std::optional<Config> load_config_text(const std::string& text, const std::strin
         bool found = false;
         for (auto name : known) found = found || key.str() == name;
         if (!found) errors.add(key.str(), "unknown table");
+    }
+    if (scope == ConfigScope::parse) {
+        // `cefd parse` runs no pipeline: [azure], [spool] and the rest may be incomplete or
+        // absent, and their secret files unreadable by the user trying a parse.
+        read_receive(root, config.receive, errors);
+        read_parse(root, config.parse, errors);
+        config.receive.validate(errors);
+        config.parse.validate(errors);
+        if (!errors.empty()) return std::nullopt;
+        return config;
     }
     read_runtime(root, config.runtime, errors);
     read_receive(root, config.receive, errors);
@@ -359,7 +423,7 @@ std::optional<Config> load_config_text(const std::string& text, const std::strin
     return config;
 }
 
-std::optional<Config> load_config_file(const std::string& path, ConfigErrors& errors) {
+std::optional<Config> load_config_file(const std::string& path, ConfigErrors& errors, ConfigScope scope) {
     std::ifstream in(path, std::ios::binary);
     if (!in) {
         errors.add(path, "cannot open the config file");
@@ -367,7 +431,7 @@ std::optional<Config> load_config_file(const std::string& path, ConfigErrors& er
     }
     std::stringstream buffer;
     buffer << in.rdbuf();
-    return load_config_text(buffer.str(), path, errors);
+    return load_config_text(buffer.str(), path, errors, scope);
 }
 
 }  // namespace cefd

@@ -64,10 +64,15 @@ struct Config {
     std::string origin;
 };
 
+/// What a command needs from the file. `all` for run and check; `parse` reads and checks only
+/// [receive] and [parse] (other tables are only checked to be known), for `cefd parse`.
+enum class ConfigScope : std::uint8_t { all, parse };
+
 /// Parses and validates a config file. Returns nullopt when `errors` is not empty.
-std::optional<Config> load_config_file(const std::string& path, ConfigErrors& errors);
+std::optional<Config> load_config_file(const std::string& path, ConfigErrors& errors,
+                                       ConfigScope scope = ConfigScope::all);
 /// The same for TOML text; `origin` names it in messages.
 std::optional<Config> load_config_text(const std::string& text, const std::string& origin,
-                                       ConfigErrors& errors);
+                                       ConfigErrors& errors, ConfigScope scope = ConfigScope::all);
 
 }  // namespace cefd

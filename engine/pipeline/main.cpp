@@ -1,13 +1,21 @@
 // cefd: the CEF/syslog collector for Microsoft Sentinel.
 //
 //   cefd run --config FILE [--log-level LEVEL]   run until SIGTERM/SIGINT, then drain and exit 0
+//   cefd check --config FILE [--running] [--json] [--timeout S]   end-to-end self-test (check.h)
 //   cefd check-config --config FILE              print every problem at once; exit 2 on any
 //   cefd parse [--config FILE] [FILE...]         one JSON object per input line: the row cefd sends
-//   cefd --version
+//   cefd --version | --help; COMMAND --help
 //
-// Exit codes: 0 ok, 1 runtime failure, 2 bad usage, bad config or a start-up failure.
+// Exit codes: 0 ok, 1 runtime failure (or a failed check step), 2 bad usage, bad config or a
+// start-up failure.
+#include <curl/curl.h>
+#include <libdeflate.h>
+#include <openssl/crypto.h>
 #include <signal.h>
 #include <unistd.h>
+#if CEFD_HAVE_ISAL
+#include <isa-l.h>
+#endif
 
 #include <cerrno>
 #include <chrono>
@@ -21,6 +29,8 @@
 
 #include "engine/clock.h"
 #include "engine/log.h"
+#include "engine/pipeline/check.h"
+#include "engine/pipeline/check_startup.h"
 #include "engine/pipeline/config.h"
 #include "engine/pipeline/pipeline.h"
 #include "engine/pipeline/replay_dead_letter.h"
@@ -29,20 +39,64 @@
 #ifndef CEFD_VERSION
 #define CEFD_VERSION "0.1.0"
 #endif
+#ifndef CEFD_GIT_COMMIT
+#define CEFD_GIT_COMMIT "unknown"
+#endif
+#ifndef CEFD_LIBURING_VERSION
+#define CEFD_LIBURING_VERSION "unknown"
+#endif
 
 namespace cefd {
 namespace {
 
 constexpr const char* usage_text =
     "usage: cefd run --config FILE [--log-level error|warn|info|debug]\n"
+    "       cefd check --config FILE [--running] [--json] [--timeout SECONDS]\n"
     "       cefd check-config --config FILE\n"
     "       cefd parse [--config FILE] [FILE...]   (stdin when no FILE)\n"
-    "       cefd --version\n";
+    "       cefd --version\n"
+    "       cefd --help, cefd COMMAND --help\n";
+
+struct CommandHelp {
+    const char* name;
+    const char* text;
+};
+
+constexpr CommandHelp command_help[] = {
+    {"run",
+     "usage: cefd run --config FILE [--log-level error|warn|info|debug]\n"
+     "Receives syslog/CEF, sends CommonSecurityLog rows to Azure, until SIGTERM or SIGINT; then drains\n"
+     "and exits 0. SIGHUP reloads the TLS listener's certificate, key and client CA. Refuses to start\n"
+     "(exit 2) on a bad config, a port or spool dir used by another cefd (naming its pid), or an\n"
+     "open-file limit below what the config needs.\n"},
+    {"check",
+     "usage: cefd check --config FILE [--running] [--json] [--timeout SECONDS]\n"
+     "End-to-end self-test, one PASS/WARN/FAIL line per step with a fix hint: config, open-file limit,\n"
+     "listeners, sysctls, io_uring, spool, DNS/TCP/TLS to the endpoint and the authority, a token, one\n"
+     "direct request per DCR, and a test CEF event sent through cefd's own listener and confirmed\n"
+     "delivered (its marker and the KQL to find it are printed). Without --running it starts the\n"
+     "pipeline itself on the configured ports and spool; with --running it checks the running cefd\n"
+     "through its /metrics instead. --json prints [{step,status,message,hint}]. --timeout bounds the\n"
+     "wait for delivery (default 60). Exit 0 when no step failed (warnings allowed), else 1.\n"},
+    {"check-config",
+     "usage: cefd check-config --config FILE\n"
+     "Prints every problem `cefd run` would hit at start and can be seen without starting (keys,\n"
+     "values, secret files, spool and dead-letter dirs writable, ports free, open-file limit).\n"
+     "Exit 0 when there are none, else 2.\n"},
+    {"parse",
+     "usage: cefd parse [--config FILE] [FILE...]\n"
+     "Prints one JSON object per input line (stdin when no FILE): the row cefd would send, or\n"
+     "{\"error\":\"<reason>\"}. Only [parse] and [receive] are read from --config.\n"},
+};
 
 struct Options {
     std::string command;
     std::string config_path;
     std::vector<std::string> files;
+    bool help = false;
+    bool running = false;
+    bool json = false;
+    std::uint32_t timeout_s = 60;
     bool ok = true;
 };
 
@@ -59,6 +113,19 @@ Options parse_options(int argc, char** argv) {
             options.config_path = argv[++i];
         } else if (arg.rfind("--config=", 0) == 0) {
             options.config_path = arg.substr(9);
+        } else if (arg == "--help" || arg == "-h") {
+            options.help = true;
+        } else if (arg == "--running" && options.command == "check") {
+            options.running = true;
+        } else if (arg == "--json" && options.command == "check") {
+            options.json = true;
+        } else if (arg == "--timeout" && options.command == "check" && i + 1 < argc) {
+            const long seconds = std::strtol(argv[++i], nullptr, 10);
+            if (seconds <= 0 || seconds > 3600) {
+                std::fprintf(stderr, "cefd: --timeout must be between 1 and 3600 seconds\n");
+                options.ok = false;
+            }
+            options.timeout_s = static_cast<std::uint32_t>(seconds);
         } else if (arg == "--log-level" && i + 1 < argc) {
             log::Level level = log::Level::info;
             if (log::parse_level(argv[++i], level)) {
@@ -77,9 +144,9 @@ Options parse_options(int argc, char** argv) {
     return options;
 }
 
-std::optional<Config> load_or_report(const std::string& path) {
+std::optional<Config> load_or_report(const std::string& path, ConfigScope scope = ConfigScope::all) {
     ConfigErrors errors;
-    auto config = load_config_file(path, errors);
+    auto config = load_config_file(path, errors, scope);
     if (!config) {
         std::fprintf(stderr, "cefd: %zu problem%s in %s:\n", errors.list().size(),
                      errors.list().size() == 1 ? "" : "s", path.c_str());
@@ -93,7 +160,17 @@ int check_config(const Options& options) {
         std::fputs(usage_text, stderr);
         return 2;
     }
-    if (!load_or_report(options.config_path)) return 2;
+    auto config = load_or_report(options.config_path);
+    if (!config) return 2;
+    // What `run` would hit at start: the file can be perfect and the machine not ready for it.
+    ConfigErrors errors;
+    check_startup(*config, errors);
+    if (!errors.empty()) {
+        std::fprintf(stderr, "cefd: %zu problem%s for %s on this machine:\n", errors.list().size(),
+                     errors.list().size() == 1 ? "" : "s", options.config_path.c_str());
+        for (const auto& problem : errors.list()) std::fprintf(stderr, "  %s\n", problem.c_str());
+        return 2;
+    }
     std::printf("%s: ok\n", options.config_path.c_str());
     return 0;
 }
@@ -126,7 +203,7 @@ void parse_stream(std::FILE* in, Parser& parser, Row& row, std::vector<char>& ou
 int parse_command(const Options& options) {
     ParseConfig parse_config;
     if (!options.config_path.empty()) {
-        auto config = load_or_report(options.config_path);
+        auto config = load_or_report(options.config_path, ConfigScope::parse);
         if (!config) return 2;
         parse_config = config->parse;
     }
@@ -169,6 +246,20 @@ int run(const Options& options) {
     pthread_sigmask(SIG_BLOCK, &signals, nullptr);
     ::signal(SIGPIPE, SIG_IGN);
 
+    // Before any port is bound: enough descriptors for every connection and segment (at the
+    // limit, the spool would mistake EMFILE for a full disk), and no second instance.
+    auto limit = ensure_file_limit(*config, true);
+    if (!limit) {
+        CEFD_LOG(error, "cannot start: %s", limit.error().describe().c_str());
+        return 2;
+    }
+    if (!limit.value().empty()) CEFD_LOG(warn, "%s", limit.value().c_str());
+    auto lock = InstanceLock::acquire(*config);
+    if (!lock) {
+        CEFD_LOG(error, "cannot start: %s", lock.error().describe().c_str());
+        return 2;
+    }
+
     auto pipeline = Pipeline::build(*config);
     if (!pipeline) {
         CEFD_LOG(error, "cannot start: %s", pipeline.error().describe().c_str());
@@ -193,7 +284,14 @@ int run(const Options& options) {
             break;
         }
         if (sig == SIGHUP) {
-            CEFD_LOG(info, "SIGHUP received: reloading TLS certificates");
+            // Only the TLS listener's files are reloaded; say so, and say when there is none.
+            if (r.tls_cert_file.empty()) {
+                CEFD_LOG(info, "SIGHUP received: nothing to reload (TLS is off; other settings need a restart)");
+            } else {
+                CEFD_LOG(info, "SIGHUP received: reloading the TLS certificate %s, key %s%s%s", r.tls_cert_file.c_str(),
+                         r.tls_key_file.c_str(), r.tls_client_ca_file.empty() ? "" : " and client CA ",
+                         r.tls_client_ca_file.c_str());
+            }
             p.reload();
             continue;
         }
@@ -222,8 +320,29 @@ int main(int argc, char** argv) {
     if (argc > 1 && std::string(argv[1]) == "replay-dead-letter") return replay_dead_letter_main(argc - 1, argv + 1);
     const Options options = parse_options(argc, argv);
     if (options.command == "--version" || options.command == "version") {
-        std::printf("cefd %s\n", CEFD_VERSION);
+        const curl_version_info_data* curl = curl_version_info(CURLVERSION_NOW);
+        std::printf("cefd %s (commit %s)\n", CEFD_VERSION, CEFD_GIT_COMMIT);
+        std::printf("liburing %s, %s, curl %s, libdeflate %s", CEFD_LIBURING_VERSION, OpenSSL_version(OPENSSL_VERSION),
+                    curl->version, LIBDEFLATE_VERSION_STRING);
+#if CEFD_HAVE_ISAL
+        std::printf(", isa-l igzip %d.%d.%d", ISAL_MAJOR_VERSION, ISAL_MINOR_VERSION, ISAL_PATCH_VERSION);
+#else
+        std::printf(", isa-l igzip not built in");
+#endif
+        std::printf("\n");
         return 0;
+    }
+    if (options.command == "--help" || options.command == "-h" || options.command == "help") {
+        std::fputs(usage_text, stdout);
+        return 0;
+    }
+    if (options.help) {
+        for (const CommandHelp& help : command_help) {
+            if (options.command == help.name) {
+                std::fputs(help.text, stdout);
+                return 0;
+            }
+        }
     }
     if (!options.ok) {
         std::fputs(usage_text, stderr);
@@ -233,6 +352,18 @@ int main(int argc, char** argv) {
         if (options.command == "run") return run(options);
         if (options.command == "check-config") return check_config(options);
         if (options.command == "parse") return parse_command(options);
+        if (options.command == "check") {
+            if (options.config_path.empty()) {
+                std::fputs(usage_text, stderr);
+                return 2;
+            }
+            log::set_level(log::Level::error);  // the pipeline's log lines would mix with the steps
+            ::signal(SIGPIPE, SIG_IGN);
+            return check_command(CheckOptions{.config_path = options.config_path,
+                                              .running = options.running,
+                                              .json = options.json,
+                                              .timeout_s = options.timeout_s});
+        }
     } catch (const std::exception& error) {
         CEFD_LOG(error, "fatal: %s", error.what());
         return 1;

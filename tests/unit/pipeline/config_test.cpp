@@ -1,6 +1,7 @@
 #include "engine/pipeline/config.h"
 
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <algorithm>
 
@@ -137,6 +138,45 @@ TEST(Config, RefusesASecretFileOthersCanRead) {
     EXPECT_FALSE(load_config_text("[azure]\nclient_secret_file = \"" + dir.file("secret") + "\"\n", "<test>", errors));
     EXPECT_TRUE(has_error(errors, "readable by other users")) << all(errors);
     EXPECT_FALSE(has_error(errors, "s3cret")) << "the secret must never appear in a message";
+}
+
+TEST(Config, AMissingSecretFileSaysSoWithTheErrno) {
+    test::TempDir dir;
+    ConfigErrors errors;
+    EXPECT_FALSE(load_config_text("[azure]\nclient_secret_file = \"" + dir.file("nowhere") + "\"\n", "<test>", errors));
+    EXPECT_TRUE(has_error(errors, "does not exist (errno 2: No such file or directory)")) << all(errors);
+}
+
+TEST(Config, AnUnreadableSecretFileSaysPermissionDeniedNotMissing) {
+    if (::geteuid() == 0) GTEST_SKIP() << "root reads any file: mode 000 denies nothing";
+    test::TempDir dir;
+    test::write_file(dir.file("secret"), "s3cret-value\n", 0000);
+    ConfigErrors errors;
+    EXPECT_FALSE(load_config_text("[azure]\nclient_secret_file = \"" + dir.file("secret") + "\"\n", "<test>", errors));
+    EXPECT_TRUE(has_error(errors, "errno 13: Permission denied")) << all(errors);
+    EXPECT_FALSE(has_error(errors, "does not exist")) << all(errors);
+}
+
+TEST(Config, ASecretFileThatIsADirectoryIsReportedAsADirectory) {
+    test::TempDir dir;
+    ConfigErrors errors;
+    EXPECT_FALSE(load_config_text("[azure]\nclient_secret_file = \"" + dir.path() + "\"\n", "<test>", errors));
+    EXPECT_TRUE(has_error(errors, "is a directory")) << all(errors);
+    EXPECT_FALSE(has_error(errors, "readable by other users")) << all(errors);
+}
+
+TEST(Config, TheParseScopeNeedsOnlyParseAndReceive) {
+    const std::string text = "[parse]\nnon_cef = \"syslog_table\"\n[receive]\nudp_port = 0\n"
+                             "[azure]\nendpoint = \"https://x\"\n";
+    ConfigErrors errors;
+    auto config = load_config_text(text, "<test>", errors, ConfigScope::parse);
+    ASSERT_TRUE(config) << all(errors);
+    EXPECT_EQ(config->parse.non_cef, ParseConfig::NonCef::syslog_table);
+    ConfigErrors full;
+    EXPECT_FALSE(load_config_text(text, "<test>", full)) << "run still needs a complete [azure]";
+    ConfigErrors bad;
+    EXPECT_FALSE(load_config_text("[parse]\nnon_cef = \"maybe\"\n", "<test>", bad, ConfigScope::parse));
+    EXPECT_TRUE(has_error(bad, "parse.non_cef")) << all(bad);
 }
 
 TEST(Config, LoadsTheExampleConfigWithEveryKey) {
