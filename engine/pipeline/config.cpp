@@ -349,6 +349,9 @@ void read_metrics(const toml::table& root, MetricsConfig& c, ConfigErrors& e) {
     TableReader r(subtable(root, "metrics", e), "metrics", e);
     r.read("listen", c.listen);
     r.read("log_interval_s", c.log_interval_s);
+    r.read("max_connections", c.max_connections);
+    r.read("read_timeout_ms", c.read_timeout_ms);
+    r.read("ready_backlog_batches_max", c.ready_backlog_batches_max);
 }
 
 }  // namespace
@@ -361,6 +364,10 @@ void RuntimeConfig::validate(ConfigErrors& errors) const {
 }
 
 void MetricsConfig::validate(ConfigErrors& errors) const {
+    // 4096: each connection holds a descriptor and an 8 KiB request buffer.
+    errors.check_range<std::uint32_t>("metrics.max_connections", max_connections, 1, 4'096);
+    errors.check_range<std::uint32_t>("metrics.read_timeout_ms", read_timeout_ms, 100, 60'000);
+    errors.check_range<std::uint32_t>("metrics.ready_backlog_batches_max", ready_backlog_batches_max, 1, 100'000'000);
     if (listen.empty()) return;
     const auto colon = listen.rfind(':');
     errors.check("metrics.listen", colon != std::string::npos && colon + 1 < listen.size(),

@@ -43,10 +43,19 @@ struct RuntimeConfig {
 };
 
 struct MetricsConfig {
-    /// host:port for Prometheus text at /metrics. Empty turns the endpoint off.
+    /// host:port for Prometheus text at /metrics, and /healthz and /readyz. Empty turns the
+    /// endpoint off.
     std::string listen = "127.0.0.1:9514";
     /// Log a one-line summary of the counters every this many seconds (0 = never).
     std::uint32_t log_interval_s = 60;
+    /// Connections open at once on the endpoint; a new one beyond this evicts the oldest
+    /// unanswered one (counted as reason="evicted").
+    std::uint32_t max_connections = 64;
+    /// A client has this long to send its request, and as long again to read the answer.
+    std::uint32_t read_timeout_ms = 2'000;
+    /// /readyz fails its "send" check when the last delivery failed and at least this many
+    /// batches wait in the spool.
+    std::uint32_t ready_backlog_batches_max = 100;
 
     void validate(ConfigErrors& errors) const;
 };

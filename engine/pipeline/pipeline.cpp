@@ -1,5 +1,8 @@
 #include "engine/pipeline/pipeline.h"
 
+#include <unistd.h>
+
+#include <cerrno>
 #include <cinttypes>
 #include <cstdio>
 #include <cstring>
@@ -17,6 +20,42 @@ std::uint32_t core_for(unsigned lane, const std::vector<std::uint32_t>& configur
                        const std::vector<std::uint32_t>& allowed) {
     if (!configured.empty()) return configured[lane % configured.size()];
     return allowed.empty() ? 0 : allowed[lane % allowed.size()];
+}
+
+#ifndef CEFD_VERSION
+#define CEFD_VERSION "unknown"
+#endif
+#ifndef CEFD_COMMIT
+#define CEFD_COMMIT "unknown"
+#endif
+
+// The /readyz checks on the delivery side. Sender::health() (token and last-send state) is
+// used when the Sender has it; until then the "send" check only looks at the backlog. A
+// template, so that `requires` can ask whether the member exists.
+template <class S>
+void register_send_checks(ReadinessChecks& checks, const S& sender, const Spool& spool, std::uint32_t backlog_max) {
+    if constexpr (requires(const S& s) { s.health(); }) {
+        checks.add("token", [&sender] {
+            const auto health = sender.health();
+            if (!health.token_valid) return ReadyCheck{false, "no valid token: " + std::string(health.last_error)};
+            return ReadyCheck{true, "valid until unix " + std::to_string(health.token_expires_unix_s)};
+        });
+        checks.add("send", [&sender, &spool, backlog_max] {
+            const auto health = sender.health();
+            const std::size_t pending = spool.pending();
+            const std::string backlog = std::to_string(pending) + " batches pending (limit " + std::to_string(backlog_max) + ")";
+            if (health.last_send_ok) return ReadyCheck{true, "last send ok; " + backlog};
+            const std::string failed = "last send failed (" + std::string(health.last_error) + ", " +
+                                       std::to_string(health.consecutive_failures) + " in a row); " + backlog;
+            return ReadyCheck{pending < backlog_max, failed};
+        });
+    } else {
+        checks.add("send", [&spool, backlog_max] {
+            const std::size_t pending = spool.pending();
+            return ReadyCheck{pending < backlog_max,
+                              std::to_string(pending) + " batches pending (limit " + std::to_string(backlog_max) + ")"};
+        });
+    }
 }
 
 // A worker drains at most this many messages before it checks linger deadlines again.
@@ -59,11 +98,12 @@ Result<std::unique_ptr<Pipeline>> Pipeline::build(const Config& config) {
     }
 
     if (!c.metrics.listen.empty()) {
-        auto server = MetricsServer::open(c.metrics.listen, p->metrics_);
+        auto server = MetricsServer::open(c.metrics, p->metrics_, p->checks_);
         if (!server) return server.error();
         p->metrics_server_ = std::move(server).value();
     }
     p->register_metrics();
+    p->register_checks();
     return p;
 }
 
@@ -77,10 +117,12 @@ void Pipeline::start() {
     for (Lane& lane : lanes_) {
         const std::uint32_t receive_core = core_for(lane.index, config_.runtime.receive_cores, allowed);
         const std::uint32_t worker_core = core_for(lane.index, config_.runtime.worker_cores, allowed);
-        lane.receive_thread = std::jthread([&lane, receive_core, pin](std::stop_token stop) {
+        lane.receive_thread = std::jthread([this, &lane, receive_core, pin](std::stop_token stop) {
             name_current_thread(("cefd-recv-" + std::to_string(lane.index)).c_str());
             if (pin) pin_current_thread(receive_core);
+            receiving_lanes_.fetch_add(1, std::memory_order_relaxed);
             lane.receiver->run(stop);
+            receiving_lanes_.fetch_sub(1, std::memory_order_relaxed);
         });
         lane.worker_thread = std::jthread([this, &lane, worker_core, pin] {
             name_current_thread(("cefd-work-" + std::to_string(lane.index)).c_str());
@@ -126,6 +168,7 @@ void Pipeline::run_worker(Lane& lane) {
 void Pipeline::stop() {
     if (!started_ || stopped_) return;
     stopped_ = true;
+    stopping_.store(true, std::memory_order_relaxed);  // /readyz fails from here on
     const std::int64_t started_ns = monotonic_ns();
     // 1. Intake stops.
     for (Lane& lane : lanes_) lane.receive_thread.request_stop();
@@ -149,6 +192,11 @@ void Pipeline::reload() {
 }
 
 void Pipeline::register_metrics() {
+    metrics_.add_gauge("build_info", "Always 1; the labels say which build runs (commit as of the build's configure step).",
+                       "version=\"" CEFD_VERSION "\",commit=\"" CEFD_COMMIT "\"", [] { return 1.0; });
+    const double started_s = static_cast<double>(wall_clock_ns() / 1'000'000) / 1e3;
+    metrics_.add_gauge("start_time_seconds", "When this process started, in seconds since the Unix epoch.", "",
+                       [started_s] { return started_s; });
     for (const Lane& lane : lanes_) {
         const std::string labels = "lane=\"" + std::to_string(lane.index) + "\"";
         lane.receiver->register_metrics(metrics_);
@@ -165,25 +213,45 @@ void Pipeline::register_metrics() {
     }
     spool_->register_metrics(metrics_);
     sender_->register_metrics(metrics_);
+
+    // The summary line names families; SummaryLine asserts each one is registered (above), so
+    // renaming a metric without changing its field here stops the first start and every e2e test.
+    using Field = SummaryLine::Field;
+    summary_ = std::make_unique<SummaryLine>(
+        metrics_,
+        std::vector<SummaryLine::Group>{
+            {"received", {Field{"udp", "receive_datagrams_total"}, Field{"tcp_frames", "receive_tcp_frames_total"},
+                          Field{"tls_frames", "receive_tls_frames_total"}}},
+            {"", {Field{"rows", "parse_rows_total"}, Field{"syslog_rows", "parse_syslog_rows_total"},
+                  Field{"not_cef", "parse_not_cef_total"}, Field{"rejected", "parse_bad_cef_header_total"},
+                  Field{"deduplicated", "dedupe_deduplicated_total"}}},
+            {"", {Field{"batches", "batch_batches_total"}, Field{"spooled_pending", "spool_pending_batches"}}},
+            {"delivered", {Field{"rows", "send_delivered_rows_total"}, Field{"batches", "send_delivered_batches_total"},
+                           Field{"retries", "send_retries_total"},
+                           Field{"dead_lettered", "send_dead_lettered_batches_total"}}},
+            {"drops", {Field{"ring_full", "receive_ring_full_total"}, Field{"oversize", "receive_oversize_total"},
+                       Field{"kernel", "receive_kernel_drops_total"}, Field{"batch_rows", "batch_dropped_rows_total"},
+                       Field{"spool", "spool_dropped_batches_total"}}},
+        });
 }
 
-std::string Pipeline::summary() const {
-    auto total = [this](const char* name) { return static_cast<unsigned long long>(metrics_.value(name)); };
-    char line[768];
-    std::snprintf(line, sizeof line,
-                  "received udp=%llu tcp_frames=%llu tls_frames=%llu | rows=%llu syslog_rows=%llu not_cef=%llu "
-                  "rejected=%llu deduplicated=%llu | batches=%llu spooled_pending=%llu | delivered rows=%llu "
-                  "batches=%llu retries=%llu dead_lettered=%llu | drops ring_full=%llu oversize=%llu kernel=%llu "
-                  "spool=%llu",
-                  total("receive_datagrams_total"), total("receive_tcp_frames_total"), total("receive_tls_frames_total"),
-                  total("parse_rows_total"), total("parse_syslog_rows_total"), total("parse_not_cef_total"),
-                  total("parse_bad_cef_header_total"), total("dedupe_deduplicated_total"), total("batch_batches_total"),
-                  total("spool_pending_batches"), total("send_delivered_rows_total"),
-                  total("send_delivered_batches_total"), total("send_retries_total"),
-                  total("send_dead_lettered_batches_total"), total("receive_ring_full_total"),
-                  total("receive_oversize_total"), total("receive_kernel_drops_total"),
-                  total("spool_dropped_batches_total"));
-    return line;
+void Pipeline::register_checks() {
+    const unsigned lanes = static_cast<unsigned>(lanes_.size());
+    checks_.add("listening", [this, lanes] {
+        if (stopping_.load(std::memory_order_relaxed)) return ReadyCheck{false, "shutting down"};
+        const unsigned receiving = receiving_lanes_.load(std::memory_order_relaxed);
+        return ReadyCheck{receiving == lanes, std::to_string(receiving) + " of " + std::to_string(lanes) + " lanes receiving"};
+    });
+    checks_.add("spool", [this] {
+        if (spool_->write_failing())
+            return ReadyCheck{false, "writes are failing (disk full or I/O error; see cefd_spool_write_errors_total)"};
+        if (::access(config_.spool.dir.c_str(), W_OK) != 0)
+            return ReadyCheck{false, "directory not writable: " + std::string(std::strerror(errno))};
+        return ReadyCheck{true, "writable"};
+    });
+    register_send_checks(checks_, *sender_, *spool_, config_.metrics.ready_backlog_batches_max);
 }
+
+std::string Pipeline::summary() const { return summary_->render(); }
 
 }  // namespace cefd

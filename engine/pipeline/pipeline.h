@@ -21,6 +21,7 @@
 #include <string>
 #include <thread>
 
+#include "engine/metrics/health.h"
 #include "engine/metrics/metrics.h"
 #include "engine/pipeline/config.h"
 #include "engine/pipeline/metrics_server.h"
@@ -45,7 +46,10 @@ public:
     void reload();
 
     [[nodiscard]] MetricsRegistry& metrics() noexcept { return metrics_; }
-    /// One line of the main counters, for the periodic and final log lines.
+    /// The checks behind /readyz (listening, spool, send; token once the sender reports it).
+    [[nodiscard]] const ReadinessChecks& readiness() const noexcept { return checks_; }
+    /// One line of the main counters, for the periodic and final log lines. Generated from the
+    /// registered series (SummaryLine), so a renamed metric fails at start-up, not silently.
     [[nodiscard]] std::string summary() const;
     [[nodiscard]] std::size_t lane_count() const noexcept { return lanes_.size(); }
 
@@ -72,9 +76,14 @@ private:
     explicit Pipeline(const Config& config);
     void run_worker(Lane& lane);
     void register_metrics();
+    void register_checks();
 
     Config config_;
     MetricsRegistry metrics_;
+    ReadinessChecks checks_;
+    std::unique_ptr<SummaryLine> summary_;
+    std::atomic<unsigned> receiving_lanes_{0};  // receive threads inside Receiver::run()
+    std::atomic<bool> stopping_{false};
     // Declared in build order: the shared tail first, lanes last. Destruction runs in reverse,
     // so intake stops first and the spool closes last.
     std::unique_ptr<Spool> spool_;

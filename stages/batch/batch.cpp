@@ -143,6 +143,8 @@ private:
         bump(stats_.batches);
         bump(stats_.json_bytes, json_bytes);
         bump(stats_.gzip_bytes, gz.size());
+        stats_.size_rows.observe(rows);
+        stats_.size_bytes.observe(static_cast<double>(json_bytes));
         b.used = 0;
         b.rows = 0;
         if (!sink_.accept(std::move(sealed))) {
@@ -183,11 +185,16 @@ void Batcher::register_metrics(MetricsRegistry& registry, const std::string& lab
     registry.add("batch_batches_total", "Batches sealed and handed to the spool.", labels, &stats_.batches);
     registry.add("batch_json_bytes_total", "Uncompressed JSON bytes sealed.", labels, &stats_.json_bytes);
     registry.add("batch_gzip_bytes_total", "gzip bytes sealed.", labels, &stats_.gzip_bytes);
-    registry.add("batch_oversize_rows_total", "Rows dropped: their JSON alone is over batch.max_bytes.", labels,
-                 &stats_.oversize_rows);
-    registry.add("batch_sink_refused_total", "Sealed batches the spool refused.", labels, &stats_.sink_refused);
-    registry.add("batch_sink_refused_rows_total", "Rows in sealed batches the spool refused.", labels,
+    const std::string sep = labels.empty() ? "" : ",";
+    constexpr std::string_view dropped_help =
+        "Rows the batcher lost, by reason: oversize (its JSON alone is over batch.max_bytes), spool_refused "
+        "(in a sealed batch the spool refused; the spool counted why).";
+    registry.add("batch_dropped_rows_total", dropped_help, labels + sep + "reason=\"oversize\"", &stats_.oversize_rows);
+    registry.add("batch_dropped_rows_total", dropped_help, labels + sep + "reason=\"spool_refused\"",
                  &stats_.sink_refused_rows);
+    registry.add("batch_spool_refused_batches_total", "Sealed batches the spool refused.", labels, &stats_.sink_refused);
+    registry.add_histogram("batch_size_rows", "Rows per sealed batch.", labels, &stats_.size_rows);
+    registry.add_histogram("batch_size_bytes", "Uncompressed JSON bytes per sealed batch.", labels, &stats_.size_bytes);
 }
 
 }  // namespace cefd

@@ -48,6 +48,10 @@ struct BatchStats {
     Counter oversize_rows{0};   // single rows over max_bytes: dropped
     Counter sink_refused{0};    // batches the sink refused (it counted the reason)
     Counter sink_refused_rows{0};
+    // Per sealed batch (one observe() each, never per row). Rows: up to a 1 MiB batch of
+    // ~300-byte rows. Bytes: uncompressed JSON, up to max_bytes (1 MiB at most).
+    Histogram size_rows{1, 10, 50, 100, 250, 500, 1'000, 2'500, 5'000, 10'000};
+    Histogram size_bytes{1'024, 4'096, 16'384, 65'536, 131'072, 262'144, 524'288, 786'432, 1'048'576};
 };
 
 class Batcher {

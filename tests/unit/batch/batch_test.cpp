@@ -251,6 +251,40 @@ TEST(Batcher, RegistersMetricsWithLabels) {
     batcher.seal_all();
     EXPECT_EQ(registry.value("batch_rows_total", "lane=\"0\""), 1.0);
     EXPECT_EQ(registry.value("batch_batches_total"), 1.0);
+    EXPECT_TRUE(registry.has("batch_dropped_rows_total", "lane=\"0\",reason=\"oversize\""));
+    EXPECT_TRUE(registry.has("batch_dropped_rows_total", "lane=\"0\",reason=\"spool_refused\""));
+    EXPECT_EQ(registry.value("batch_size_rows"), 1.0);  // a histogram's value is its count
+}
+
+TEST(Batcher, DropsMoveTheReasonLabelledCounters) {
+    CollectingSink sink;
+    sink.refuse = true;
+    Batcher batcher(BatchConfig{}, sink);
+    MetricsRegistry registry;
+    batcher.register_metrics(registry, "lane=\"3\"");
+    SampleRows rows;
+    batcher.append(rows.row(0));
+    batcher.seal_all();
+    EXPECT_EQ(registry.value("batch_dropped_rows_total", "reason=\"spool_refused\""), 1.0);
+    EXPECT_EQ(registry.value("batch_spool_refused_batches_total", "lane=\"3\""), 1.0);
+    EXPECT_EQ(registry.value("batch_dropped_rows_total", "reason=\"oversize\""), 0.0);
+}
+
+TEST(Batcher, ObservesRowsAndBytesOncePerSealedBatch) {
+    CollectingSink sink;
+    Batcher batcher(BatchConfig{}, sink);
+    SampleRows rows;
+    for (std::size_t i = 0; i < 3; ++i) batcher.append(rows.row(i));
+    batcher.seal_all();
+    for (std::size_t i = 0; i < 7; ++i) batcher.append(rows.row(i));
+    batcher.seal_all();
+    ASSERT_EQ(sink.batches.size(), 2U);
+    const BatchStats& stats = batcher.stats();
+    EXPECT_EQ(stats.size_rows.count(), 2U);
+    EXPECT_DOUBLE_EQ(stats.size_rows.sum(), 10.0);
+    EXPECT_EQ(stats.size_rows.bucket(1), 2U);  // both in (1, 10]
+    EXPECT_EQ(stats.size_bytes.count(), 2U);
+    EXPECT_DOUBLE_EQ(stats.size_bytes.sum(), static_cast<double>(sink.batches[0].json_bytes + sink.batches[1].json_bytes));
 }
 
 TEST(GzipCompressor, BothBackEndsWriteStandardGzip) {
