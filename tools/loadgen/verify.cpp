@@ -44,6 +44,7 @@ void DeliveryTracker::begin_run(const std::string& run_id, std::uint64_t expecte
     copies_.assign(expected, 0);
     delivered_ = 0;
     duplicated_ = 0;
+    row_bytes_ = 0;
     sent_.clear();
 }
 
@@ -60,6 +61,7 @@ void DeliveryTracker::add_row(std::string_view row) {
         return;
     }
     ++delivered_;
+    row_bytes_ += row.size();
     // The send time follows the sequence stamp: "cefdseq=R-N;cefdts=T" in AdditionalExtensions
     // (cefd joins extensions with ';'), "cefdseq=R-N cefdts=T" elsewhere.
     const std::size_t time_at = row.find("cefdts=", at + needle_.size());

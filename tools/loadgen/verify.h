@@ -13,6 +13,7 @@
 // latency of an event is that acceptance time minus its send time, for first copies only.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -42,10 +43,16 @@ public:
     DeliveryTracker& operator=(const DeliveryTracker&) = delete;
 
     void begin_run(const std::string& run_id, std::uint64_t expected);
+    /// Lowers the expected count once the run knows what it sent (no event past it exists).
+    void set_expected(std::uint64_t expected) { copies_.resize(std::min<std::size_t>(copies_.size(), expected)); }
     /// Reads new bytes; returns true if either file grew.
     bool poll();
     [[nodiscard]] bool complete() const noexcept { return delivered_ == copies_.size(); }
     [[nodiscard]] VerifyReport report() const;
+    /// Mean length of this run's rows in --out (first copies), plus one for the JSON comma.
+    [[nodiscard]] double run_row_bytes_mean() const noexcept {
+        return delivered_ == 0 ? 0 : static_cast<double>(row_bytes_) / static_cast<double>(delivered_) + 1;
+    }
 
 private:
     void add_row(std::string_view row);
@@ -67,6 +74,7 @@ private:
     std::vector<std::uint32_t> copies_;
     std::uint64_t delivered_ = 0;
     std::uint64_t duplicated_ = 0;
+    std::uint64_t row_bytes_ = 0;
     std::vector<std::pair<std::uint64_t, std::int64_t>> sent_;  // (row index, send unix µs)
 };
 
