@@ -11,6 +11,7 @@
 
 #include "tools/loadgen/options.h"
 #include "tools/loadgen/sender.h"
+#include "tools/loadgen/replay.h"
 #include "tools/loadgen/size.h"
 #include "tools/loadgen/payload.h"
 #include "tools/loadgen/verify.h"
@@ -31,6 +32,7 @@ std::string json_string(const std::string& text) {
 int main(int argc, char** argv) {
     using namespace cefd::loadgen;
     if (argc >= 2 && std::strcmp(argv[1], "size") == 0) return run_size(argc - 1, argv + 1);
+    if (argc >= 2 && std::strcmp(argv[1], "replay") == 0) return run_replay(argc - 1, argv + 1);
     LoadgenOptions options;
     std::string error;
     bool help = false;
