@@ -6,6 +6,7 @@
 #include <netinet/tcp.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -79,6 +80,14 @@ struct SslDeleter {
 
 /// One flow: a connected socket and, for --proto tls, its TLS session on top.
 struct Connection {
+    Connection() = default;
+    Connection(Socket s, std::unique_ptr<SSL, SslDeleter> session) : socket(std::move(s)), ssl(std::move(session)) {}
+    Connection(Connection&&) noexcept = default;
+    Connection& operator=(Connection&&) noexcept = default;
+    ~Connection() {
+        // close_notify, so the server sees a clean end rather than a truncation.
+        if (ssl) SSL_shutdown(ssl.get());
+    }
     Socket socket;
     std::unique_ptr<SSL, SslDeleter> ssl;
 };
@@ -141,7 +150,7 @@ Socket connect_target(const LoadgenOptions& options, std::string& error) {
 
 /// connect_target, plus the TLS handshake for --proto tls.
 Connection connect_flow(const LoadgenOptions& options, SSL_CTX* context, std::string& error) {
-    Connection connection{.socket = connect_target(options, error), .ssl = nullptr};
+    Connection connection(connect_target(options, error), nullptr);
     if (connection.socket.fd() < 0 || context == nullptr) return connection;
     connection.ssl.reset(SSL_new(context));
     if (!connection.ssl || SSL_set_fd(connection.ssl.get(), connection.socket.fd()) != 1) {
@@ -149,7 +158,12 @@ Connection connect_flow(const LoadgenOptions& options, SSL_CTX* context, std::st
         return Connection{};
     }
     if (!options.ca_file.empty()) {
-        SSL_set1_host(connection.ssl.get(), options.host.c_str());
+        // An IP target is checked against the certificate's IP entries, a name against its names.
+        X509_VERIFY_PARAM* verify = SSL_get0_param(connection.ssl.get());
+        if (X509_VERIFY_PARAM_set1_ip_asc(verify, options.host.c_str()) != 1) {
+            SSL_set1_host(connection.ssl.get(), options.host.c_str());
+            SSL_set_tlsext_host_name(connection.ssl.get(), options.host.c_str());
+        }
     }
     if (SSL_connect(connection.ssl.get()) != 1) {
         error = "TLS handshake with " + options.host + " failed: " + openssl_error();
