@@ -99,6 +99,8 @@ private:
     /// Moves every queued record into the compressor; returns how many.
     std::size_t drain();
     bool write_record(const MessageMeta& meta, std::string_view message);
+    static void encode_header(char* header, const MessageMeta& meta, std::size_t length) noexcept;
+    bool flush_pending();
     bool open_file();
     void close_file();
     void enforce_max_bytes();
@@ -112,6 +114,8 @@ private:
     std::uint64_t file_bytes_ = 0;
     std::uint64_t file_number_ = 0;
     std::vector<char> out_;
+    std::vector<char> pending_;  // records not yet given to zstd
+    std::size_t pending_bytes_ = 0;
     std::deque<std::pair<std::string, std::uint64_t>> files_;  // oldest first: path, bytes
     std::uint64_t total_bytes_ = 0;
     CaptureStats stats_;
