@@ -3,6 +3,7 @@
 // verdict agrees with its own trials and arithmetic; nothing about how fast this machine is.
 #include <cmath>
 #include <string>
+#include <vector>
 
 #include <gtest/gtest.h>
 #include <simdjson.h>
@@ -86,6 +87,38 @@ TEST(SizingReport, ShortRampGivesAVerdictConsistentWithItsTrials) {
     EXPECT_NE(svg.find("</svg>"), std::string::npos);
 }
 
+TEST(SizingReport, PerCoreScalingRestartsCefdWithEachLaneCount) {
+    TempDir dir;
+    AzureStandin azure(dir, {"--accept-log", dir.file("rows.jsonl.accept")});
+    std::string config;
+    int port = 0;
+    int metrics_port = 0;
+    {
+        Cefd cefd(dir, azure);  // only for its config; size starts its own cefd per lane count
+        config = cefd.config_path();
+        port = cefd.port();
+        metrics_port = cefd.metrics_port();
+        ASSERT_EQ(cefd.stop(), 0);
+    }
+    const std::string out = dir.file("report");
+    Process size({loadgen(), "size", "--target", "127.0.0.1:" + std::to_string(port), "--metrics",
+                  "http://127.0.0.1:" + std::to_string(metrics_port) + "/metrics", "--verify", azure.rows_path(),
+                  "--out", out, "--hold-s", "1", "--start-rate", "500", "--max-rate", "1000", "--drain-s", "10",
+                  "--cefd", cefd::test::cefd_binary(), "--config", config, "--lanes", "1,2"},
+                 dir.path(), "size");
+    ASSERT_EQ(size.wait(300s), 0) << size.out() << size.err();
+    const std::string json = cefd::test::read_file(out + "/report.json");
+    simdjson::dom::parser parser;
+    simdjson::dom::element report;
+    ASSERT_EQ(parser.parse(json).get(report), simdjson::SUCCESS) << json;
+    std::vector<std::int64_t> lanes;
+    for (simdjson::dom::element row : report["scaling"].get_array()) lanes.push_back(row["lanes"].get_int64().value());
+    EXPECT_EQ(lanes, (std::vector<std::int64_t>{1, 2})) << json;
+    EXPECT_EQ(report["lanes"].get_double().value(), 2) << json;  // the last cefd had 2 lanes
+    EXPECT_NE(cefd::test::read_file(out + "/cefd-lanes-1.toml").find("workers = 1"), std::string::npos);
+    EXPECT_NE(cefd::test::read_file(out + "/report.md").find("## Per-core scaling"), std::string::npos);
+}
+
 TEST(SizingReport, BadFlagsAreAUsageErrorWithExit2) {
     TempDir dir;
     const auto run = [&](std::vector<std::string> args) {
@@ -100,6 +133,12 @@ TEST(SizingReport, BadFlagsAreAUsageErrorWithExit2) {
     EXPECT_EQ(run({"--target", "127.0.0.1:1", "--metrics", "ftp://x", "--verify", "r", "--out", dir.file("o")}), 2);
     EXPECT_EQ(run({"--frobnicate", "1"}), 2);
     EXPECT_EQ(run({"--proto", "sctp"}), 2);
+    EXPECT_EQ(run({"--target", "127.0.0.1:1", "--metrics", "http://127.0.0.1:1/metrics", "--verify", "r", "--out",
+                   dir.file("o"), "--lanes", "1,2"}),
+              2);  // --lanes needs --cefd and --config
+    EXPECT_EQ(run({"--target", "127.0.0.1:1", "--metrics", "http://127.0.0.1:1/metrics", "--verify", "r", "--out",
+                   dir.file("o"), "--cefd", "x", "--config", "y", "--lanes", "1,zero"}),
+              2);
 }
 
 }  // namespace

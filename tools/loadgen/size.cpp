@@ -5,7 +5,10 @@
 #include <netdb.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <fcntl.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -67,6 +70,11 @@ struct SizeOptions {
     double drain_s = 0;
     int pid = 0;
     int bisect_steps = 4;
+    /// Per-core scaling: cefd is started from this binary and config once per lane count,
+    /// with runtime.workers set to it. Empty: size the cefd that is already running.
+    std::string cefd_binary;
+    std::string cefd_config;
+    std::vector<unsigned> lanes;
 };
 
 bool parse_double(const std::string& text, double& out, double low, double high) {
@@ -108,6 +116,20 @@ bool parse_size_options(int argc, char** argv, SizeOptions& options, std::string
             double steps = 0;
             ok = parse_double(value, steps, 0, 20);
             options.bisect_steps = static_cast<int>(steps);
+        } else if (flag == "--cefd") {
+            options.cefd_binary = value;
+        } else if (flag == "--config") {
+            options.cefd_config = value;
+        } else if (flag == "--lanes") {
+            // "1,2,4"
+            std::size_t start = 0;
+            while (ok && start <= value.size()) {
+                const std::size_t comma = std::min(value.find(',', start), value.size());
+                double lanes = 0;
+                ok = parse_double(value.substr(start, comma - start), lanes, 1, 256) && lanes == std::floor(lanes);
+                if (ok) options.lanes.push_back(static_cast<unsigned>(lanes));
+                start = comma + 1;
+            }
         } else if (flag == "--target" || flag == "--proto" || flag == "--file" || flag == "--payload" ||
                    flag == "--seed" || flag == "--senders" || flag == "--flows" || flag == "--framing" ||
                    flag == "--cacert" || flag == "--accept-log" || flag == "--verify") {
@@ -129,6 +151,17 @@ bool parse_size_options(int argc, char** argv, SizeOptions& options, std::string
     if (!parse_options(static_cast<int>(pointers.size()), pointers.data(), options.load, error, help)) return false;
     if (!have_target || options.metrics_url.empty() || options.load.verify_path.empty() || options.out_dir.empty()) {
         error = "size needs --target, --metrics, --verify and --out";
+        return false;
+    }
+    if (options.cefd_binary.empty() != options.cefd_config.empty()) {
+        error = "--cefd and --config go together";
+        return false;
+    }
+    if (!options.cefd_binary.empty() && options.lanes.empty()) {
+        for (unsigned k = 1; k <= std::max(1U, std::thread::hardware_concurrency()); ++k) options.lanes.push_back(k);
+    }
+    if (options.cefd_binary.empty() && !options.lanes.empty()) {
+        error = "--lanes needs --cefd BIN --config FILE";
         return false;
     }
     if (options.metrics_url.rfind("http://", 0) != 0) {
@@ -578,7 +611,7 @@ std::string report_json(const SizeOptions& options, const std::vector<Trial>& tr
 }
 
 std::string report_markdown(const SizeOptions& options, const std::vector<Trial>& trials, const Verdict& v,
-                            double bytes_per_event, double lanes) {
+                            double bytes_per_event, double lanes, const std::string& scaling_md) {
     std::string md = "# cefd sizing report\n\n";
     const unsigned cores = std::thread::hardware_concurrency();
     md += "Target " + options.load.host + ":" + std::to_string(options.load.port) + ", " +
@@ -618,6 +651,7 @@ std::string report_markdown(const SizeOptions& options, const std::vector<Trial>
               "bytes, the lower reading). Bytes are the uncompressed JSON rows the stand-in stored (the limit "
               "is stated for compressed and uncompressed data alike).\n\n";
     }
+    md += scaling_md;
     md += "## Trials\n\n";
     md += "| phase | target/s | hold s | offered/s | delivered/s | lost | dup | p50 ms | p99 ms | max ms | cefd "
           "CPU-µs/event | loadgen CPU-µs/event | backlog | RSS MiB | verdict |\n";
@@ -734,44 +768,8 @@ bool write_text(const std::string& path, const std::string& text) {
     return static_cast<bool>(out);
 }
 
-}  // namespace
-
-int run_size(int argc, char** argv) {
-    SizeOptions options;
-    std::string error;
-    if (!parse_size_options(argc, argv, options, error)) {
-        if (error == "help") {
-            std::fputs(size_usage, stdout);
-            return 0;
-        }
-        std::fprintf(stderr, "cefd-loadgen size: %s\n%s", error.c_str(), size_usage);
-        return 2;
-    }
-    std::vector<std::string> lines = payload_lines(options.load, error);
-    if (lines.empty()) {
-        std::fprintf(stderr, "cefd-loadgen size: %s\n", error.c_str());
-        return 2;
-    }
-    double bytes_per_event = 0;
-    for (const std::string& line : lines) bytes_per_event += static_cast<double>(line.size());
-    bytes_per_event /= static_cast<double>(lines.size());
-    if (::mkdir(options.out_dir.c_str(), 0755) != 0 && errno != EEXIST) {
-        std::fprintf(stderr, "cefd-loadgen size: cannot create --out %s: %s\n", options.out_dir.c_str(), std::strerror(errno));
-        return 2;
-    }
-
-    const Scrape first = scrape(options.metrics_url);
-    if (!first.ok) {
-        std::fprintf(stderr, "cefd-loadgen size: no cefd_send_delivered_rows_total at %s\n", options.metrics_url.c_str());
-        return 1;
-    }
-    const bool tcp = options.load.proto != LoadgenOptions::Proto::udp;
-    const int pid = options.pid != 0 ? options.pid : find_listener_pid(options.load.port, tcp);
-    if (pid == 0 || process_cpu_s(pid) < 0) {
-        std::fprintf(stderr, "cefd-loadgen size: no process listens on port %u (give --pid)\n", options.load.port);
-        return 1;
-    }
-
+/// Ramp, then confirm and bisect with full-length trials (see size.h).
+std::vector<Trial> search(const SizeOptions& options, const std::vector<std::string>& lines, int pid) {
     Sizer sizer(options, lines, pid);
     std::vector<Trial> trials;
     // 1. Ramp: double until a step fails or --max-rate holds.
@@ -800,12 +798,199 @@ int run_size(int argc, char** argv) {
         candidate = low > 0 ? (low + std::min(high, options.max_rate)) / 2 : candidate / 2;
         if (candidate < 1) break;
     }
+    return trials;
+}
 
+/// The config text with runtime.workers = lanes: an existing key in [runtime] is dropped and
+/// the new one written right after the table header; no [runtime] table: one is appended.
+/// Line-based, which is enough for cefd's own configs (no inline tables for [runtime]).
+std::string config_with_lanes(const std::string& text, unsigned lanes) {
+    std::istringstream in(text);
+    std::string line;
+    std::string out;
+    std::string table;
+    bool written = false;
+    const std::string key = "workers = " + std::to_string(lanes) + "\n";
+    while (std::getline(in, line)) {
+        std::string trimmed = line.substr(0, line.find('#'));
+        trimmed.erase(0, std::min(trimmed.size(), trimmed.find_first_not_of(" \t")));
+        if (!trimmed.empty() && trimmed.front() == '[') {
+            table = trimmed.substr(0, trimmed.find(']') + 1);
+        } else if (table == "[runtime]" && trimmed.rfind("workers", 0) == 0) {
+            const std::size_t after = trimmed.find_first_not_of(" \t", 7);
+            if (after != std::string::npos && trimmed[after] == '=') continue;  // replaced
+        }
+        out += line + "\n";
+        if (!trimmed.empty() && trimmed.front() == '[' && table == "[runtime]") {
+            out += key;
+            written = true;
+        }
+    }
+    if (!written) out += "\n[runtime]\n" + key;
+    return out;
+}
+
+/// A cefd started by `size` for one lane count; SIGTERM and wait on destruction.
+class CefdChild {
+public:
+    CefdChild(const SizeOptions& options, unsigned lanes, std::string& error) {
+        std::ifstream in(options.cefd_config, std::ios::binary);
+        if (!in) {
+            error = "cannot read --config " + options.cefd_config;
+            return;
+        }
+        const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+        const std::string path = options.out_dir + "/cefd-lanes-" + std::to_string(lanes) + ".toml";
+        {
+            // 0600: cefd refuses a config that other users can read.
+            const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+            const std::string copy = config_with_lanes(text, lanes);
+            const bool ok = fd >= 0 && ::write(fd, copy.data(), copy.size()) == static_cast<ssize_t>(copy.size());
+            if (fd >= 0) ::close(fd);
+            if (!ok) {
+                error = "cannot write " + path;
+                return;
+            }
+        }
+        const std::string log = options.out_dir + "/cefd-lanes-" + std::to_string(lanes) + ".log";
+        pid_ = ::fork();
+        if (pid_ == 0) {
+            const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+            if (fd >= 0) {
+                ::dup2(fd, 1);
+                ::dup2(fd, 2);
+            }
+            ::execl(options.cefd_binary.c_str(), options.cefd_binary.c_str(), "run", "--config", path.c_str(),
+                    static_cast<char*>(nullptr));
+            ::_exit(127);
+        }
+        if (pid_ < 0) {
+            error = std::string("fork: ") + std::strerror(errno);
+            return;
+        }
+        // Ready when its metrics answer (its receivers are open by then).
+        const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+        while (std::chrono::steady_clock::now() < deadline) {
+            int status = 0;
+            if (::waitpid(pid_, &status, WNOHANG) == pid_) {
+                pid_ = -1;
+                error = "cefd exited at start; see " + log;
+                return;
+            }
+            if (scrape(options.metrics_url).ok) return;
+            std::this_thread::sleep_for(std::chrono::milliseconds(100));
+        }
+        error = "cefd's metrics never answered at " + options.metrics_url + "; see " + log;
+    }
+    ~CefdChild() {
+        if (pid_ <= 0) return;
+        ::kill(pid_, SIGTERM);
+        int status = 0;
+        ::waitpid(pid_, &status, 0);
+    }
+    CefdChild(const CefdChild&) = delete;
+    CefdChild& operator=(const CefdChild&) = delete;
+    [[nodiscard]] int pid() const noexcept { return pid_; }
+
+private:
+    int pid_ = -1;
+};
+
+struct LaneResult {
+    unsigned lanes = 0;
+    double max_zero_loss_eps = 0;
+    double cpu_us_per_event = 0;
+    double p99_ms = 0;
+};
+
+}  // namespace
+
+int run_size(int argc, char** argv) {
+    SizeOptions options;
+    std::string error;
+    if (!parse_size_options(argc, argv, options, error)) {
+        if (error == "help") {
+            std::fputs(size_usage, stdout);
+            return 0;
+        }
+        std::fprintf(stderr, "cefd-loadgen size: %s\n%s", error.c_str(), size_usage);
+        return 2;
+    }
+    std::vector<std::string> lines = payload_lines(options.load, error);
+    if (lines.empty()) {
+        std::fprintf(stderr, "cefd-loadgen size: %s\n", error.c_str());
+        return 2;
+    }
+    double bytes_per_event = 0;
+    for (const std::string& line : lines) bytes_per_event += static_cast<double>(line.size());
+    bytes_per_event /= static_cast<double>(lines.size());
+    if (::mkdir(options.out_dir.c_str(), 0755) != 0 && errno != EEXIST) {
+        std::fprintf(stderr, "cefd-loadgen size: cannot create --out %s: %s\n", options.out_dir.c_str(), std::strerror(errno));
+        return 2;
+    }
+
+    std::vector<Trial> trials;
+    std::vector<LaneResult> scaling;
+    double lanes_seen = 0;
+    if (options.cefd_binary.empty()) {
+        const Scrape first = scrape(options.metrics_url);
+        if (!first.ok) {
+            std::fprintf(stderr, "cefd-loadgen size: no cefd_send_delivered_rows_total at %s\n", options.metrics_url.c_str());
+            return 1;
+        }
+        lanes_seen = first.lanes;
+        const bool tcp = options.load.proto != LoadgenOptions::Proto::udp;
+        const int pid = options.pid != 0 ? options.pid : find_listener_pid(options.load.port, tcp);
+        if (pid == 0 || process_cpu_s(pid) < 0) {
+            std::fprintf(stderr, "cefd-loadgen size: no process listens on port %u (give --pid)\n", options.load.port);
+            return 1;
+        }
+        trials = search(options, lines, pid);
+    } else {
+        // Per-core scaling: one search per lane count; the report's verdict is the last one's.
+        error.clear();
+        for (const unsigned lanes : options.lanes) {
+            CefdChild cefd(options, lanes, error);
+            if (!error.empty()) {
+                std::fprintf(stderr, "cefd-loadgen size: %s\n", error.c_str());
+                return 1;
+            }
+            std::fprintf(stderr, "cefd-loadgen size: cefd with %u lane(s), pid %d\n", lanes, cefd.pid());
+            trials = search(options, lines, cefd.pid());
+            lanes_seen = scrape(options.metrics_url).lanes;
+            const Verdict one = decide(options, trials);
+            scaling.push_back({.lanes = lanes, .max_zero_loss_eps = one.max_zero_loss_eps,
+                               .cpu_us_per_event = one.cpu_us_per_event, .p99_ms = one.p99_ms});
+        }
+    }
     const Verdict verdict = decide(options, trials);
-    const std::string json = report_json(options, trials, verdict, bytes_per_event, first.lanes);
+    std::string json = report_json(options, trials, verdict, bytes_per_event, lanes_seen);
+    std::string scaling_md;
+    if (!scaling.empty()) {
+        // Scaling factor: each lane count's verdict over the first one's.
+        std::string entries;
+        scaling_md = "## Per-core scaling\n\ncefd restarted with `runtime.workers` = k; the verdict above is the last "
+                     "row's.\n\n| lanes | max zero-loss events/s | scaling vs first | cefd CPU-µs/event | p99 ms |\n"
+                     "|---|---|---|---|---|\n";
+        for (const LaneResult& row : scaling) {
+            const double factor = scaling.front().max_zero_loss_eps > 0
+                                      ? row.max_zero_loss_eps / scaling.front().max_zero_loss_eps
+                                      : 0;
+            entries += std::string(entries.empty() ? "" : ",") + "{\"lanes\":" + std::to_string(row.lanes) +
+                       ",\"max_zero_loss_eps\":" + fixed(row.max_zero_loss_eps, 0) + ",\"scaling\":" +
+                       fixed(factor, 2) + ",\"cpu_us_per_event\":" + fixed(row.cpu_us_per_event, 3) +
+                       ",\"p99_ms\":" + fixed(row.p99_ms, 2) + "}";
+            scaling_md += "| " + std::to_string(row.lanes) + " | " + fixed(row.max_zero_loss_eps, 0) + " | " +
+                          fixed(factor, 2) + "x | " + fixed(row.cpu_us_per_event, 2) + " | " + fixed(row.p99_ms, 1) +
+                          " |\n";
+        }
+        scaling_md += "\n";
+        json.insert(json.size() - 2, ",\"scaling\":[" + entries + "]");  // before the final "}\n"
+    }
+
     const bool written = write_text(options.out_dir + "/report.json", json) &&
                          write_text(options.out_dir + "/report.md",
-                                    report_markdown(options, trials, verdict, bytes_per_event, first.lanes)) &&
+                                    report_markdown(options, trials, verdict, bytes_per_event, lanes_seen, scaling_md)) &&
                          write_text(options.out_dir + "/sizing.svg", sizing_svg(trials, verdict, options.max_p99_ms));
     if (!written) {
         std::fprintf(stderr, "cefd-loadgen size: cannot write the report into %s\n", options.out_dir.c_str());

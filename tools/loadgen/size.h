@@ -19,6 +19,11 @@
 // from Azure's per-DCR limits (2 GB/min and 12,000 requests/min) with the measured JSON bytes
 // per row and rows per request.
 //
+// Per-core scaling: with --cefd BIN --config FILE [--lanes 1,2,...] (default 1..cores), size
+// starts cefd itself once per lane count from a copy of FILE with runtime.workers = k (waiting
+// for its /metrics), runs the whole search against it, stops it with SIGTERM, and reports each
+// count's verdict and its ratio to the first; the main verdict is the last count's.
+//
 // Output in --out DIR: report.json, report.md (the tables and the arithmetic) and sizing.svg
 // (offered vs delivered, loss, CPU per event and p99 against the offered rate), written with the
 // standard library only.
