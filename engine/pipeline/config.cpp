@@ -354,6 +354,14 @@ void read_metrics(const toml::table& root, MetricsConfig& c, ConfigErrors& e) {
     r.read("ready_backlog_batches_max", c.ready_backlog_batches_max);
 }
 
+void read_capture(const toml::table& root, CaptureConfig& c, ConfigErrors& e) {
+    TableReader r(subtable(root, "capture", e), "capture", e);
+    r.read("dir", c.dir);
+    r.read("max_bytes", c.max_bytes);
+    r.read("rotate_bytes", c.rotate_bytes);
+    r.read("queue_bytes", c.queue_bytes);
+}
+
 }  // namespace
 
 void RuntimeConfig::validate(ConfigErrors& errors) const {
@@ -388,7 +396,7 @@ std::optional<Config> load_config_text(const std::string& text, const std::strin
     Config config;
     config.origin = origin;
     static constexpr std::string_view known[] = {"runtime", "receive", "parse", "dedupe", "batch",
-                                                 "spool", "azure", "metrics"};
+                                                 "spool", "azure", "metrics", "capture"};
     for (const auto& [key, node] : root) {
         bool found = false;
         for (auto name : known) found = found || key.str() == name;
@@ -412,6 +420,7 @@ std::optional<Config> load_config_text(const std::string& text, const std::strin
     read_spool(root, config.spool, errors);
     read_azure(root, config.azure, errors, origin);
     read_metrics(root, config.metrics, errors);
+    read_capture(root, config.capture, errors);
 
     config.runtime.validate(errors);
     config.receive.validate(errors);
@@ -421,6 +430,7 @@ std::optional<Config> load_config_text(const std::string& text, const std::strin
     config.spool.validate(errors);
     config.azure.validate(errors);
     config.metrics.validate(errors);
+    config.capture.validate(errors);
     // Checks that span tables.
     if (config.azure.drain_timeout_ms >= config.runtime.shutdown_timeout_ms)
         errors.add("azure.drain_timeout_ms", "must be less than runtime.shutdown_timeout_ms (" +

@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/capture/capture.h"
 #include "engine/config/config_errors.h"
 #include "stages/batch/batch.h"
 #include "stages/dedupe/dedupe.h"
@@ -69,6 +70,7 @@ struct Config {
     SpoolConfig spool;
     AzureConfig azure;
     MetricsConfig metrics;
+    CaptureConfig capture;  // [capture]: raw received messages to zstd files (off by default)
     /// Where the config came from (a path, or "<string>").
     std::string origin;
 };

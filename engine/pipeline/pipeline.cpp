@@ -97,6 +97,13 @@ Result<std::unique_ptr<Pipeline>> Pipeline::build(const Config& config) {
         lane.receiver = std::move(receiver).value();
     }
 
+    // [capture]: lane workers copy each message into a bounded per-lane queue; full = left out.
+    if (c.capture.enabled()) {
+        auto capture = Capturer::open(c.capture, lanes);
+        if (!capture) return capture.error();
+        p->capture_ = std::move(capture).value();
+    }
+
     if (!c.metrics.listen.empty()) {
         auto server = MetricsServer::open(c.metrics, p->metrics_, p->checks_);
         if (!server) return server.error();
@@ -130,6 +137,7 @@ void Pipeline::start() {
             run_worker(lane);
         });
     }
+    if (capture_) capture_->start();
     sender_thread_ = std::jthread([this](std::stop_token stop) {
         name_current_thread("cefd-send");
         sender_->run(stop);
@@ -147,6 +155,7 @@ void Pipeline::run_worker(Lane& lane) {
             if (record.empty()) break;
             const auto [meta, message] = read_message_record(record);
             if ((meta.flags & message_truncated) != 0) bump(lane.stats.truncated);
+            if (capture_) capture_->offer(lane.index, meta, message);
             const ParseResult parsed = lane.parser.parse(message, meta, lane.row);
             if (parsed.outcome == ParseOutcome::row &&
                 !lane.deduper.is_repeat(meta.source, parsed.dedupe_text, meta.receive_time_ns)) {
@@ -179,6 +188,7 @@ void Pipeline::stop() {
         lane.ring.notify();
     }
     for (Lane& lane : lanes_) lane.worker_thread.join();
+    if (capture_) capture_->stop();  // writes what the workers queued, closes the file
     // 3. The sender delivers what it can within its drain time; the rest stays spooled.
     sender_thread_.request_stop();
     sender_thread_.join();
@@ -213,6 +223,7 @@ void Pipeline::register_metrics() {
     }
     spool_->register_metrics(metrics_);
     sender_->register_metrics(metrics_);
+    if (capture_) capture_->register_metrics(metrics_);
 
     // The summary line names families; SummaryLine asserts each one is registered (above), so
     // renaming a metric without changing its field here stops the first start and every e2e test.

@@ -91,6 +91,7 @@ private:
     std::deque<Lane> lanes_;  // a deque: lanes never move, threads hold references
     std::jthread sender_thread_;
     std::unique_ptr<MetricsServer> metrics_server_;
+    std::unique_ptr<Capturer> capture_;  // [capture]; null when off. Stopped after the workers
     bool started_ = false;
     bool stopped_ = false;
 };

@@ -111,6 +111,64 @@ Reject BodyChecker::check(std::size_t wire_bytes, bool gzip, const Table& table,
     return validate(json, json_bytes_, table);
 }
 
+Reject BodyChecker::split_rows(std::size_t wire_bytes, bool gzip, const BodyLimits& limits) {
+    rows_.clear();
+    row_count_ = 0;
+    json_bytes_ = 0;
+    message_.clear();
+    const char* json = wire_.data.get();
+    if (gzip) {
+        if (const Reject reason = decompress(wire_bytes, limits); reason != Reject::none) return reason;
+        json = json_.data.get();
+    } else {
+        json_bytes_ = wire_bytes;
+    }
+    if (json_bytes_ > limits.max_json_bytes) {
+        return fail(Reject::json_too_large, "decompressed body over " + std::to_string(limits.max_json_bytes) + " bytes");
+    }
+    // One pass over the bytes: depth 1 '{' opens a row, the matching '}' closes it. Whitespace
+    // between rows is dropped; inside a row it is kept (cefd sends compact JSON anyway).
+    rows_.reserve(json_bytes_ + 1);
+    const std::string_view text(json, json_bytes_);
+    std::size_t at = text.find_first_not_of(" \t\r\n");
+    if (at == std::string_view::npos || text[at] != '[') return fail(Reject::bad_json, "--bench: the body is not an array");
+    int depth = 0;
+    std::size_t row_start = 0;
+    for (++at; at < text.size(); ++at) {
+        const char c = text[at];
+        if (c == '"') {
+            if (depth == 0) return fail(Reject::bad_json, "--bench: an array element is not an object");
+            // Strings are most of the bytes: jump to the closing quote with memchr, and step
+            // over quotes preceded by an odd number of backslashes (escaped ones).
+            for (;;) {
+                const void* quote = std::memchr(text.data() + at + 1, '"', text.size() - at - 1);
+                if (quote == nullptr) return fail(Reject::bad_json, "--bench: a string is not closed");
+                at = static_cast<std::size_t>(static_cast<const char*>(quote) - text.data());
+                std::size_t backslashes = 0;
+                while (text[at - 1 - backslashes] == '\\') ++backslashes;
+                if (backslashes % 2 == 0) break;
+            }
+        } else if (c == '{' || c == '[') {
+            if (depth++ == 0) {
+                if (c != '{') return fail(Reject::bad_json, "--bench: an array element is not an object");
+                row_start = at;
+            }
+        } else if (c == '}' || c == ']') {
+            if (depth == 0) break;  // the array's own ']'
+            if (--depth == 0) {
+                rows_.append(text.substr(row_start, at + 1 - row_start));
+                rows_.push_back('\n');
+                ++row_count_;
+            }
+        } else if (depth == 0 && c != ',' && c != ' ' && c != '\n' && c != '\t' && c != '\r') {
+            return fail(Reject::bad_json, "--bench: an array element is not an object");
+        }
+    }
+    if (depth != 0 || at >= text.size()) return fail(Reject::bad_json, "--bench: the array is not closed");
+    if (row_count_ == 0) return fail(Reject::empty_array, "the array holds no rows");
+    return Reject::none;
+}
+
 Reject BodyChecker::decompress(std::size_t wire_bytes, const BodyLimits& limits) {
     const auto* in = reinterpret_cast<const unsigned char*>(wire_.data.get());
     if (wire_bytes < 18 || in[0] != 0x1f || in[1] != 0x8b) {

@@ -75,6 +75,11 @@ public:
     /// the rows and row_count() how many. Otherwise message() says what was wrong.
     Reject check(std::size_t wire_bytes, bool gzip, const Table& table, const BodyLimits& limits);
 
+    /// --bench's cheap path: decompresses and splits the array into rows_jsonl() by scanning
+    /// for top-level objects (strings and nesting respected), without validating JSON or
+    /// columns. A body that is not an array of objects is still refused (bad_json).
+    Reject split_rows(std::size_t wire_bytes, bool gzip, const BodyLimits& limits);
+
     [[nodiscard]] std::string_view rows_jsonl() const noexcept { return {rows_.data(), rows_.size()}; }
     [[nodiscard]] std::size_t row_count() const noexcept { return row_count_; }
     [[nodiscard]] std::size_t json_bytes() const noexcept { return json_bytes_; }

@@ -38,6 +38,10 @@ constexpr const char* usage =
     "  --fault-429-every N  --retry-after-s S  --fault-500-every N\n"
     "  --fault-drop-every N  --fault-drop-before-every N  --outage-s T\n"
     "  --threads N              HTTP worker threads (default 8)\n"
+    "  --accept-log FILE        one line \"<rows> <unix ns>\" per accepted request (latency)\n"
+    "  --bench                  benchmark mode: full checks on 1 request in 64, the rest are\n"
+    "                           decompressed and split into rows only\n"
+    "  --bench-check-every N    benchmark mode with full checks on 1 request in N\n"
     "  --log-level error|warn|info|debug\n";
 
 bool parse_number(std::string_view text, std::uint64_t& out) {
@@ -63,6 +67,10 @@ int main(int argc, char** argv) {
         }
         if (flag == "--tls") {
             options.tls = true;
+            continue;
+        }
+        if (flag == "--bench") {
+            if (options.bench_check_every == 0) options.bench_check_every = 64;
             continue;
         }
         if (i + 1 >= argc) return bad_usage("missing value for " + std::string(flag));
@@ -91,6 +99,8 @@ int main(int argc, char** argv) {
         else if (flag == "--audience") options.audience = value;
         else if (flag == "--client-cert") options.client_cert_file = value;
         else if (flag == "--arc-key-dir") options.arc_key_dir = value;
+        else if (flag == "--accept-log") options.accept_log_path = value;
+        else if (flag == "--bench-check-every") ok = numeric(options.bench_check_every) && number >= 1;
         else if (flag == "--threads") {
             ok = parse_number(value, number) && number >= 1 && number <= 256;
             options.threads = static_cast<std::uint32_t>(number);

@@ -66,6 +66,12 @@ struct StandinOptions {
     /// challenge key files are written here. Empty: no Arc endpoint.
     std::string arc_key_dir;
     std::uint32_t threads = 8;
+    /// One line "<rows> <unix ns>\n" per accepted request, written right after its rows under
+    /// the same mutex, so the n-th line covers the next <rows> lines of --out. Empty: none.
+    std::string accept_log_path;
+    /// Benchmark mode: only every bench_check_every-th request gets the full checks; the others
+    /// are decompressed and split into rows (BodyChecker::split_rows). 0: strict (the default).
+    std::uint64_t bench_check_every = 0;
     Knobs knobs;
 };
 
@@ -103,7 +109,9 @@ private:
     std::string issue_token(std::uint64_t lifetime_s);
     Reject check_token(const httplib::Request& request) const;
     void reject(httplib::Response& response, Reject reason, const std::string& message);
-    bool append_rows(std::string_view jsonl);
+    /// Appends the rows to --out (and their line to --accept-log) under out_mutex_.
+    bool append_rows(std::string_view jsonl, std::size_t rows);
+    bool write_all_rows(std::string_view jsonl);
     /// Shuts the request's TCP connection down so the client gets no answer (drop faults).
     void abort_connection(const httplib::Request& request) const;
 
@@ -112,6 +120,7 @@ private:
     std::string base_url_;
     int port_ = 0;
     int out_fd_ = -1;
+    int accept_fd_ = -1;
     std::mutex out_mutex_;
 
     struct LiveKnobs {
@@ -129,7 +138,7 @@ private:
 
     struct Stats {
         std::atomic<std::uint64_t> requests{0}, accepted_requests{0}, rows{0}, rejected_requests{0},
-            tokens_issued{0}, token_rejected{0}, arc_challenges{0}, bytes_in{0}, bytes_json{0}, store_errors{0}, valid_requests{0};
+            tokens_issued{0}, token_rejected{0}, arc_challenges{0}, bytes_in{0}, bytes_json{0}, store_errors{0}, valid_requests{0}, bench_unchecked_requests{0};
         std::array<std::atomic<std::uint64_t>, reject_count> rejected{};
         std::array<std::atomic<std::uint64_t>, fault_count> faults{};
     } stats_;

@@ -1,35 +1,22 @@
 // cefd-loadgen: sends syslog/CEF events over UDP or TCP and, with --verify, checks which of
 // them reached the Azure stand-in. Prints one JSON line on stdout; see README.md.
+#include <sys/stat.h>
+
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <string>
 #include <thread>
 #include <vector>
 
-#include "loadgen_samples.h"
 #include "tools/loadgen/options.h"
 #include "tools/loadgen/sender.h"
+#include "tools/loadgen/replay.h"
+#include "tools/loadgen/size.h"
+#include "tools/loadgen/payload.h"
 #include "tools/loadgen/verify.h"
 
 namespace {
-
-constexpr std::size_t line_bytes_max = 65'000;
-
-/// Non-empty lines that do not start with '#', trailing whitespace (and CR) removed.
-std::vector<std::string> split_lines(std::string_view text) {
-    std::vector<std::string> lines;
-    while (!text.empty()) {
-        const std::size_t end = text.find('\n');
-        std::string_view line = text.substr(0, end);
-        text = end == std::string_view::npos ? std::string_view{} : text.substr(end + 1);
-        while (!line.empty() && (line.back() == ' ' || line.back() == '\t' || line.back() == '\r')) {
-            line.remove_suffix(1);
-        }
-        if (line.empty() || line.front() == '#') continue;
-        lines.emplace_back(line);
-    }
-    return lines;
-}
 
 std::string json_string(const std::string& text) {
     std::string out = "\"";
@@ -44,6 +31,8 @@ std::string json_string(const std::string& text) {
 
 int main(int argc, char** argv) {
     using namespace cefd::loadgen;
+    if (argc >= 2 && std::strcmp(argv[1], "size") == 0) return run_size(argc - 1, argv + 1);
+    if (argc >= 2 && std::strcmp(argv[1], "replay") == 0) return run_replay(argc - 1, argv + 1);
     LoadgenOptions options;
     std::string error;
     bool help = false;
@@ -57,30 +46,15 @@ int main(int argc, char** argv) {
     }
 
     SendReport sent;
+    double bytes_per_line = 0;
     if (!options.verify_only) {
-        std::vector<std::string> lines;
-        if (options.file.empty()) {
-            lines = split_lines(std::string_view(loadgen_samples, loadgen_samples_size));
-        } else {
-            std::ifstream in(options.file, std::ios::binary);
-            if (!in) {
-                std::fprintf(stderr, "cefd-loadgen: cannot read --file %s\n", options.file.c_str());
-                return 2;
-            }
-            const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-            lines = split_lines(text);
-        }
+        const std::vector<std::string> lines = payload_lines(options, error);
         if (lines.empty()) {
-            std::fprintf(stderr, "cefd-loadgen: no lines to send\n");
+            std::fprintf(stderr, "cefd-loadgen: %s\n", error.c_str());
             return 2;
         }
-        for (const std::string& line : lines) {
-            if (line.size() > line_bytes_max) {
-                std::fprintf(stderr, "cefd-loadgen: a line of %zu bytes is longer than %zu\n", line.size(),
-                             line_bytes_max);
-                return 2;
-            }
-        }
+        for (const std::string& line : lines) bytes_per_line += static_cast<double>(line.size());
+        bytes_per_line /= static_cast<double>(lines.size());
 
         std::atomic<std::uint64_t> progress{0};
         std::atomic<bool> done{false};
@@ -111,18 +85,40 @@ int main(int argc, char** argv) {
         sent.sent = options.count;
     }
 
-    const char* proto = options.proto == LoadgenOptions::Proto::udp ? "udp" : "tcp";
+    const char* proto = options.proto == LoadgenOptions::Proto::udp   ? "udp"
+                        : options.proto == LoadgenOptions::Proto::tcp ? "tcp"
+                                                                      : "tls";
     const double rate = sent.elapsed_s > 0 ? static_cast<double>(sent.sent) / sent.elapsed_s : 0;
     std::string line = "{\"run_id\":" + json_string(options.run_id) + ",\"proto\":\"" + proto +
                        "\",\"sent\":" + std::to_string(sent.sent);
-    char numbers[96];
+    char numbers[256];
     std::snprintf(numbers, sizeof numbers, ",\"elapsed_s\":%.3f,\"rate_eps\":%.0f", sent.elapsed_s, rate);
     line += numbers;
+    if (!options.verify_only) {
+        // The generator's own cost: if it nears 1e6 / rate per sender, the generator is the limit.
+        std::snprintf(numbers, sizeof numbers, ",\"bytes_per_event\":%.0f,\"loadgen_cpu_us_per_event\":%.3f",
+                      bytes_per_line, sent.sent > 0 ? sent.cpu_s * 1e6 / static_cast<double>(sent.sent) : 0.0);
+        line += numbers;
+    }
     int exit_code = sent.error.empty() || sent.attempted > 0 ? 0 : 1;
     if (!options.verify_path.empty()) {
-        const VerifyReport verified = verify_delivery(options.verify_path, options.run_id, sent.attempted, options.wait_s);
+        std::string accept_log = options.accept_log_path;
+        struct stat info {};
+        if (accept_log.empty() && ::stat((options.verify_path + ".accept").c_str(), &info) == 0) {
+            accept_log = options.verify_path + ".accept";
+        }
+        const VerifyReport verified =
+            verify_delivery(options.verify_path, options.run_id, sent.attempted, options.wait_s, accept_log);
         line += ",\"delivered\":" + std::to_string(verified.delivered) + ",\"lost\":" + std::to_string(verified.lost) +
                 ",\"duplicated\":" + std::to_string(verified.duplicated);
+        if (verified.latency_samples > 0) {
+            std::snprintf(numbers, sizeof numbers,
+                          ",\"latency_samples\":%llu,\"latency_p50_ms\":%.3f,\"latency_p99_ms\":%.3f,"
+                          "\"latency_max_ms\":%.3f",
+                          static_cast<unsigned long long>(verified.latency_samples), verified.latency_p50_ms,
+                          verified.latency_p99_ms, verified.latency_max_ms);
+            line += numbers;
+        }
         if (verified.lost > 0) exit_code = 1;
     }
     line += ",\"send_errors\":" + std::to_string(sent.send_errors) + "}\n";

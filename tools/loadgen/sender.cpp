@@ -4,6 +4,10 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -14,7 +18,9 @@
 #include <charconv>
 #include <chrono>
 #include <cstring>
+#include <cmath>
 #include <limits>
+#include <memory>
 #include <mutex>
 #include <thread>
 
@@ -22,13 +28,27 @@ namespace cefd::loadgen {
 namespace {
 
 constexpr std::size_t burst_max = 64;           // events per sendmmsg / per TCP send
-constexpr std::size_t stamp_bytes_max = 8 + 64 + 1 + 20 + 1;  // " cefdseq=" run-id "-" n
+// " cefdseq=" run-id "-" n, then " cefdts=" and the send time in µs.
+constexpr std::size_t stamp_bytes_max = 9 + 64 + 1 + 20 + 8 + 20;
 constexpr std::size_t udp_payload_max = 65'507;
 
 std::int64_t now_ns() noexcept {
     timespec ts{};
     ::clock_gettime(CLOCK_MONOTONIC, &ts);
     return static_cast<std::int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
+}
+
+std::int64_t unix_us() noexcept {
+    timespec ts{};
+    ::clock_gettime(CLOCK_REALTIME, &ts);
+    return static_cast<std::int64_t>(ts.tv_sec) * 1'000'000 + ts.tv_nsec / 1000;
+}
+
+double cpu_seconds() noexcept {
+    rusage usage{};
+    ::getrusage(RUSAGE_SELF, &usage);
+    return static_cast<double>(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) +
+           static_cast<double>(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6;
 }
 
 class Socket {
@@ -52,6 +72,52 @@ public:
 private:
     int fd_ = -1;
 };
+
+struct SslDeleter {
+    void operator()(SSL* ssl) const noexcept { SSL_free(ssl); }
+    void operator()(SSL_CTX* context) const noexcept { SSL_CTX_free(context); }
+};
+
+/// One flow: a connected socket and, for --proto tls, its TLS session on top.
+struct Connection {
+    Connection() = default;
+    Connection(Socket s, std::unique_ptr<SSL, SslDeleter> session) : socket(std::move(s)), ssl(std::move(session)) {}
+    Connection(Connection&&) noexcept = default;
+    Connection& operator=(Connection&&) noexcept = default;
+    ~Connection() {
+        // close_notify, so the server sees a clean end rather than a truncation.
+        if (ssl) SSL_shutdown(ssl.get());
+    }
+    Socket socket;
+    std::unique_ptr<SSL, SslDeleter> ssl;
+};
+
+std::string openssl_error() {
+    char text[256] = "unknown error";
+    if (const unsigned long code = ERR_get_error(); code != 0) ERR_error_string_n(code, text, sizeof text);
+    return text;
+}
+
+/// --proto tls: one client context for every connection (verifying with --cacert, if given).
+std::unique_ptr<SSL_CTX, SslDeleter> make_tls_context(const LoadgenOptions& options, std::string& error) {
+    std::unique_ptr<SSL_CTX, SslDeleter> context(SSL_CTX_new(TLS_client_method()));
+    if (!context) {
+        error = "TLS: " + openssl_error();
+        return context;
+    }
+    SSL_CTX_set_min_proto_version(context.get(), TLS1_2_VERSION);
+    if (!options.ca_file.empty()) {
+        if (SSL_CTX_load_verify_locations(context.get(), options.ca_file.c_str(), nullptr) != 1) {
+            error = "TLS: cannot load --cacert " + options.ca_file + ": " + openssl_error();
+            context.reset();
+            return context;
+        }
+        SSL_CTX_set_verify(context.get(), SSL_VERIFY_PEER, nullptr);
+    } else {
+        SSL_CTX_set_verify(context.get(), SSL_VERIFY_NONE, nullptr);  // a test target: say so in README
+    }
+    return context;
+}
 
 /// A connected socket to the target, or -1 with `error` filled.
 Socket connect_target(const LoadgenOptions& options, std::string& error) {
@@ -82,12 +148,37 @@ Socket connect_target(const LoadgenOptions& options, std::string& error) {
     return socket_fd;
 }
 
+/// connect_target, plus the TLS handshake for --proto tls.
+Connection connect_flow(const LoadgenOptions& options, SSL_CTX* context, std::string& error) {
+    Connection connection(connect_target(options, error), nullptr);
+    if (connection.socket.fd() < 0 || context == nullptr) return connection;
+    connection.ssl.reset(SSL_new(context));
+    if (!connection.ssl || SSL_set_fd(connection.ssl.get(), connection.socket.fd()) != 1) {
+        error = "TLS: " + openssl_error();
+        return Connection{};
+    }
+    if (!options.ca_file.empty()) {
+        // An IP target is checked against the certificate's IP entries, a name against its names.
+        X509_VERIFY_PARAM* verify = SSL_get0_param(connection.ssl.get());
+        if (X509_VERIFY_PARAM_set1_ip_asc(verify, options.host.c_str()) != 1) {
+            SSL_set1_host(connection.ssl.get(), options.host.c_str());
+            SSL_set_tlsext_host_name(connection.ssl.get(), options.host.c_str());
+        }
+    }
+    if (SSL_connect(connection.ssl.get()) != 1) {
+        error = "TLS handshake with " + options.host + " failed: " + openssl_error();
+        return Connection{};
+    }
+    return connection;
+}
+
 struct Shared {
     const LoadgenOptions& options;
     const std::vector<std::string>& lines;
     std::atomic<std::uint64_t>& progress;
     std::atomic<std::uint64_t> next_sequence{0};
     std::uint64_t limit = 0;
+    std::int64_t start_ns = 0;
     std::int64_t deadline_ns = 0;
     std::atomic<std::uint64_t> sent{0};
     std::atomic<std::uint64_t> send_errors{0};
@@ -98,8 +189,8 @@ struct Shared {
 
 class SenderThread {
 public:
-    SenderThread(Shared& shared, Socket socket)
-        : shared_(shared), options_(shared.options), socket_(std::move(socket)) {
+    SenderThread(Shared& shared, std::vector<Connection> flows)
+        : shared_(shared), options_(shared.options), flows_(std::move(flows)) {
         std::size_t longest = 0;
         for (const std::string& line : shared_.lines) longest = std::max(longest, line.size());
         slot_bytes_ = longest + stamp_bytes_max + 24;  // + octet-count prefix and newline
@@ -107,17 +198,29 @@ public:
         stamp_prefix_ = " cefdseq=" + options_.run_id + "-";
     }
 
+    /// The offered rate for this sender at `elapsed_ns` into the run (0 = flat out).
+    [[nodiscard]] double rate_at(std::int64_t elapsed_ns) const noexcept {
+        double total = options_.rate_eps;
+        if (options_.ramp_hold_s > 0) {
+            const double steps = std::floor(static_cast<double>(elapsed_ns) / 1e9 / options_.ramp_hold_s);
+            total = options_.ramp_start_eps + options_.ramp_step_eps * steps;
+            if (total <= 0) total = 1;  // a ramp that steps down never stops the run
+        }
+        return total / static_cast<double>(options_.senders);
+    }
+
     void run() {
-        const double rate = options_.rate_eps / static_cast<double>(options_.senders);
+        double rate = rate_at(0);
         // Bucket depth: 10 ms of events (at least one). Sleeps on a VM often overshoot by
         // hundreds of microseconds; a bucket of one burst lost those tokens and ran 9% slow at
         // 100k/s. Sends stay capped at one burst per syscall; the loop drains the bucket.
-        const double depth = rate > 0 ? std::max(rate * 0.01, 1.0) : 0;
-        double tokens = depth;
+        double tokens = rate > 0 ? std::max(rate * 0.01, 1.0) : 0;
         std::int64_t last_ns = now_ns();
         while (true) {
             std::int64_t now = now_ns();
             if (shared_.deadline_ns != 0 && now >= shared_.deadline_ns) break;
+            if (options_.ramp_hold_s > 0) rate = rate_at(now - shared_.start_ns);
+            const double depth = rate > 0 ? std::max(rate * 0.01, 1.0) : 0;
             std::size_t want = burst_max;
             if (rate > 0) {
                 tokens = std::min(depth, tokens + static_cast<double>(now - last_ns) * rate / 1e9);
@@ -134,7 +237,9 @@ public:
             if (first >= shared_.limit) break;
             const std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(want, shared_.limit - first));
             shared_.attempted.fetch_add(n, std::memory_order_relaxed);
-            const bool ok = options_.proto == LoadgenOptions::Proto::udp ? send_udp(first, n) : send_tcp(first, n);
+            if (options_.stamp_time) send_time_us_ = unix_us();  // one clock read per burst
+            Connection& flow = flows_[next_flow_++ % flows_.size()];
+            const bool ok = options_.proto == LoadgenOptions::Proto::udp ? send_udp(flow, first, n) : send_tcp(flow, first, n);
             if (rate > 0) tokens -= static_cast<double>(n);
             shared_.progress.fetch_add(n, std::memory_order_relaxed);
             if (!ok) break;
@@ -151,11 +256,16 @@ private:
             std::memcpy(out + length, stamp_prefix_.data(), stamp_prefix_.size());
             length += stamp_prefix_.size();
             length = static_cast<std::size_t>(std::to_chars(out + length, out + slot_bytes_, sequence).ptr - out);
+            if (options_.stamp_time) {
+                std::memcpy(out + length, " cefdts=", 8);
+                length += 8;
+                length = static_cast<std::size_t>(std::to_chars(out + length, out + slot_bytes_, send_time_us_).ptr - out);
+            }
         }
         return length;
     }
 
-    bool send_udp(std::uint64_t first, std::size_t n) {
+    bool send_udp(Connection& flow, std::uint64_t first, std::size_t n) {
         std::array<mmsghdr, burst_max> messages{};
         std::array<iovec, burst_max> vectors{};
         for (std::size_t i = 0; i < n; ++i) {
@@ -168,7 +278,7 @@ private:
         std::uint64_t sent = 0;
         // Bounded: every pass either sends something, skips one event, or spends one retry.
         for (int retries = 0; done < n && retries < 10'000;) {
-            const int rc = ::sendmmsg(socket_.fd(), messages.data() + done, static_cast<unsigned>(n - done), 0);
+            const int rc = ::sendmmsg(flow.socket.fd(), messages.data() + done, static_cast<unsigned>(n - done), 0);
             if (rc > 0) {
                 done += static_cast<std::size_t>(rc);
                 sent += static_cast<std::uint64_t>(rc);
@@ -190,7 +300,7 @@ private:
         return true;
     }
 
-    bool send_tcp(std::uint64_t first, std::size_t n) {
+    bool send_tcp(Connection& flow, std::uint64_t first, std::size_t n) {
         char* out = buffer_.data();
         std::size_t length = 0;
         char event[65'536 + stamp_bytes_max];
@@ -208,7 +318,18 @@ private:
         }
         std::size_t written = 0;
         while (written < length) {
-            const ssize_t rc = ::send(socket_.fd(), out + written, length - written, MSG_NOSIGNAL);
+            if (flow.ssl) {
+                std::size_t wrote = 0;
+                if (SSL_write_ex(flow.ssl.get(), out + written, length - written, &wrote) == 1) {
+                    written += wrote;
+                    continue;
+                }
+                std::lock_guard lock(shared_.error_mutex);
+                shared_.error = "TLS send failed: " + openssl_error();
+                shared_.send_errors.fetch_add(n, std::memory_order_relaxed);
+                return false;
+            }
+            const ssize_t rc = ::send(flow.socket.fd(), out + written, length - written, MSG_NOSIGNAL);
             if (rc > 0) {
                 written += static_cast<std::size_t>(rc);
             } else if (rc < 0 && errno == EINTR) {
@@ -228,7 +349,9 @@ private:
 
     Shared& shared_;
     const LoadgenOptions& options_;
-    Socket socket_;
+    std::vector<Connection> flows_;
+    std::size_t next_flow_ = 0;
+    std::int64_t send_time_us_ = 0;
     std::size_t slot_bytes_ = 0;
     std::vector<char> buffer_;
     std::string stamp_prefix_;
@@ -243,23 +366,32 @@ SendReport send_events(const LoadgenOptions& options, const std::vector<std::str
     shared.limit = options.count != 0 ? options.count
                    : options.duration_s > 0 ? std::numeric_limits<std::uint64_t>::max()
                                             : lines.size();
-    std::vector<Socket> sockets;
-    for (std::uint32_t i = 0; i < options.senders; ++i) {
-        Socket socket_fd = connect_target(options, report.error);
-        if (socket_fd.fd() < 0) return report;
-        sockets.push_back(std::move(socket_fd));
+    std::unique_ptr<SSL_CTX, SslDeleter> context;
+    if (options.proto == LoadgenOptions::Proto::tls) {
+        context = make_tls_context(options, report.error);
+        if (!context) return report;
     }
+    // Flow i belongs to sender i % senders, so every sender has at least one.
+    std::vector<std::vector<Connection>> flows(options.senders);
+    for (std::uint32_t i = 0; i < options.flows; ++i) {
+        Connection flow = connect_flow(options, context.get(), report.error);
+        if (flow.socket.fd() < 0) return report;
+        flows[i % options.senders].push_back(std::move(flow));
+    }
+    const double cpu_before = cpu_seconds();
     const std::int64_t start = now_ns();
+    shared.start_ns = start;
     if (options.duration_s > 0) shared.deadline_ns = start + static_cast<std::int64_t>(options.duration_s * 1e9);
     {
         std::vector<std::jthread> threads;
-        for (Socket& socket_fd : sockets) {
-            threads.emplace_back([&shared, socket = std::move(socket_fd)]() mutable {
-                SenderThread(shared, std::move(socket)).run();
+        for (std::vector<Connection>& sender_flows : flows) {
+            threads.emplace_back([&shared, mine = std::move(sender_flows)]() mutable {
+                SenderThread(shared, std::move(mine)).run();
             });
         }
     }  // jthreads join here
     report.elapsed_s = static_cast<double>(now_ns() - start) / 1e9;
+    report.cpu_s = cpu_seconds() - cpu_before;
     report.attempted = shared.attempted.load();
     report.sent = shared.sent.load();
     report.send_errors = shared.send_errors.load();

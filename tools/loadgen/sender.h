@@ -1,13 +1,16 @@
 // tools/loadgen/sender.h: the sending half of cefd-loadgen.
 //
-// `senders` threads, one socket each (connected UDP, or one TCP connection). Sequence numbers
+// `senders` threads, each with its share of `flows` sockets (connected UDP, TCP, or TLS over
+// TCP); a sender rotates its bursts over its flows, so UDP reaches many SO_REUSEPORT lanes. Sequence numbers
 // are handed out in blocks from one shared counter, so the events sent are always numbered
 // 0 .. attempted-1 with no gaps, whatever mix of count, duration and senders ends the run.
-// Each thread paces itself with a token bucket (rate/senders) on the monotonic nanosecond clock
+// Each thread paces itself with a token bucket (rate/senders, or the --ramp rate at this moment)
+// on the monotonic nanosecond clock
 // and sends in bursts: sendmmsg for UDP, one large send() of many frames for TCP.
 //
 // Stamping: the line's trailing whitespace is removed and " cefdseq=<run-id>-<n>" appended, so
-// the event lands in the row's AdditionalExtensions where verify.h finds it.
+// the event lands in the row's AdditionalExtensions where verify.h finds it. With stamp_time,
+// " cefdts=<unix µs>" follows: the send time, read once per burst.
 #pragma once
 
 #include <atomic>
@@ -24,6 +27,7 @@ struct SendReport {
     std::uint64_t sent = 0;         // handed to the kernel
     std::uint64_t send_errors = 0;  // attempted but not sent (counted as lost by verify)
     double elapsed_s = 0;
+    double cpu_s = 0;               // this process's user + system CPU while sending
     std::string error;              // a connection that could not be made, etc.
 };
 

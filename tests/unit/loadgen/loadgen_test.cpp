@@ -6,10 +6,15 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cstring>
+
+#include <algorithm>
 #include <chrono>
 #include <fstream>
+#include <map>
 #include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -30,6 +35,7 @@ public:
     ~Fd() {
         if (fd_ >= 0) ::close(fd_);
     }
+    Fd(Fd&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
     Fd(const Fd&) = delete;
     Fd& operator=(const Fd&) = delete;
     [[nodiscard]] int get() const { return fd_; }
@@ -122,6 +128,72 @@ std::uint64_t json_number(const std::string& json, const std::string& key) {
     const std::size_t at = json.find("\"" + key + "\":");
     if (at == std::string::npos) return ~0ull;
     return std::stoull(json.substr(at + key.size() + 3));
+}
+
+double json_double(const std::string& json, const std::string& key) {
+    const std::size_t at = json.find("\"" + key + "\":");
+    if (at == std::string::npos) return -1;
+    return std::stod(json.substr(at + key.size() + 3));
+}
+
+/// A datagram with the kernel's receive time (SO_TIMESTAMPNS) and its sender's port.
+struct Arrival {
+    std::string payload;
+    std::int64_t kernel_ns = 0;
+    int source_port = 0;
+};
+
+/// Reads datagrams with kernel timestamps until the socket is quiet for `quiet` after the
+/// first one, or `timeout` passes.
+std::vector<Arrival> receive_timestamped(int fd, std::chrono::milliseconds quiet, std::chrono::milliseconds timeout) {
+    const int on = 1;
+    ::setsockopt(fd, SOL_SOCKET, SO_TIMESTAMPNS, &on, sizeof on);
+    std::vector<Arrival> arrivals;
+    std::vector<char> buffer(70'000);
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    auto last = std::chrono::steady_clock::now();
+    while (std::chrono::steady_clock::now() < deadline) {
+        pollfd waiting{fd, POLLIN, 0};
+        if (::poll(&waiting, 1, 50) <= 0) {
+            if (!arrivals.empty() && std::chrono::steady_clock::now() - last > quiet) break;
+            continue;
+        }
+        sockaddr_in from{};
+        iovec vector{buffer.data(), buffer.size()};
+        alignas(cmsghdr) char control[128];
+        msghdr message{};
+        message.msg_name = &from;
+        message.msg_namelen = sizeof from;
+        message.msg_iov = &vector;
+        message.msg_iovlen = 1;
+        message.msg_control = control;
+        message.msg_controllen = sizeof control;
+        const ssize_t got = ::recvmsg(fd, &message, 0);
+        if (got < 0) continue;
+        Arrival arrival{.payload = std::string(buffer.data(), static_cast<std::size_t>(got)),
+                        .source_port = ntohs(from.sin_port)};
+        for (cmsghdr* header = CMSG_FIRSTHDR(&message); header != nullptr; header = CMSG_NXTHDR(&message, header)) {
+            if (header->cmsg_level == SOL_SOCKET && header->cmsg_type == SCM_TIMESTAMPNS) {
+                timespec at{};
+                std::memcpy(&at, CMSG_DATA(header), sizeof at);
+                arrival.kernel_ns = static_cast<std::int64_t>(at.tv_sec) * 1'000'000'000 + at.tv_nsec;
+            }
+        }
+        arrivals.push_back(std::move(arrival));
+        last = std::chrono::steady_clock::now();
+    }
+    return arrivals;
+}
+
+Fd big_udp_receiver(int& port) {
+    Fd receiver(::socket(AF_INET, SOCK_DGRAM, 0));
+    const int buffer_bytes = 32 << 20;
+    // FORCE works as root (past net.core.rmem_max); the plain option is the fallback.
+    if (::setsockopt(receiver.get(), SOL_SOCKET, SO_RCVBUFFORCE, &buffer_bytes, sizeof buffer_bytes) != 0) {
+        ::setsockopt(receiver.get(), SOL_SOCKET, SO_RCVBUF, &buffer_bytes, sizeof buffer_bytes);
+    }
+    port = bind_loopback(receiver.get());
+    return receiver;
 }
 
 int run_loadgen(const TempDir& dir, std::vector<std::string> args, std::string* out = nullptr) {
@@ -307,6 +379,134 @@ TEST(LoadgenUsage, BadFlagsExit2) {
     EXPECT_EQ(run_loadgen(dir, {"--verify-only", "--verify", dir.file("x")}), 2);  // needs --run-id and --count
     EXPECT_EQ(run_loadgen(dir, {"--target", "127.0.0.1"}), 2);
     EXPECT_EQ(run_loadgen(dir, {"--file", dir.file("missing")}), 2);
+}
+
+// The offered rate, measured by the receiver: kernel receive timestamps and the events' own
+// sequence numbers over the middle of a 3-second run, so neither the test's reading speed nor
+// a datagram dropped by a busy kernel changes the figure. A loaded 2-core box can stall the
+// sender for a moment, so a rate that misses is measured once more before the test fails.
+double measured_rate(int rate) {
+    int port = 0;
+    Fd receiver = big_udp_receiver(port);
+    TempDir dir;
+    Process loadgen({loadgen_path(), "--target", "127.0.0.1:" + std::to_string(port), "--payload", "853b", "--rate",
+                     std::to_string(rate), "--duration", "3", "--run-id", "rate"},
+                    dir.path(), "loadgen");
+    const std::vector<Arrival> arrivals = receive_timestamped(receiver.get(), 1s, 20s);
+    EXPECT_EQ(loadgen.wait(20s), 0) << loadgen.err();
+    if (arrivals.size() < 10) return 0;
+    const std::int64_t start = arrivals.front().kernel_ns;
+    std::int64_t first_ns = 0, last_ns = 0;
+    long long first_sequence = -1, last_sequence = -1;
+    for (const Arrival& arrival : arrivals) {
+        if (arrival.kernel_ns < start + 500'000'000 || arrival.kernel_ns > start + 2'500'000'000) continue;
+        const long long sequence = sequence_of(arrival.payload, "rate");
+        if (first_sequence < 0) {
+            first_sequence = sequence;
+            first_ns = arrival.kernel_ns;
+        }
+        last_sequence = sequence;
+        last_ns = arrival.kernel_ns;
+    }
+    if (last_ns <= first_ns) return 0;
+    return static_cast<double>(last_sequence - first_sequence) * 1e9 / static_cast<double>(last_ns - first_ns);
+}
+
+TEST(LoadgenRate, OfferedRateWithinFivePercentMeasuredByTheReceiver) {
+    for (const int rate : {1'000, 10'000, 50'000}) {
+        double measured = measured_rate(rate);
+        if (std::abs(measured - rate) > 0.05 * rate) measured = measured_rate(rate);  // once more, see above
+        EXPECT_NEAR(measured, rate, 0.05 * rate) << "rate " << rate;
+    }
+}
+
+TEST(LoadgenUdp, FlowsSpreadEventsOverManySourcePorts) {
+    int port = 0;
+    Fd receiver = big_udp_receiver(port);
+    TempDir dir;
+    std::string out;
+    ASSERT_EQ(run_loadgen(dir, {"--target", "127.0.0.1:" + std::to_string(port), "--count", "2000", "--senders", "2",
+                                "--flows", "8", "--rate", "20000"},
+                          &out),
+              0);
+    const std::vector<Arrival> arrivals = receive_timestamped(receiver.get(), 300ms, 10s);
+    std::set<int> ports;
+    for (const Arrival& arrival : arrivals) ports.insert(arrival.source_port);
+    EXPECT_EQ(ports.size(), 8u) << out;
+    EXPECT_GT(json_double(out, "loadgen_cpu_us_per_event"), 0) << out;
+}
+
+TEST(LoadgenTemplates, SameSeedSameEventsAndARealisticSizeMix) {
+    const auto send = [](const std::string& seed) {
+        int port = 0;
+        Fd receiver = big_udp_receiver(port);
+        TempDir dir;
+        EXPECT_EQ(run_loadgen(dir, {"--target", "127.0.0.1:" + std::to_string(port), "--payload", "templates", "--seed",
+                                    seed, "--count", "500", "--no-stamp", "--rate", "20000"}),
+                  0);
+        std::vector<std::string> events;
+        for (Arrival& arrival : receive_timestamped(receiver.get(), 300ms, 10s)) events.push_back(std::move(arrival.payload));
+        return events;
+    };
+    const std::vector<std::string> first = send("7");
+    ASSERT_EQ(first.size(), 500u);
+    EXPECT_EQ(send("7"), first);
+    EXPECT_NE(send("8"), first);
+    std::map<std::string, std::size_t> kinds;
+    std::size_t short_events = 0, breach_sized = 0, long_events = 0;
+    for (const std::string& event : first) {
+        ASSERT_EQ(event.rfind("<134>", 0), 0u) << event;
+        if (event.find("|AI Analyst|") != std::string::npos) ++kinds["ai_analyst"];
+        else if (event.find("|System/System|") != std::string::npos) ++kinds["system"];
+        else if (event.find("CEF:0|Darktrace|DCIP|") != std::string::npos) ++kinds["breach"];
+        if (event.size() < 400) ++short_events;
+        else if (event.size() >= 700 && event.size() <= 1100) ++breach_sized;
+        else if (event.size() >= 1500) ++long_events;
+    }
+    EXPECT_EQ(kinds["ai_analyst"] + kinds["system"] + kinds["breach"], first.size());
+    EXPECT_GT(kinds["breach"], first.size() / 2);
+    EXPECT_GT(short_events, 0u);
+    EXPECT_GT(breach_sized, first.size() / 2);
+    EXPECT_GT(long_events, 0u);
+}
+
+TEST(LoadgenVerify, LatencyFromTheAcceptLogIsNonNegativeAndOrdered) {
+    TempDir dir;
+    const std::string rows = dir.file("rows.jsonl");
+    // Send times in µs from T = 1e15 ns; the accept log says request 1 (2 rows) was stored at
+    // T + 10 ms and request 2 (2 rows) at T + 100 ms. The last row has no accept line yet.
+    cefd::test::write_file(rows, R"({"AdditionalExtensions":"cefdseq=lat-0;cefdts=1000000000000"})" "\n"
+                                 R"({"AdditionalExtensions":"cefdseq=lat-1;cefdts=1000000004000"})" "\n"
+                                 R"({"AdditionalExtensions":"cefdseq=lat-1;cefdts=1000000004000"})" "\n"
+                                 R"({"AdditionalExtensions":"cefdseq=lat-2;cefdts=1000000050000"})" "\n"
+                                 R"({"AdditionalExtensions":"cefdseq=lat-3;cefdts=1000000099000"})" "\n");
+    cefd::test::write_file(rows + ".accept", "2 1000000010000000\n2 1000000100000000\n");
+    std::string out;
+    EXPECT_EQ(run_loadgen(dir, {"--verify-only", "--verify", rows, "--run-id", "lat", "--count", "4", "--wait-s", "0"},
+                          &out),
+              0)
+        << out;
+    EXPECT_EQ(json_number(out, "delivered"), 4u) << out;
+    EXPECT_EQ(json_number(out, "duplicated"), 1u) << out;
+    EXPECT_EQ(json_number(out, "latency_samples"), 3u) << out;  // lat-3 has no accept line yet
+    const double p50 = json_double(out, "latency_p50_ms");
+    const double p99 = json_double(out, "latency_p99_ms");
+    const double max = json_double(out, "latency_max_ms");
+    EXPECT_DOUBLE_EQ(p50, 10.0) << out;  // of 10 (lat-0), 6 (lat-1: 10 - 4) and 50 (lat-2: 100 - 50)
+    EXPECT_DOUBLE_EQ(max, 50.0) << out;
+    EXPECT_GE(p50, 0);
+    EXPECT_LE(p50, p99);
+    EXPECT_LE(p99, max);
+}
+
+TEST(LoadgenUsage, BadNewFlagsExit2) {
+    TempDir dir;
+    EXPECT_EQ(run_loadgen(dir, {"--payload", "huge"}), 2);
+    EXPECT_EQ(run_loadgen(dir, {"--ramp", "100:10"}), 2);
+    EXPECT_EQ(run_loadgen(dir, {"--ramp", "100:10:0"}), 2);
+    EXPECT_EQ(run_loadgen(dir, {"--senders", "4", "--flows", "2"}), 2);
+    EXPECT_EQ(run_loadgen(dir, {"--timestamps", "--no-stamp"}), 2);
+    EXPECT_EQ(run_loadgen(dir, {"--seed", "x"}), 2);
 }
 
 }  // namespace

@@ -78,4 +78,35 @@ TEST(StandinBodyChecker, NamesRowAndColumnOfTheFirstProblem) {
     EXPECT_EQ(check(checker, R"([{"Activity":{"nested":1}}])", false), Reject::bad_type);
 }
 
+
+// ---- --bench: split_rows ---------------------------------------------------------------------
+
+Reject split(BodyChecker& checker, const std::string& wire, bool gzipped) {
+    std::memcpy(checker.wire_buffer(wire.size()), wire.data(), wire.size());
+    return checker.split_rows(wire.size(), gzipped, BodyLimits{});
+}
+
+TEST(StandinBenchSplit, GivesTheSameRowsAsTheFullChecksOnCompactJson) {
+    // Braces, brackets and escaped quotes inside strings must not end a row.
+    const std::string body = R"([{"Activity":"a \"}{\" b","Message":"[x]","DeviceVendor":"Darktrace\\"},)"
+                             R"({"AdditionalExtensions":"cefdseq=r-1;cefdts=5","DestinationPort":443}])";
+    BodyChecker strict;
+    ASSERT_EQ(check(strict, gzip(body), true), Reject::none) << strict.message();
+    BodyChecker bench;
+    ASSERT_EQ(split(bench, gzip(body), true), Reject::none) << bench.message();
+    EXPECT_EQ(bench.row_count(), 2u);
+    EXPECT_EQ(bench.rows_jsonl(), strict.rows_jsonl());
+}
+
+TEST(StandinBenchSplit, RefusesWhatIsNotAnArrayOfObjects) {
+    BodyChecker checker;
+    EXPECT_EQ(split(checker, gzip(R"({"a":1})"), true), Reject::bad_json);
+    EXPECT_EQ(split(checker, gzip(R"([1,2])"), true), Reject::bad_json);
+    EXPECT_EQ(split(checker, gzip(R"(["a"])"), true), Reject::bad_json);
+    EXPECT_EQ(split(checker, gzip(R"([{"a":"unclosed)"), true), Reject::bad_json);
+    EXPECT_EQ(split(checker, gzip(R"([{"a":1})"), true), Reject::bad_json);
+    EXPECT_EQ(split(checker, gzip("[]"), true), Reject::empty_array);
+    EXPECT_EQ(split(checker, "not gzip at all, but long enough", true), Reject::bad_gzip);
+}
+
 }  // namespace

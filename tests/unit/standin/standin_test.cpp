@@ -329,6 +329,47 @@ TEST(StandinIngest, UncompressedBodyAndSyslogStreamAreAccepted) {
     EXPECT_EQ(standin.rows().size(), 2u);
 }
 
+TEST(StandinBench, ChecksOneRequestInNAndSplitsTheRestIntoRows) {
+    StandinProcess standin({"--bench-check-every", "2"});
+    const std::string token = standin.token();
+    const std::string good = R"([{"DeviceVendor":"Darktrace"},{"Activity":"a"}])";
+    const std::string unknown_column = R"([{"NotAColumn":"x"}])";
+    EXPECT_EQ(standin.ingest_gzip(good, token).status, 204);            // request 1: full checks
+    EXPECT_EQ(standin.ingest_gzip(unknown_column, token).status, 204);  // 2: only split
+    EXPECT_EQ(standin.ingest_gzip(unknown_column, token).status, 400);  // 3: full checks again
+    EXPECT_EQ(standin.ingest_gzip("{\"a\":1}", token).status, 400);      // 4: split refuses a non-array
+    const std::string stats = standin.stats();
+    EXPECT_EQ(stat_value(stats, "/bench_unchecked_requests"), 2u) << stats;
+    EXPECT_EQ(stat_value(stats, "/rows"), 3u) << stats;
+    EXPECT_EQ(standin.rows(), (std::vector<std::string>{R"({"DeviceVendor":"Darktrace"})", R"({"Activity":"a"})",
+                                                        R"({"NotAColumn":"x"})"}));
+}
+
+TEST(StandinIngest, AcceptLogHasOneLineOfRowsAndTimePerAcceptedRequest) {
+    TempDir accept_dir;
+    const std::string accept_log = accept_dir.file("rows.accept");
+    StandinProcess standin({"--accept-log", accept_log});
+    const std::string token = standin.token();
+    const auto before_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                               std::chrono::system_clock::now().time_since_epoch()).count();
+    EXPECT_EQ(standin.ingest_gzip(R"([{"Activity":"a"},{"Activity":"b"}])", token).status, 204);
+    EXPECT_EQ(standin.ingest_gzip(R"([{"NotAColumn":"x"}])", token).status, 400);  // refused: no line
+    EXPECT_EQ(standin.ingest_gzip(R"([{"Activity":"c"}])", token).status, 204);
+    const auto lines = cefd::test::read_lines(accept_log);
+    ASSERT_EQ(lines.size(), 2u);
+    long long previous_ns = before_ns;
+    const char* expected_rows[] = {"2", "1"};
+    for (std::size_t i = 0; i < lines.size(); ++i) {
+        const std::size_t space = lines[i].find(' ');
+        ASSERT_NE(space, std::string::npos) << lines[i];
+        EXPECT_EQ(lines[i].substr(0, space), expected_rows[i]);
+        const long long ns = std::stoll(lines[i].substr(space + 1));
+        EXPECT_GE(ns, previous_ns) << lines[i];
+        previous_ns = ns;
+    }
+    EXPECT_EQ(standin.rows().size(), 3u);
+}
+
 // ---- Rejections --------------------------------------------------------------------------------
 
 struct RejectCase {
