@@ -24,7 +24,7 @@
 #include "engine/pipeline/config.h"
 #include "engine/pipeline/pipeline.h"
 #include "engine/unique_fd.h"
-#include "stages/receive/engine_base.h"
+#include "stages/receive/engine.h"
 #include "stages/send/token.h"
 
 namespace cefd {
