@@ -137,8 +137,6 @@ void Spool::register_metrics(MetricsRegistry& registry) const {
          &s.unknown_files},
         {"spool_segment_start_errors_total", "New segments that could not be created (EMFILE, ENFILE...)",
          &s.segment_start_errors},
-        {"spool_unreadable_segments_total", "Segments that could not be opened at start (kept, not sent)",
-         &s.unreadable_segments},
     };
     for (const auto& c : counters) registry.add(c.name, c.help, "", c.counter);
     const struct {
