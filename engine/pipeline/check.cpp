@@ -23,6 +23,7 @@
 #include "engine/pipeline/check_startup.h"
 #include "engine/pipeline/config.h"
 #include "engine/pipeline/pipeline.h"
+#include "engine/row/row_json.h"
 #include "engine/unique_fd.h"
 #include "stages/receive/engine.h"
 #include "stages/send/token.h"
@@ -31,28 +32,6 @@ namespace cefd {
 namespace {
 
 using Status_ = CheckStep::Status;
-
-std::string json_escape(std::string_view text) {
-    std::string out;
-    for (const char c : text) {
-        switch (c) {
-            case '"': out += "\\\""; break;
-            case '\\': out += "\\\\"; break;
-            case '\n': out += "\\n"; break;
-            case '\r': out += "\\r"; break;
-            case '\t': out += "\\t"; break;
-            default:
-                if (static_cast<unsigned char>(c) < 0x20) {
-                    char buffer[8];
-                    std::snprintf(buffer, sizeof buffer, "\\u%04x", c);
-                    out += buffer;
-                } else {
-                    out += c;
-                }
-        }
-    }
-    return out;
-}
 
 const char* status_name(Status_ status) {
     switch (status) {

@@ -186,4 +186,12 @@ char* write_row_json(const Row& row, char* out) noexcept {
     return out;
 }
 
+std::string json_escape(std::string_view text) {
+    std::string out(2 + 6 * text.size(), '\0');
+    const char* end = write_string(text, out.data());
+    out.resize(static_cast<std::size_t>(end - out.data()) - 1);  // without the closing quote
+    out.erase(0, 1);                                              // and the opening one
+    return out;
+}
+
 }  // namespace cefd

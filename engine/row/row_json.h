@@ -12,6 +12,8 @@
 #pragma once
 
 #include <cstddef>
+#include <string>
+#include <string_view>
 
 #include "engine/row/row.h"
 
@@ -22,5 +24,9 @@ std::size_t row_json_bound(const Row& row) noexcept;
 
 /// Writes the row's JSON object at `out`; returns one past the last byte written.
 char* write_row_json(const Row& row, char* out) noexcept;
+
+/// `text` escaped for the inside of a JSON string, with the same escapes as the row encoder.
+/// Allocates: for reports and tools (cefd check --json, the stand-in), not the hot path.
+std::string json_escape(std::string_view text);
 
 }  // namespace cefd

@@ -19,6 +19,7 @@
 #include <filesystem>
 
 #include "engine/log.h"
+#include "engine/row/row_json.h"
 #include "tools/azure_standin/tls_cert.h"
 
 namespace cefd::standin {
@@ -37,29 +38,6 @@ std::int64_t now_ns() noexcept {
 std::int64_t unix_now_s() noexcept {
     return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch())
         .count();
-}
-
-std::string json_escape(std::string_view text) {
-    std::string out;
-    out.reserve(text.size() + 8);
-    for (const char c : text) {
-        switch (c) {
-            case '"': out += "\\\""; break;
-            case '\\': out += "\\\\"; break;
-            case '\n': out += "\\n"; break;
-            case '\r': out += "\\r"; break;
-            case '\t': out += "\\t"; break;
-            default:
-                if (static_cast<unsigned char>(c) < 0x20) {
-                    char escaped[8];
-                    std::snprintf(escaped, sizeof escaped, "\\u%04x", static_cast<unsigned>(c));
-                    out += escaped;
-                } else {
-                    out += c;
-                }
-        }
-    }
-    return out;
 }
 
 std::string lowercase(std::string_view text) {
