@@ -3,9 +3,15 @@
 // same. Two differences are expected and normalised: TimeGenerated (the receive time) is dropped,
 // and the sender address, which `cefd parse` does not have, is added where the network path puts
 // it (Computer when the line has no syslog host; HostIP on Syslog rows).
+//
+// The syslog envelope corpus (tests/data/syslog-envelope-corpus.txt) runs the same way with
+// non_cef = "syslog_table": the unit test (tests/unit/parse/syslog_corpus_test.cpp) checks the
+// rows themselves; this checks that the network path (receiver framing, lanes, batcher, the
+// stand-in's schema checks) changes nothing.
 #include <gtest/gtest.h>
 #include <simdjson.h>
 
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -110,17 +116,24 @@ void expect_same_rows(std::vector<Row> expected, const AzureStandin& azure) {
 
 enum class Via { udp, tcp };
 
-/// `syslog_rows`: how many of the rows must be Syslog rows (a check that the case tests them).
-void run_case(Via via, const std::vector<std::string>& lines, const CefdOptions& options, std::size_t syslog_rows) {
+std::size_t count_syslog_rows(const std::vector<Row>& rows) {
+    std::size_t syslog = 0;
+    for (const auto& row : rows) syslog += row.count("SyslogMessage");
+    return syslog;
+}
+
+/// `check_expected` asserts what `cefd parse` printed is what the case means to test (how many
+/// Syslog rows, say) before anything is sent.
+void run_case(Via via, const std::vector<std::string>& lines, const CefdOptions& options,
+              const std::function<void(const std::vector<Row>&)>& check_expected) {
     TempDir dir;
     AzureStandin azure(dir);
     Cefd cefd(dir, azure, options);
     // The same config for `cefd parse`, so both use the same [parse] settings.
     const std::vector<Row> expected = parsed_rows(dir, lines, cefd.config_path());
     ASSERT_FALSE(expected.empty());
-    std::size_t syslog = 0;
-    for (const auto& row : expected) syslog += row.count("SyslogMessage");
-    ASSERT_EQ(syslog, syslog_rows);
+    check_expected(expected);
+    if (::testing::Test::HasFatalFailure()) return;
     if (via == Via::udp) send_udp(cefd.port(), lines);
     else send_tcp(cefd.port(), lines);
     ASSERT_TRUE(wait_until(std::chrono::seconds(60), [&] { return azure.row_count() >= expected.size(); }))
@@ -130,21 +143,49 @@ void run_case(Via via, const std::vector<std::string>& lines, const CefdOptions&
     expect_same_rows(expected, azure);
 }
 
+/// `syslog_rows`: how many of the rows must be Syslog rows (a check that the case tests them).
+auto syslog_rows_are(std::size_t syslog_rows) {
+    return [syslog_rows](const std::vector<Row>& expected) { ASSERT_EQ(count_syslog_rows(expected), syslog_rows); };
+}
+
+const CefdOptions syslog_table{.extra_toml = "[parse]\nnon_cef = \"syslog_table\"\n"};
+
 TEST(ParseVsNetwork, EverySampleLineOverUdpGivesTheRowCefdParsePrints) {
-    run_case(Via::udp, all_sample_lines(), {}, 0);
+    run_case(Via::udp, all_sample_lines(), {}, syslog_rows_are(0));
 }
 
 TEST(ParseVsNetwork, EverySampleLineOverTcpGivesTheRowCefdParsePrints) {
-    run_case(Via::tcp, all_sample_lines(), {}, 0);
+    run_case(Via::tcp, all_sample_lines(), {}, syslog_rows_are(0));
 }
 
 TEST(ParseVsNetwork, SyslogTableLinesOverUdpGiveTheRowsCefdParsePrints) {
-    run_case(Via::udp, syslog_lines(), {.extra_toml = "[parse]\nnon_cef = \"syslog_table\"\n"}, 6);
+    run_case(Via::udp, syslog_lines(), syslog_table, syslog_rows_are(6));
 }
 
 TEST(ParseVsNetwork, SyslogTableLinesOverTcpGiveTheRowsCefdParsePrints) {
-    run_case(Via::tcp, syslog_lines(), {.extra_toml = "[parse]\nnon_cef = \"syslog_table\"\n"}, 6);
+    run_case(Via::tcp, syslog_lines(), syslog_table, syslog_rows_are(6));
 }
+
+/// The corpus's message lines: not comments, not blank, not the indented expectations.
+std::vector<std::string> corpus_messages() {
+    std::vector<std::string> messages;
+    for (auto& line : read_lines(source_path("tests/data/syslog-envelope-corpus.txt")))
+        if (!line.empty() && line[0] != '#' && line[0] != ' ') messages.push_back(std::move(line));
+    return messages;
+}
+
+void run_corpus(Via via) {
+    const std::vector<std::string> lines = corpus_messages();
+    ASSERT_GE(lines.size(), 40U);
+    run_case(via, lines, syslog_table, [&lines](const std::vector<Row>& expected) {
+        ASSERT_GE(count_syslog_rows(expected), 35U) << "the corpus is mostly Syslog rows";
+        ASSERT_LT(expected.size(), lines.size()) << "the corpus has a line with no row";
+    });
+}
+
+TEST(SyslogCorpus, EveryEnvelopeOverUdpGivesTheRowCefdParsePrints) { run_corpus(Via::udp); }
+
+TEST(SyslogCorpus, EveryEnvelopeOverTcpGivesTheRowCefdParsePrints) { run_corpus(Via::tcp); }
 
 }  // namespace
 }  // namespace cefd::test

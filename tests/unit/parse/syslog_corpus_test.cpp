@@ -1,6 +1,6 @@
 // The syslog envelope corpus (tests/data/syslog-envelope-corpus.txt): every RFC 3164 and RFC 5424
 // form there, through the Parser with non_cef = "syslog_table" and a frozen receive time, must
-// give exactly the columns its expectation lines list. tests/e2e/syslog_corpus_test.cpp sends the
+// give exactly the columns its expectation lines list. tests/e2e/parse_vs_network_test.cpp sends the
 // same lines through `cefd parse` and the network.
 #include <gtest/gtest.h>
 
