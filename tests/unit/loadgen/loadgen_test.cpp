@@ -70,19 +70,21 @@ std::vector<std::string> receive_datagrams(int fd, std::size_t expected, std::ch
 
 /// Accepts up to `connections` connections and reads each to EOF (or the deadline).
 std::string receive_stream(int listener, int connections, std::chrono::milliseconds timeout) {
+    // Each connection's bytes are kept apart and appended whole when it closes: reads from
+    // several connections interleave, so one shared buffer would cut lines in the middle.
     std::string all;
-    std::vector<int> open;
+    std::map<int, std::string> open;
     int accepted = 0;
     std::vector<char> buffer(1 << 16);
     const auto deadline = std::chrono::steady_clock::now() + timeout;
     while ((accepted < connections || !open.empty()) && std::chrono::steady_clock::now() < deadline) {
         std::vector<pollfd> waiting{{listener, POLLIN, 0}};
-        for (const int fd : open) waiting.push_back({fd, POLLIN, 0});
+        for (const auto& [fd, bytes] : open) waiting.push_back({fd, POLLIN, 0});
         if (::poll(waiting.data(), waiting.size(), 100) <= 0) continue;
         if ((waiting[0].revents & POLLIN) != 0 && accepted < connections) {
             const int fd = ::accept(listener, nullptr, nullptr);
             if (fd >= 0) {
-                open.push_back(fd);
+                open.emplace(fd, std::string());
                 ++accepted;
             }
         }
@@ -90,14 +92,18 @@ std::string receive_stream(int listener, int connections, std::chrono::milliseco
             if (waiting[i].revents == 0) continue;
             const ssize_t got = ::recv(waiting[i].fd, buffer.data(), buffer.size(), 0);
             if (got > 0) {
-                all.append(buffer.data(), static_cast<std::size_t>(got));
+                open[waiting[i].fd].append(buffer.data(), static_cast<std::size_t>(got));
             } else {
                 ::close(waiting[i].fd);
-                std::erase(open, waiting[i].fd);
+                all += open[waiting[i].fd];
+                open.erase(waiting[i].fd);
             }
         }
     }
-    for (const int fd : open) ::close(fd);
+    for (const auto& [fd, bytes] : open) {
+        ::close(fd);
+        all += bytes;
+    }
     return all;
 }
 
