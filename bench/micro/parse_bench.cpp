@@ -1,6 +1,7 @@
 // Parse + map + JSON-encode throughput per core. Inputs are read before the timed loop.
 #include <benchmark/benchmark.h>
 
+#include <cstring>
 #include <fstream>
 #include <string>
 #include <vector>
@@ -88,6 +89,34 @@ void BM_ParseEncode_SyslogTable(benchmark::State& state) {
     run(state, lines, true, ParseConfig::NonCef::syslog_table);
 }
 BENCHMARK(BM_ParseEncode_SyslogTable);
+
+// The 853-byte Darktrace model breaches that bench/peers and cefd-loadgen --payload 853b send.
+const std::vector<std::string>& darktrace_853b() {
+    static const auto lines = load("bench/peers/darktrace-cef-853b.txt");
+    return lines;
+}
+
+// parse + map + encode on the 853-byte rows, against BM_Floor_Scan_Darktrace853 on the same
+// bytes in the same run: the ratio is how far the hot path is from reading its input once.
+void BM_ParseEncode_Darktrace853(benchmark::State& state) { run(state, darktrace_853b(), true); }
+BENCHMARK(BM_ParseEncode_Darktrace853);
+
+// The floor: one SIMD pass over each line (glibc memchr for a byte no line holds, so it reads
+// every byte), nothing parsed, nothing written.
+void BM_Floor_Scan_Darktrace853(benchmark::State& state) {
+    const auto& lines = darktrace_853b();
+    std::size_t bytes = 0;
+    std::size_t i = 0;
+    for (auto _ : state) {
+        const std::string& line = lines[i];
+        i = i + 1 == lines.size() ? 0 : i + 1;
+        benchmark::DoNotOptimize(std::memchr(line.data(), '\x01', line.size()));
+        bytes += line.size();
+    }
+    state.SetBytesProcessed(static_cast<std::int64_t>(bytes));
+    state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK(BM_Floor_Scan_Darktrace853);
 
 void BM_EncodeOnly_Darktrace(benchmark::State& state) {
     const auto lines = load("tests/data/synthetic-darktrace-cef.log");
