@@ -2,11 +2,15 @@
 // fsync policy. The spool directory is under $SPOOL_BENCH_DIR, else $TMPDIR, else /tmp: point
 // it at the disk you mean to measure.
 #include <benchmark/benchmark.h>
+#include <fcntl.h>
 #include <stdlib.h>
+#include <sys/uio.h>
+#include <unistd.h>
 
 #include <cstdlib>
 #include <filesystem>
 #include <random>
+#include <thread>
 #include <string>
 
 #include "stages/spool/record.h"
@@ -75,6 +79,56 @@ void BM_SpoolAppend(benchmark::State& state) {
     std::filesystem::remove_all(dir);
 }
 BENCHMARK(BM_SpoolAppend)
+    ->ArgName("fsync_batch0_interval1_never2")
+    ->Arg(static_cast<int>(SpoolConfig::Fsync::batch))
+    ->Arg(static_cast<int>(SpoolConfig::Fsync::interval))
+    ->Arg(static_cast<int>(SpoolConfig::Fsync::never))
+    ->UseRealTime();
+
+// The floor for BM_SpoolAppend: the same 64-byte header + 100 KiB body with one pwritev into a
+// plain file in the same directory, the same 100 KiB copy per batch, and the same fsync policy
+// (batch: fdatasync after each write; interval: a thread fdatasyncs every second; never: none).
+// Every 64 batches the file is truncated (untimed), as the spool's drain deletes segments.
+void BM_PwritevFloor(benchmark::State& state) {
+    const auto fsync = static_cast<SpoolConfig::Fsync>(state.range(0));
+    const std::string dir = bench_dir();
+    {
+        const int fd = ::open((dir + "/floor").c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+        if (fd < 0) std::abort();
+        std::jthread syncer;
+        if (fsync == SpoolConfig::Fsync::interval)
+            syncer = std::jthread([fd](std::stop_token stop) {
+                while (!stop.stop_requested()) {
+                    for (int i = 0; i < 100 && !stop.stop_requested(); ++i)
+                        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+                    ::fdatasync(fd);
+                }
+            });
+        const SealedBatch batch = make_batch();
+        std::byte header[spool::header_bytes] = {};
+        off_t offset = 0;
+        std::int64_t n = 0;
+        for (auto _ : state) {
+            SealedBatch copy = batch;
+            iovec iov[2] = {{header, sizeof header}, {copy.body.data(), copy.body.size()}};
+            if (::pwritev(fd, iov, 2, offset) != static_cast<ssize_t>(sizeof header + copy.body.size())) std::abort();
+            offset += static_cast<off_t>(sizeof header + copy.body.size());
+            if (fsync == SpoolConfig::Fsync::batch) ::fdatasync(fd);
+            if (++n % 64 == 0) {
+                state.PauseTiming();
+                if (::ftruncate(fd, 0) != 0) std::abort();
+                offset = 0;
+                state.ResumeTiming();
+            }
+        }
+        syncer = {};
+        ::close(fd);
+        state.SetBytesProcessed(n * static_cast<std::int64_t>(body_bytes));
+        state.SetItemsProcessed(n);
+    }
+    std::filesystem::remove_all(dir);
+}
+BENCHMARK(BM_PwritevFloor)
     ->ArgName("fsync_batch0_interval1_never2")
     ->Arg(static_cast<int>(SpoolConfig::Fsync::batch))
     ->Arg(static_cast<int>(SpoolConfig::Fsync::interval))
