@@ -99,6 +99,17 @@ int main(int argc, char** argv) {
         std::snprintf(numbers, sizeof numbers, ",\"bytes_per_event\":%.0f,\"loadgen_cpu_us_per_event\":%.3f",
                       bytes_per_line, sent.sent > 0 ? sent.cpu_s * 1e6 / static_cast<double>(sent.sent) : 0.0);
         line += numbers;
+        // Whether the generator, not the target, set this rate (sender.h): then take no verdict from it.
+        const GeneratorCheck check = check_generator(sent);
+        if (check.requested_eps > 0) {
+            std::snprintf(numbers, sizeof numbers, ",\"requested_eps\":%.0f", check.requested_eps);
+            line += numbers;
+        }
+        std::snprintf(numbers, sizeof numbers, ",\"sender_cpu_share\":%.3f", check.sender_cpu_share);
+        line += numbers;
+        line += std::string(",\"generator_limited\":") + (check.limited ? "true" : "false");
+        if (check.limited) line += ",\"generator_limited_why\":" + json_string(check.why);
+        if (check.target_backpressure) line += ",\"target_backpressure\":true";
     }
     int exit_code = sent.error.empty() || sent.attempted > 0 ? 0 : 1;
     if (!options.verify_path.empty()) {

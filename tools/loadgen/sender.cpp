@@ -28,6 +28,7 @@ namespace cefd::loadgen {
 namespace {
 
 constexpr std::size_t burst_max = 64;           // events per sendmmsg / per TCP send
+constexpr double pace_batch_s = 250e-6;         // paced runs send a burst per this much time
 // " cefdseq=" run-id "-" n, then " cefdts=" and the send time in µs.
 constexpr std::size_t stamp_bytes_max = 9 + 64 + 1 + 20 + 8 + 20;
 constexpr std::size_t udp_payload_max = 65'507;
@@ -44,9 +45,9 @@ std::int64_t unix_us() noexcept {
     return static_cast<std::int64_t>(ts.tv_sec) * 1'000'000 + ts.tv_nsec / 1000;
 }
 
-double cpu_seconds() noexcept {
+double cpu_seconds(int who = RUSAGE_SELF) noexcept {
     rusage usage{};
-    ::getrusage(RUSAGE_SELF, &usage);
+    ::getrusage(who, &usage);
     return static_cast<double>(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) +
            static_cast<double>(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6;
 }
@@ -183,6 +184,8 @@ struct Shared {
     std::atomic<std::uint64_t> sent{0};
     std::atomic<std::uint64_t> send_errors{0};
     std::atomic<std::uint64_t> attempted{0};
+    std::atomic<std::int64_t> sender_cpu_ns{0};
+    std::atomic<std::int64_t> send_wait_ns{0};
     std::mutex error_mutex;
     std::string error;
 };
@@ -210,6 +213,29 @@ public:
     }
 
     void run() {
+        const double cpu_start = cpu_seconds(RUSAGE_THREAD);
+        loop();
+        shared_.sender_cpu_ns.fetch_add(static_cast<std::int64_t>((cpu_seconds(RUSAGE_THREAD) - cpu_start) * 1e9),
+                                        std::memory_order_relaxed);
+        shared_.send_wait_ns.fetch_add(send_wait_ns_, std::memory_order_relaxed);
+    }
+
+    /// The requested events over [0, elapsed_ns] for the whole run (all senders): the integral
+    /// of the rate; 0 when flat out.
+    [[nodiscard]] static double requested_events(const LoadgenOptions& options, std::int64_t elapsed_ns) {
+        const double seconds = static_cast<double>(elapsed_ns) / 1e9;
+        if (options.ramp_hold_s <= 0) return options.rate_eps * seconds;
+        double total = 0;
+        for (double t = 0; t < seconds; t += options.ramp_hold_s) {
+            const double steps = std::floor(t / options.ramp_hold_s + 1e-9);
+            const double step_rate = std::max(1.0, options.ramp_start_eps + options.ramp_step_eps * steps);
+            total += step_rate * std::min(options.ramp_hold_s, seconds - t);
+        }
+        return total;
+    }
+
+private:
+    void loop() {
         double rate = rate_at(0);
         // Bucket depth: 10 ms of events (at least one). Sleeps on a VM often overshoot by
         // hundreds of microseconds; a bucket of one burst lost those tokens and ran 9% slow at
@@ -225,9 +251,12 @@ public:
             if (rate > 0) {
                 tokens = std::min(depth, tokens + static_cast<double>(now - last_ns) * rate / 1e9);
                 last_ns = now;
-                if (tokens < 1.0) {
-                    // Sleep until the next token is due; the bucket makes up for oversleeping.
-                    const auto wait_ns = static_cast<std::int64_t>((1.0 - tokens) * 1e9 / rate);
+                // Pace by batches: wait until a burst's worth (250 µs of events, 1 to 64) is due,
+                // so a high rate costs one wake-up per burst, not one per few events.
+                const double batch = std::clamp(rate * pace_batch_s, 1.0, static_cast<double>(burst_max));
+                if (tokens < batch) {
+                    // Sleep until the batch is due; the bucket makes up for oversleeping.
+                    const auto wait_ns = static_cast<std::int64_t>((batch - tokens) * 1e9 / rate);
                     std::this_thread::sleep_for(std::chrono::nanoseconds(std::clamp<std::int64_t>(wait_ns, 20'000, 10'000'000)));
                     continue;
                 }
@@ -246,7 +275,6 @@ public:
         }
     }
 
-private:
     /// Writes event `sequence` at `out`; returns its length.
     std::size_t format_event(std::uint64_t sequence, char* out) const {
         const std::string& line = shared_.lines[sequence % shared_.lines.size()];
@@ -317,6 +345,8 @@ private:
             }
         }
         std::size_t written = 0;
+        const std::int64_t wait_start = now_ns();  // blocked sends are the target's backpressure
+        const auto count_wait = [&] { send_wait_ns_ += now_ns() - wait_start; };
         while (written < length) {
             if (flow.ssl) {
                 std::size_t wrote = 0;
@@ -327,6 +357,7 @@ private:
                 std::lock_guard lock(shared_.error_mutex);
                 shared_.error = "TLS send failed: " + openssl_error();
                 shared_.send_errors.fetch_add(n, std::memory_order_relaxed);
+                count_wait();
                 return false;
             }
             const ssize_t rc = ::send(flow.socket.fd(), out + written, length - written, MSG_NOSIGNAL);
@@ -340,9 +371,11 @@ private:
                 std::lock_guard lock(shared_.error_mutex);
                 shared_.error = std::string("TCP send failed: ") + std::strerror(errno);
                 shared_.send_errors.fetch_add(n, std::memory_order_relaxed);
+                count_wait();
                 return false;
             }
         }
+        count_wait();
         shared_.sent.fetch_add(n, std::memory_order_relaxed);
         return true;
     }
@@ -352,12 +385,41 @@ private:
     std::vector<Connection> flows_;
     std::size_t next_flow_ = 0;
     std::int64_t send_time_us_ = 0;
+    std::int64_t send_wait_ns_ = 0;
     std::size_t slot_bytes_ = 0;
     std::vector<char> buffer_;
     std::string stamp_prefix_;
 };
 
 }  // namespace
+
+GeneratorCheck check_generator(const SendReport& report) {
+    GeneratorCheck check;
+    if (report.elapsed_s <= 0 || report.sender_threads == 0) return check;
+    const double thread_seconds = report.elapsed_s * static_cast<double>(report.sender_threads);
+    check.offered_eps = static_cast<double>(report.sent) / report.elapsed_s;
+    check.requested_eps = report.requested_events / report.elapsed_s;
+    check.sender_cpu_share = report.sender_cpu_s / thread_seconds;
+    char why[200];
+    if (check.requested_eps > 0 && check.offered_eps < offered_fraction_min * check.requested_eps) {
+        if (report.send_wait_s >= 0.5 * thread_seconds) {
+            check.target_backpressure = true;  // the target did not take it: not the generator
+        } else {
+            check.limited = true;
+            std::snprintf(why, sizeof why, "offered %.0f/s of %.0f/s requested (%.1f%%, below %.0f%%)",
+                          check.offered_eps, check.requested_eps, 100 * check.offered_eps / check.requested_eps,
+                          100 * offered_fraction_min);
+            check.why = why;
+        }
+    }
+    if (check.sender_cpu_share >= sender_cpu_share_max) {
+        check.limited = true;
+        std::snprintf(why, sizeof why, "%ssender threads CPU-bound (%.0f%% of %u core(s))",
+                      check.why.empty() ? "" : "; ", 100 * check.sender_cpu_share, report.sender_threads);
+        check.why += why;
+    }
+    return check;
+}
 
 SendReport send_events(const LoadgenOptions& options, const std::vector<std::string>& lines,
                        std::atomic<std::uint64_t>& progress) {
@@ -390,8 +452,17 @@ SendReport send_events(const LoadgenOptions& options, const std::vector<std::str
             });
         }
     }  // jthreads join here
-    report.elapsed_s = static_cast<double>(now_ns() - start) / 1e9;
+    const std::int64_t elapsed_ns = now_ns() - start;
+    report.elapsed_s = static_cast<double>(elapsed_ns) / 1e9;
     report.cpu_s = cpu_seconds() - cpu_before;
+    report.sender_cpu_s = static_cast<double>(shared.sender_cpu_ns.load()) / 1e9;
+    report.send_wait_s = static_cast<double>(shared.send_wait_ns.load()) / 1e9;
+    report.sender_threads = options.senders;
+    report.requested_events = SenderThread::requested_events(options, elapsed_ns);
+    if (options.count != 0) {
+        // A count that ran out before the clock did asks for no more than the count.
+        report.requested_events = std::min(report.requested_events, static_cast<double>(options.count));
+    }
     report.attempted = shared.attempted.load();
     report.sent = shared.sent.load();
     report.send_errors = shared.send_errors.load();

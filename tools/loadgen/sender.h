@@ -28,8 +28,33 @@ struct SendReport {
     std::uint64_t send_errors = 0;  // attempted but not sent (counted as lost by verify)
     double elapsed_s = 0;
     double cpu_s = 0;               // this process's user + system CPU while sending
+    double sender_cpu_s = 0;        // the sender threads' own CPU (RUSAGE_THREAD), summed
+    double send_wait_s = 0;         // TCP/TLS: wall time inside send()/SSL_write, summed
+    std::uint32_t sender_threads = 0;
+    double requested_events = 0;    // what --rate / --ramp asked for over elapsed_s (0: flat out)
     std::string error;              // a connection that could not be made, etc.
 };
+
+/// Whether a run's rate was set by the generator rather than by the target, so that no verdict
+/// is taken from it. Limited when the generator offered less than 97% of the rate asked for
+/// (unless TCP/TLS sends were blocked at least half the time: that is the target's
+/// backpressure, reported as such), or when its sender threads were CPU-bound (at least 90% of
+/// a core each; flat-out UDP always is, which is the point: the target could have taken more).
+struct GeneratorCheck {
+    bool limited = false;
+    bool target_backpressure = false;
+    double offered_eps = 0;
+    double requested_eps = 0;     // 0: flat out
+    double sender_cpu_share = 0;  // sender CPU over (threads x elapsed): 1 = every thread CPU-bound
+    std::string why;              // empty when not limited
+};
+
+/// The fraction of the requested rate a run must reach, and of a core each sender thread may
+/// use, before the run counts as generator-limited.
+constexpr double offered_fraction_min = 0.97;
+constexpr double sender_cpu_share_max = 0.90;
+
+GeneratorCheck check_generator(const SendReport& report);
 
 /// Sends until count or duration runs out. `progress` is bumped as events go out (for the
 /// --report-interval-s line); the call blocks until every sender thread is done.

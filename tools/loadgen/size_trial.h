@@ -1,0 +1,42 @@
+// tools/loadgen/size_trial.h: one sizing trial (offer a rate for a while and judge it) and the
+// search over trials: a doubling ramp of short trials, then full-length trials bisecting between
+// the last rate that held and the first that failed (size.h has the rules).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "tools/loadgen/size_options.h"
+
+namespace cefd::loadgen::sizing {
+
+struct Trial {
+    double target_eps = 0;
+    double hold_s = 0;
+    std::string phase;  // "ramp", "bisect"
+    std::uint64_t sent = 0;
+    double offered_eps = 0;
+    std::uint64_t delivered = 0;
+    std::uint64_t lost = 0;
+    std::uint64_t duplicated = 0;
+    double delivered_eps = 0;
+    double loss_pct = 0;
+    double p50_ms = 0;
+    double p99_ms = 0;
+    double max_ms = 0;
+    double cefd_cpu_us_per_event = 0;
+    double loadgen_cpu_us_per_event = 0;
+    double backlog_start = 0;  // ring bytes / 64 KiB + spool batches, a third of the way in
+    double backlog_end = 0;
+    double peak_rss_mib = 0;
+    double json_bytes_per_row = 0;
+    double rows_per_request = 0;
+    bool held = false;
+    std::string why;  // the first reason it did not hold
+};
+
+/// Ramp, then confirm and bisect with full-length trials, against the cefd whose process is `pid`.
+std::vector<Trial> search(const SizeOptions& options, const std::vector<std::string>& lines, int pid);
+
+}  // namespace cefd::loadgen::sizing

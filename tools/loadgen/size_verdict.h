@@ -1,0 +1,40 @@
+// tools/loadgen/size_verdict.h: the recommendation arithmetic of `cefd-loadgen size`: the
+// verdict is the highest rate that held for the full --hold-s; with --peak-eps P and --headroom H,
+// collectors = ceil(P / (verdict * (1 - H))) and DCRs from Azure's per-DCR limits with the
+// measured JSON bytes per row and rows per request.
+#pragma once
+
+#include <vector>
+
+#include "tools/loadgen/size_options.h"
+#include "tools/loadgen/size_trial.h"
+
+namespace cefd::loadgen::sizing {
+
+struct Verdict {
+    bool reached = false;
+    double max_zero_loss_eps = 0;
+    bool at_max_rate = false;  // every rate up to --max-rate held: the verdict is a lower bound
+    const Trial* best = nullptr;
+    double cpu_us_per_event = 0;
+    double p99_ms = 0;
+    double peak_rss_mib = 0;
+    double json_bytes_per_row = 0;
+    double rows_per_request = 0;
+    // --peak-eps
+    double capacity_per_collector = 0;
+    int collectors_needed = 0;
+    double dcr_bytes_per_min = 0;
+    double dcr_requests_per_min = 0;
+    int dcrs_by_bytes = 0;
+    int dcrs_by_requests = 0;
+    int dcrs_needed = 0;
+};
+
+constexpr double dcr_bytes_per_min_limit = 2e9;  // "2 GB/min", read as 10^9 bytes (the lower reading)
+constexpr double dcr_requests_per_min_limit = 12'000;
+
+/// The verdict over `trials` (it points into them: keep them alive while it is used).
+Verdict decide(const SizeOptions& options, const std::vector<Trial>& trials);
+
+}  // namespace cefd::loadgen::sizing
