@@ -2,7 +2,9 @@
 // same run, TLS receive per engine, plus the TCP framer alone.
 //
 // BM_UdpReceive/<engine>: the benchmark thread sends datagrams (one CEF line each, sendmmsg of
-// 64) to a Receiver running on its own thread and drains the lane ring. Reported:
+// 64) to a Receiver running on its own thread and drains the lane ring. The lines are the 48
+// Darktrace model breaches of tools/loadgen/darktrace-cef-853b.txt (644-1,076 bytes, 853 on
+// average: the size real senders send), in turn. Reported:
 //   rx_cpu_us_per_datagram  CPU time of the receive thread (CLOCK of that thread) per datagram
 //                           it wrote to the ring: the figure the "under 1 us" target is about
 //   rx_datagrams_per_s      datagrams written to the ring per wall second (sender-bound here)
@@ -45,6 +47,17 @@ namespace {
 
 using cefd::ReceiveConfig;
 
+// The loadgen's ~850-byte model breaches (853 bytes on average), one per line.
+std::vector<std::string> breach_lines() {
+    std::ifstream in(std::string(CEFD_SOURCE_DIR) + "/tools/loadgen/darktrace-cef-853b.txt");
+    std::vector<std::string> lines;
+    std::string line;
+    while (std::getline(in, line))
+        if (!line.empty() && line[0] != '#') lines.push_back(line);
+    if (lines.empty()) lines.emplace_back(853, 'x');
+    return lines;
+}
+
 std::string sample_line() {
     std::ifstream in(std::string(CEFD_SOURCE_DIR) + "/tests/data/synthetic-darktrace-cef.log");
     std::string line;
@@ -83,7 +96,7 @@ void BM_UdpReceive(benchmark::State& state, ReceiveConfig::Engine engine) {
     config.udp_port = static_cast<std::uint16_t>(port);
     config.tcp_port = 0;
     config.engine = engine;
-    config.buffers_per_core = 4096;
+    // The default buffers_per_core (1,024), as a lane runs unless configured otherwise.
     cefd::ByteRing ring(64 << 20);
     auto receiver = cefd::Receiver::open(config, 0, ring);
     if (!receiver) {
@@ -100,13 +113,17 @@ void BM_UdpReceive(benchmark::State& state, ReceiveConfig::Engine engine) {
     to.sin_port = htons(static_cast<std::uint16_t>(port));
     to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     ::connect(fd, reinterpret_cast<sockaddr*>(&to), sizeof to);
-    std::string line = sample_line();
+    std::vector<std::string> lines = breach_lines();
     constexpr unsigned batch = 64;
-    iovec iov{line.data(), line.size()};
+    std::vector<iovec> iovs(batch);
     std::vector<mmsghdr> messages(batch);
-    for (auto& m : messages) {
-        m.msg_hdr.msg_iov = &iov;
-        m.msg_hdr.msg_iovlen = 1;
+    std::uint64_t batch_bytes = 0;
+    for (unsigned i = 0; i < batch; ++i) {
+        std::string& line = lines[i % lines.size()];
+        iovs[i] = {line.data(), line.size()};
+        batch_bytes += line.size();
+        messages[i].msg_hdr.msg_iov = &iovs[i];
+        messages[i].msg_hdr.msg_iovlen = 1;
     }
     auto drain = [&] {
         std::uint64_t n = 0;
@@ -127,7 +144,20 @@ void BM_UdpReceive(benchmark::State& state, ReceiveConfig::Engine engine) {
     const std::int64_t cpu_start = thread_cpu_ns(clock);
     const std::int64_t wall_start = cefd::monotonic_ns();
     std::uint64_t sent = 0;
+    // Paced runs (rate > 0) send one batch of 64 every 64/rate seconds, on an absolute clock.
+    const std::int64_t rate = state.range(0);
+    const std::int64_t interval_ns = rate > 0 ? std::int64_t{batch} * 1'000'000'000 / rate : 0;
+    timespec next{};
+    clock_gettime(CLOCK_MONOTONIC, &next);
     for (auto _ : state) {
+        if (interval_ns != 0) {
+            next.tv_nsec += interval_ns;
+            while (next.tv_nsec >= 1'000'000'000) {
+                next.tv_nsec -= 1'000'000'000;
+                ++next.tv_sec;
+            }
+            ::clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &next, nullptr);
+        }
         unsigned done = 0;
         while (done < batch) {
             const int n = ::sendmmsg(fd, messages.data() + done, batch - done, 0);
@@ -152,15 +182,28 @@ void BM_UdpReceive(benchmark::State& state, ReceiveConfig::Engine engine) {
     ::close(fd);
 
     state.SetItemsProcessed(static_cast<std::int64_t>(sent));
-    state.SetBytesProcessed(static_cast<std::int64_t>(sent * line.size()));
+    state.SetBytesProcessed(static_cast<std::int64_t>(sent / batch * batch_bytes));
     state.counters["rx_cpu_us_per_datagram"] =
         written == 0 ? 0.0 : static_cast<double>(cpu_ns) / 1000.0 / static_cast<double>(written);
     state.counters["rx_datagrams_per_s"] =
         static_cast<double>(written) * 1e9 / static_cast<double>(wall_ns);
     state.counters["lost"] = static_cast<double>(sent - std::min(sent, written));
+    state.counters["kernel_drops"] = static_cast<double>(cefd::read(stats.kernel_drops));
+    state.counters["no_buffers"] = static_cast<double>(cefd::read(stats.no_buffers));
 }
-BENCHMARK_CAPTURE(BM_UdpReceive, io_uring, ReceiveConfig::Engine::io_uring)->UseRealTime();
-BENCHMARK_CAPTURE(BM_UdpReceive, recvmmsg, ReceiveConfig::Engine::recvmmsg)->UseRealTime();
+// Arg = datagrams per second offered (0 = as fast as the sender can). Paced runs send 2 s of
+// traffic (a fixed count) so that both engines get the same work; flat-out runs let the sender
+// race the receiver, where the per-datagram cost also depends on how the two share the cores.
+BENCHMARK_CAPTURE(BM_UdpReceive, io_uring, ReceiveConfig::Engine::io_uring)->Arg(0)->UseRealTime();
+BENCHMARK_CAPTURE(BM_UdpReceive, recvmmsg, ReceiveConfig::Engine::recvmmsg)->Arg(0)->UseRealTime();
+BENCHMARK_CAPTURE(BM_UdpReceive, io_uring, ReceiveConfig::Engine::io_uring)
+    ->Arg(50'000)->Iterations(50'000 * 2 / 64)->UseRealTime();
+BENCHMARK_CAPTURE(BM_UdpReceive, recvmmsg, ReceiveConfig::Engine::recvmmsg)
+    ->Arg(50'000)->Iterations(50'000 * 2 / 64)->UseRealTime();
+BENCHMARK_CAPTURE(BM_UdpReceive, io_uring, ReceiveConfig::Engine::io_uring)
+    ->Arg(200'000)->Iterations(200'000 * 2 / 64)->UseRealTime();
+BENCHMARK_CAPTURE(BM_UdpReceive, recvmmsg, ReceiveConfig::Engine::recvmmsg)
+    ->Arg(200'000)->Iterations(200'000 * 2 / 64)->UseRealTime();
 
 // A self-signed EC certificate and key written to `directory` (cert.pem, key.pem, mode 0600).
 bool write_self_signed(const std::string& directory) {
