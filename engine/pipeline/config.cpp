@@ -537,6 +537,17 @@ std::vector<ConfigChange> reload_changes(const Config& running, const Config& fi
     return changes;
 }
 
+void copy_config_value(Config& to, const Config& from, const ConfigKey& info) {
+    Config& source = const_cast<Config&>(from);  // read only, through the shared accessors
+    std::visit(
+        [&]<class F>(const F& field) {
+            if constexpr (std::is_same_v<F, TargetsField>) to.azure.extra_targets = from.azure.extra_targets;
+            else if constexpr (std::is_same_v<F, EnumField>) field.ref(to) = field.ref(source);
+            else field(to) = field(source);
+        },
+        key_of(info).field);
+}
+
 std::optional<Config> load_config_text(const std::string& text, const std::string& origin, ConfigErrors& errors,
                                        ConfigScope scope) {
     toml::table root;

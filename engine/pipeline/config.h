@@ -106,6 +106,8 @@ struct ConfigChange {
     std::string file;
 };
 std::vector<ConfigChange> reload_changes(const Config& running, const Config& file);
+/// Sets `key` in `to` to its value in `from`.
+void copy_config_value(Config& to, const Config& from, const ConfigKey& key);
 
 /// What a command needs from the file. `all` for run and check; `parse` reads and checks only
 /// [receive] and [parse] (other tables are only checked to be known), for `cefd parse`.
