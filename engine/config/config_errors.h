@@ -25,6 +25,14 @@ public:
                          " (got " + std::to_string(value) + ")");
     }
 
+    /// Problems reported under `old_key` (an alias, or a stage's own name for a key) are
+    /// reported under `new_key` instead, so every message names the key as documented.
+    void rename_key(std::string_view old_key, std::string_view new_key) {
+        const std::string prefix = std::string(old_key) + ":";
+        for (auto& error : errors_)
+            if (error.starts_with(prefix)) error = std::string(new_key) + error.substr(old_key.size());
+    }
+
     [[nodiscard]] bool empty() const noexcept { return errors_.empty(); }
     [[nodiscard]] const std::vector<std::string>& list() const noexcept { return errors_; }
 

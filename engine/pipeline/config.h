@@ -1,11 +1,17 @@
 // engine/pipeline/config.h: the whole configuration. One TOML table per stage, one struct per
-// table (defined in the stage's header, with its defaults and the doc comment of every key);
-// Config gathers them, and each stage only ever sees its own struct.
+// table (defined in the stage's header, with its defaults); Config gathers them, and each stage
+// only ever sees its own struct.
+//
+// Every key is described once, in config.cpp's key table (config_keys()): its table and name,
+// the old name it also answers to, a one-line doc, its bounds where the table owns them, and
+// whether SIGHUP applies it (ConfigKey::reloadable). Parsing, the range messages
+// ("batch.linger_ms: must be between 1 and 60000 (got 0)"), the reload diff
+// (reload_changes()) and the example file follow from it; a test checks that
+// deploy/cefd.example.toml shows every key with its default.
 //
 // load_config() collects every problem (unknown keys and tables, wrong types, out-of-range or
 // unknown enum values, unreadable or world-readable secrets) into ConfigErrors with the key's
-// full name, so `cefd check-config` prints them all at once. deploy/cefd.example.toml documents
-// every key, and a test loads it.
+// full name, so `cefd check-config` prints them all at once.
 #pragma once
 
 #include <cstdint>
@@ -15,6 +21,7 @@
 
 #include "engine/capture/capture.h"
 #include "engine/config/config_errors.h"
+#include "engine/log.h"
 #include "stages/batch/batch.h"
 #include "stages/dedupe/dedupe.h"
 #include "stages/parse/parse.h"
@@ -39,6 +46,8 @@ struct RuntimeConfig {
     std::uint32_t ring_bytes = 16 * 1024 * 1024;
     /// How long SIGTERM may take in all: drain rings, seal batches, deliver or spool them.
     std::uint32_t shutdown_timeout_ms = 15'000;
+    /// Log level; `cefd run --log-level` overrides it at start. Reloaded on SIGHUP.
+    log::Level log_level = log::Level::info;
 
     void validate(ConfigErrors& errors) const;
 };
@@ -74,6 +83,31 @@ struct Config {
     /// Where the config came from (a path, or "<string>").
     std::string origin;
 };
+
+/// One key of the file, as config_keys() lists it.
+struct ConfigKey {
+    std::string_view table;  // "receive"
+    std::string_view name;   // "max_datagram_bytes"
+    std::string_view alias;  // the older name it also answers to ("datagram_bytes_max"), or ""
+    std::string_view doc;    // one line
+    bool reloadable;         // SIGHUP applies a new value; else "needs restart"
+    [[nodiscard]] std::string full_name() const { return std::string(table) + "." + std::string(name); }
+};
+
+/// Every key in file order ([[azure.targets]] counts as the one key "azure.targets").
+const std::vector<ConfigKey>& config_keys();
+/// The value of `key` in `config` as TOML text: 5514, true, "auto", [0, 1]; secrets as "***".
+std::string config_value_text(const Config& config, const ConfigKey& key);
+
+/// What a reload would change: each key whose value differs between `running` and `file`.
+struct ConfigChange {
+    const ConfigKey* key;
+    std::string running;  // config_value_text() of each side
+    std::string file;
+};
+std::vector<ConfigChange> reload_changes(const Config& running, const Config& file);
+/// Sets `key` in `to` to its value in `from`.
+void copy_config_value(Config& to, const Config& from, const ConfigKey& key);
 
 /// What a command needs from the file. `all` for run and check; `parse` reads and checks only
 /// [receive] and [parse] (other tables are only checked to be known), for `cefd parse`.

@@ -17,6 +17,7 @@
 #include <isa-l.h>
 #endif
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstdlib>
@@ -35,6 +36,7 @@
 #include "engine/pipeline/pipeline.h"
 #include "engine/pipeline/replay_dead_letter.h"
 #include "engine/row/row_json.h"
+#include "engine/runtime/systemd.h"
 
 #ifndef CEFD_VERSION
 #define CEFD_VERSION "0.1.0"
@@ -66,7 +68,9 @@ constexpr CommandHelp command_help[] = {
     {"run",
      "usage: cefd run --config FILE [--log-level error|warn|info|debug]\n"
      "Receives syslog/CEF, sends CommonSecurityLog rows to Azure, until SIGTERM or SIGINT; then drains\n"
-     "and exits 0. SIGHUP reloads the TLS listener's certificate, key and client CA. Refuses to start\n"
+     "and exits 0. SIGHUP re-reads FILE: log level, dedupe, batch limits, Azure targets and credentials\n"
+     "change at once (without losing an event), other keys are logged as \"needs restart\"; a bad file\n"
+     "keeps the running config. SIGHUP also reloads the TLS certificate, key and client CA. Refuses to start\n"
      "(exit 2) on a bad config, a port or spool dir used by another cefd (naming its pid), or an\n"
      "open-file limit below what the config needs.\n"},
     {"check",
@@ -96,6 +100,7 @@ struct Options {
     bool help = false;
     bool running = false;
     bool json = false;
+    bool log_level_set = false;  // --log-level given: it wins over runtime.log_level at start
     std::uint32_t timeout_s = 60;
     bool ok = true;
 };
@@ -130,6 +135,7 @@ Options parse_options(int argc, char** argv) {
             log::Level level = log::Level::info;
             if (log::parse_level(argv[++i], level)) {
                 log::set_level(level);
+                options.log_level_set = true;
             } else {
                 std::fprintf(stderr, "cefd: unknown log level \"%s\"\n", argv[i]);
                 options.ok = false;
@@ -229,6 +235,35 @@ int parse_command(const Options& options) {
     return status;
 }
 
+/// SIGHUP: re-reads the file and applies what may change while running; logs every problem,
+/// every key left for a restart, and every key applied.
+void reload(Pipeline& p, const std::string& path) {
+    ConfigErrors errors;
+    auto file = load_config_file(path, errors);
+    if (!file) {
+        p.reload_invalid();
+        CEFD_LOG(error, "reload: %s has %zu problem%s; the running config stays:", path.c_str(), errors.list().size(),
+                 errors.list().size() == 1 ? "" : "s");
+        for (const auto& problem : errors.list()) CEFD_LOG(error, "reload: %s", problem.c_str());
+        return;
+    }
+    const Pipeline::ReloadReport report = p.reload_config(*file);
+    for (const auto& key : report.needs_restart) CEFD_LOG(warn, "reload: needs restart: %s", key.c_str());
+    if (!report.ok) {
+        for (const auto& problem : report.problems)
+            CEFD_LOG(error, "reload: cannot apply %s: %s; the running config stays", path.c_str(), problem.c_str());
+        return;
+    }
+    for (const auto& key : report.applied) CEFD_LOG(info, "reload: applied %s", key.c_str());
+    CEFD_LOG(info, "reload: %s reloaded: %zu change%s applied, %zu need%s a restart", path.c_str(), report.applied.size(),
+             report.applied.size() == 1 ? "" : "s", report.needs_restart.size(), report.needs_restart.size() == 1 ? "s" : "");
+}
+
+/// "RELOADING=1" needs the time of the reload request on CLOCK_MONOTONIC (systemd 253+).
+std::string reloading_state() {
+    return "RELOADING=1\nMONOTONIC_USEC=" + std::to_string(monotonic_ns() / 1'000) + "\nSTATUS=reloading the configuration";
+}
+
 int run(const Options& options) {
     if (options.config_path.empty()) {
         std::fputs(usage_text, stderr);
@@ -236,6 +271,7 @@ int run(const Options& options) {
     }
     auto config = load_or_report(options.config_path);
     if (!config) return 2;
+    if (!options.log_level_set) log::set_level(config->runtime.log_level);
 
     // Every thread inherits this mask, so only sigtimedwait() below sees these signals.
     sigset_t signals;
@@ -274,29 +310,57 @@ int run(const Options& options) {
              where(r.tls_cert_file.empty() ? std::uint16_t{0} : r.tls_port).c_str(),
              config->metrics.listen.empty() ? "off" : config->metrics.listen.c_str(),
              config->azure.target.endpoint.c_str());
+    // Every listener was bound in build(), and every thread runs.
+    systemd::notify("READY=1\nSTATUS=running: " + std::to_string(p.lane_count()) + " lanes, udp=" + where(r.udp_port) +
+                    " tcp=" + where(r.tcp_port));
 
-    const std::int64_t interval_s = config->metrics.log_interval_s;
+    // One loop for the periodic summary (metrics.log_interval_s, reloadable) and the
+    // watchdog (WATCHDOG_USEC / 2): it wakes for whichever is due first, or for a signal.
+    const std::int64_t watchdog_ns = systemd::watchdog_interval_us() * 1'000 / 2;
+    std::int64_t next_watchdog_ns = monotonic_ns();
+    std::int64_t next_summary_ns = 0;  // set from the interval below
+    std::uint32_t summary_interval_s = 0;
     for (;;) {
-        timespec timeout{interval_s > 0 ? interval_s : 3600, 0};
+        const std::int64_t now = monotonic_ns();
+        if (p.config().metrics.log_interval_s != summary_interval_s) {
+            summary_interval_s = p.config().metrics.log_interval_s;
+            next_summary_ns = now + static_cast<std::int64_t>(summary_interval_s) * 1'000'000'000;
+        }
+        if (summary_interval_s > 0 && now >= next_summary_ns) {
+            const std::string summary = p.summary();
+            CEFD_LOG(info, "%s", summary.c_str());
+            systemd::notify("STATUS=" + summary);
+            next_summary_ns = now + static_cast<std::int64_t>(summary_interval_s) * 1'000'000'000;
+        }
+        if (watchdog_ns > 0 && now >= next_watchdog_ns) {
+            systemd::notify("WATCHDOG=1");
+            next_watchdog_ns = now + watchdog_ns;
+        }
+        std::int64_t wait_ns = 3'600'000'000'000;
+        if (summary_interval_s > 0) wait_ns = std::min(wait_ns, next_summary_ns - now);
+        if (watchdog_ns > 0) wait_ns = std::min(wait_ns, next_watchdog_ns - now);
+        wait_ns = std::max<std::int64_t>(wait_ns, 1'000'000);
+        const timespec timeout{wait_ns / 1'000'000'000, wait_ns % 1'000'000'000};
         const int sig = sigtimedwait(&signals, nullptr, &timeout);
         if (sig == SIGTERM || sig == SIGINT) {
             CEFD_LOG(info, "%s received: draining", sig == SIGTERM ? "SIGTERM" : "SIGINT");
             break;
         }
         if (sig == SIGHUP) {
-            // Only the TLS listener's files are reloaded; say so, and say when there is none.
-            if (r.tls_cert_file.empty()) {
-                CEFD_LOG(info, "SIGHUP received: nothing to reload (TLS is off; other settings need a restart)");
-            } else {
-                CEFD_LOG(info, "SIGHUP received: reloading the TLS certificate %s, key %s%s%s", r.tls_cert_file.c_str(),
+            systemd::notify(reloading_state());
+            CEFD_LOG(info, "SIGHUP received: reloading %s", options.config_path.c_str());
+            reload(p, options.config_path);
+            // The TLS listener's files are re-read at their same paths in any case.
+            if (!r.tls_cert_file.empty()) {
+                CEFD_LOG(info, "reload: re-reading the TLS certificate %s, key %s%s%s", r.tls_cert_file.c_str(),
                          r.tls_key_file.c_str(), r.tls_client_ca_file.empty() ? "" : " and client CA ",
                          r.tls_client_ca_file.c_str());
             }
             p.reload();
-            continue;
+            systemd::notify("READY=1\nSTATUS=" + p.summary());
         }
-        if (sig < 0 && errno == EAGAIN && interval_s > 0) CEFD_LOG(info, "%s", p.summary().c_str());
     }
+    systemd::notify("STOPPING=1\nSTATUS=draining");
     // The drain is bounded (the sender stops at azure.drain_timeout_ms), but a stuck disk or a
     // lane blocked on a full spool must not keep a service manager waiting for ever. Sealed
     // batches are already in the spool, so leaving now loses nothing the spool accepted.

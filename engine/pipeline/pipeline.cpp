@@ -110,6 +110,7 @@ Result<std::unique_ptr<Pipeline>> Pipeline::build(const Config& config) {
         p->metrics_server_ = std::move(server).value();
     }
     p->register_metrics();
+    p->register_reload_metrics();
     p->register_checks();
     return p;
 }
@@ -164,6 +165,7 @@ void Pipeline::run_worker(Lane& lane) {
             lane.ring.pop();  // only now: the row's views pointed into the record
         }
         if (taken > 0) bump(lane.stats.messages, static_cast<std::uint64_t>(taken));
+        if (lane_settings_generation_.load(std::memory_order_acquire) != lane.settings_generation) apply_lane_settings(lane);
         lane.batcher.seal_if_due(monotonic_ns());
         if (taken == 0) {
             // The receiver has stopped and the ring is empty: nothing more can arrive.
@@ -199,6 +201,73 @@ void Pipeline::stop() {
 
 void Pipeline::reload() {
     for (Lane& lane : lanes_) lane.receiver->request_reload();
+}
+
+// ---- reload ------------------------------------------------------------------------------
+
+void Pipeline::apply_lane_settings(Lane& lane) {
+    LaneSettings settings;
+    {
+        const std::lock_guard lock(lane_settings_mutex_);
+        settings = lane_settings_;
+        lane.settings_generation = lane_settings_generation_.load(std::memory_order_relaxed);
+    }
+    lane.deduper.reconfigure(settings.dedupe);
+    lane.batcher.reconfigure_limits(settings.batch_max_bytes, settings.batch_linger_ms);
+}
+
+void Pipeline::reload_invalid() { bump(reloads_invalid_); }
+
+Pipeline::ReloadReport Pipeline::reload_config(const Config& file) {
+    ReloadReport report;
+    Config next = config_;
+    bool azure = false;
+    bool lanes = false;
+    for (const ConfigChange& change : reload_changes(config_, file)) {
+        const ConfigKey& key = *change.key;
+        if (!key.reloadable) {
+            report.needs_restart.push_back(key.full_name() + " (running " + change.running + ", file " + change.file + ")");
+            continue;
+        }
+        copy_config_value(next, file, key);
+        report.applied.push_back(key.full_name() + " (" + change.running + " -> " + change.file + ")");
+        azure = azure || key.table == "azure";
+        lanes = lanes || key.table == "dedupe" || key.table == "batch";
+    }
+    // The one step that can still fail (a certificate that does not load), so it goes first.
+    if (azure) {
+        if (auto status = sender_->reconfigure(next.azure); !status) {
+            report.ok = false;
+            report.problems.push_back(status.error().describe());
+            report.applied.clear();
+            bump(reloads_invalid_);
+            return report;
+        }
+    }
+    if (lanes) {
+        const std::lock_guard lock(lane_settings_mutex_);
+        lane_settings_ = LaneSettings{.dedupe = next.dedupe,
+                                      .batch_max_bytes = next.batch.max_bytes,
+                                      .batch_linger_ms = next.batch.linger_ms};
+        lane_settings_generation_.fetch_add(1, std::memory_order_release);
+    }
+    for (Lane& lane : lanes_) lane.ring.notify();  // an idle worker takes its settings now
+    if (next.runtime.log_level != config_.runtime.log_level) log::set_level(next.runtime.log_level);
+    // Only the keys that changed are written: other threads read parts of config_ that never do.
+    for (const ConfigChange& change : reload_changes(config_, next)) copy_config_value(config_, next, *change.key);
+    bump(reloads_ok_);
+    last_reload_success_s_.store(static_cast<std::uint64_t>(wall_clock_ns() / 1'000'000'000), std::memory_order_relaxed);
+    return report;
+}
+
+void Pipeline::register_reload_metrics() {
+    constexpr std::string_view help = "SIGHUP config reloads, by result: ok (applied), invalid (the file did not load "
+                                      "or could not be applied; the running config stays).";
+    metrics_.add("config_reloads_total", help, "result=\"ok\"", &reloads_ok_);
+    metrics_.add("config_reloads_total", help, "result=\"invalid\"", &reloads_invalid_);
+    metrics_.add("config_last_reload_success_timestamp_seconds",
+                 "When the config was last reloaded successfully, in seconds since the Unix epoch; 0 = never.", "",
+                 &last_reload_success_s_, MetricsRegistry::Kind::gauge);
 }
 
 void Pipeline::register_metrics() {

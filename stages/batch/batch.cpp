@@ -57,7 +57,8 @@ GzipCompressor::Kind pick(BatchConfig::Compressor c) {
 class Batcher::Impl {
 public:
     Impl(const BatchConfig& config, BatchSink& sink, BatchStats& stats)
-        : max_bytes_(config.max_bytes),
+        : config_(config),
+          max_bytes_(config.max_bytes),
           linger_ns_(static_cast<std::int64_t>(config.linger_ms) * 1'000'000),
           capacity_(2 * static_cast<std::size_t>(config.max_bytes) + 16),
           sink_(sink),
@@ -117,6 +118,8 @@ public:
     }
 
     const char* compressor_name() const noexcept { return gzip_.name(); }
+    const BatchConfig& config() const noexcept { return config_; }
+    BatchSink& sink() const noexcept { return sink_; }
 
 private:
     /// Seals the first `end` bytes of `b` ("[" row ("," row)*, without the closing bracket) and
@@ -161,6 +164,7 @@ private:
                        row.value_bytes(), max_bytes_);
     }
 
+    const BatchConfig config_;
     const std::uint32_t max_bytes_;
     const std::int64_t linger_ns_;
     const std::size_t capacity_;
@@ -178,6 +182,14 @@ Batcher::~Batcher() = default;
 void Batcher::append(const Row& row) { impl_->append(row); }
 void Batcher::seal_if_due(std::int64_t now_ns) { impl_->seal_if_due(now_ns); }
 void Batcher::seal_all() { impl_->seal_all(); }
+
+void Batcher::reconfigure_limits(std::uint32_t max_bytes, std::uint32_t linger_ms) {
+    impl_->seal_all();
+    BatchConfig config = impl_->config();
+    config.max_bytes = max_bytes;
+    config.linger_ms = linger_ms;
+    impl_ = std::make_unique<Impl>(config, impl_->sink(), stats_);
+}
 const char* Batcher::compressor_name() const noexcept { return impl_->compressor_name(); }
 
 void Batcher::register_metrics(MetricsRegistry& registry, const std::string& labels) const {

@@ -67,6 +67,11 @@ public:
     void seal_if_due(std::int64_t now_ns);
     /// Seals every non-empty batch (shutdown, tests).
     void seal_all();
+    /// SIGHUP: new limits (max_bytes, linger_ms). Seals what is open first, so every batch is
+    /// built under one max_bytes and no row waits; then allocates buffers for the new size (the
+    /// only allocation outside construction, never on the per-message path). gzip_level and
+    /// compressor are kept as they were built.
+    void reconfigure_limits(std::uint32_t max_bytes, std::uint32_t linger_ms);
 
     [[nodiscard]] const BatchStats& stats() const noexcept { return stats_; }
     void register_metrics(MetricsRegistry& registry, const std::string& labels) const;

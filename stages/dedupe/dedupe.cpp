@@ -36,6 +36,14 @@ Deduper::Deduper(const DedupeConfig& config)
       table_(std::bit_ceil(std::max<std::uint32_t>(config.max_entries, bucket_slots))),
       mask_(table_.size() - 1) {}
 
+void Deduper::reconfigure(const DedupeConfig& config) {
+    window_ns_ = static_cast<std::int64_t>(config.window_ms) * 1'000'000;
+    const std::size_t size = std::bit_ceil(std::max<std::uint32_t>(config.max_entries, bucket_slots));
+    if (size == table_.size()) return;
+    table_.assign(size, Entry{});
+    mask_ = table_.size() - 1;
+}
+
 bool Deduper::is_repeat(const SourceAddress& source, std::string_view text, std::int64_t now_ns) {
     if (window_ns_ == 0) return false;
     std::uint64_t hash = XXH3_64bits_withSeed(text.data(), text.size(), source_seed(source));

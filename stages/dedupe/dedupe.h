@@ -40,6 +40,10 @@ public:
     /// True if the same `text` from the same `source` was seen within the window (then it is
     /// counted and must not be sent). `now_ns` is the message's receive time.
     bool is_repeat(const SourceAddress& source, std::string_view text, std::int64_t now_ns);
+    /// SIGHUP: takes a new window and table size. A new max_entries replaces the table (it
+    /// allocates; never on the per-message path), so what was remembered is forgotten and a
+    /// repeat may pass once: never is a distinct message suppressed.
+    void reconfigure(const DedupeConfig& config);
 
     [[nodiscard]] const DedupeStats& stats() const noexcept { return stats_; }
     void register_metrics(MetricsRegistry& registry, const std::string& labels) const;

@@ -11,9 +11,12 @@
 #include "stages/send/send.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cinttypes>
 #include <cstring>
 #include <deque>
+#include <memory>
+#include <mutex>
 #include <fstream>
 #include <optional>
 #include <random>
@@ -127,8 +130,11 @@ public:
                     break;
                 }
             }
+            // A reconfigure() waits for a batch boundary: nothing new starts until it is applied.
+            const bool reconfiguring = reconfigure_pending_.load(std::memory_order_acquire);
+            if (reconfiguring && busy_slots() == 0) apply_reconfiguration();
             refresh_token_if_due(now);
-            start_requests(now, drain_deadline != 0);
+            if (!reconfigure_pending_.load(std::memory_order_relaxed)) start_requests(now, drain_deadline != 0);
             int running = 0;
             curl_multi_perform(multi_, &running);
             handle_completions();
@@ -137,7 +143,67 @@ public:
         give_back_everything();
     }
 
+    /// The credentials a TokenCache needs, loaded from a config (files read here).
+    struct Credentials {
+        std::string client_secret;
+        std::optional<ClientAssertion> certificate;
+    };
+    static Result<Credentials> load_credentials(const AzureConfig& config);
+
+    /// Any thread: hands the next targets and credentials to the sender thread.
+    void offer_reconfiguration(AzureConfig config, Credentials credentials) {
+        const std::lock_guard lock(reconfigure_mutex_);
+        pending_config_ = std::move(config);
+        pending_credentials_ = std::move(credentials);
+        reconfigure_pending_.store(true, std::memory_order_release);
+    }
+    [[nodiscard]] std::uint64_t reconfigurations() const noexcept {
+        return reconfigurations_.load(std::memory_order_relaxed);
+    }
+
 private:
+    /// The sender thread, with no request in flight: switch targets and credentials, and drop
+    /// the token (a new one is fetched from the new authority with the new credentials).
+    void apply_reconfiguration() {
+        AzureConfig next;
+        Credentials credentials;
+        {
+            const std::lock_guard lock(reconfigure_mutex_);
+            next = std::move(pending_config_);
+            credentials = std::move(pending_credentials_);
+            reconfigure_pending_.store(false, std::memory_order_relaxed);
+        }
+        if (token_.in_flight()) {
+            curl_multi_remove_handle(multi_, token_.easy());
+            token_.abandon();
+        }
+        config_.target = std::move(next.target);
+        config_.extra_targets = std::move(next.extra_targets);
+        config_.authority_host = std::move(next.authority_host);
+        config_.tenant_id = std::move(next.tenant_id);
+        config_.client_id = std::move(next.client_id);
+        config_.client_secret = std::move(next.client_secret);
+        config_.client_secret_file = std::move(next.client_secret_file);
+        config_.client_certificate_file = std::move(next.client_certificate_file);
+        config_.client_key_file = std::move(next.client_key_file);
+        config_.scope = std::move(next.scope);
+        config_.audience = std::move(next.audience);
+        config_.imds_endpoint = std::move(next.imds_endpoint);
+        config_.identity_endpoint = std::move(next.identity_endpoint);
+        targets_.clear();
+        targets_.push_back(make_target(config_.target, config_.max_in_flight));
+        for (const auto& t : config_.extra_targets) targets_.push_back(make_target(t, config_.max_in_flight));
+        // TokenCache keeps a reference to config_ and cannot be assigned: a fresh one in place.
+        std::destroy_at(&token_);
+        std::construct_at(&token_, config_, std::move(credentials.client_secret), std::move(credentials.certificate));
+        token_.bind(*stats_);
+        publish_health();
+        reconfigurations_.fetch_add(1, std::memory_order_relaxed);
+        CEFD_LOG(info, "send: reconfigured: %zu target(s), first %s, dcr %s, stream %s; token dropped",
+                 targets_.size(), config_.target.endpoint.c_str(), config_.target.dcr_id.c_str(),
+                 config_.target.stream.c_str());
+    }
+
     std::size_t busy_slots() const {
         return static_cast<std::size_t>(std::count_if(slots_.begin(), slots_.end(), [](const Slot& s) { return s.work.has_value(); }));
     }
@@ -502,7 +568,7 @@ private:
         std::uint32_t outstanding = 1;
     };
 
-    const AzureConfig config_;  // a copy: the Sender outlives any config object
+    AzureConfig config_;  // a copy: the Sender outlives any config object; targets and credentials change on reconfigure
     BatchSource& source_;
     TokenCache token_;
     SendStats* stats_ = nullptr;
@@ -514,7 +580,31 @@ private:
     std::unordered_map<std::uint64_t, Split> splits_;
     std::mt19937_64 random_;
     HealthBoard health_{config_.auth != AzureConfig::Auth::none};  // health() reads it from any thread
+    std::mutex reconfigure_mutex_;  // guards pending_*: reconfigure() runs on another thread
+    AzureConfig pending_config_;
+    Credentials pending_credentials_;
+    std::atomic<bool> reconfigure_pending_{false};
+    std::atomic<std::uint64_t> reconfigurations_{0};
 };
+
+Result<Sender::Impl::Credentials> Sender::Impl::load_credentials(const AzureConfig& config) {
+    Credentials credentials;
+    credentials.client_secret = config.client_secret.reveal();
+    if (config.auth == AzureConfig::Auth::client_secret && !config.client_secret_file.empty()) {
+        std::ifstream in(config.client_secret_file, std::ios::binary);
+        if (!in) return Error{Errc::config, "azure.client_secret_file: cannot read " + config.client_secret_file};
+        std::string& secret = credentials.client_secret;
+        std::getline(in, secret);
+        while (!secret.empty() && (secret.back() == '\r' || secret.back() == ' ')) secret.pop_back();
+        if (secret.empty()) return Error{Errc::config, "azure.client_secret_file: " + config.client_secret_file + " is empty"};
+    }
+    if (config.auth == AzureConfig::Auth::client_certificate) {
+        auto loaded = ClientAssertion::load(config.client_certificate_file, config.client_key_file);
+        if (!loaded) return loaded.error();
+        credentials.certificate.emplace(std::move(loaded).value());
+    }
+    return credentials;
+}
 
 Result<std::unique_ptr<Sender>> Sender::create(const AzureConfig& config, BatchSource& source) {
     ConfigErrors errors;
@@ -525,21 +615,10 @@ Result<std::unique_ptr<Sender>> Sender::create(const AzureConfig& config, BatchS
         return Error{Errc::config, all};
     }
     curl_init_once();
-    std::string secret = config.client_secret.reveal();
-    if (config.auth == AzureConfig::Auth::client_secret && !config.client_secret_file.empty()) {
-        std::ifstream in(config.client_secret_file, std::ios::binary);
-        if (!in) return Error{Errc::config, "azure.client_secret_file: cannot read " + config.client_secret_file};
-        std::getline(in, secret);
-        while (!secret.empty() && (secret.back() == '\r' || secret.back() == ' ')) secret.pop_back();
-        if (secret.empty()) return Error{Errc::config, "azure.client_secret_file: " + config.client_secret_file + " is empty"};
-    }
-    std::optional<ClientAssertion> certificate;
-    if (config.auth == AzureConfig::Auth::client_certificate) {
-        auto loaded = ClientAssertion::load(config.client_certificate_file, config.client_key_file);
-        if (!loaded) return loaded.error();
-        certificate.emplace(std::move(loaded).value());
-    }
-    auto impl = std::make_unique<Impl>(config, source, std::move(secret), std::move(certificate));
+    auto credentials = Impl::load_credentials(config);
+    if (!credentials) return credentials.error();
+    auto impl = std::make_unique<Impl>(config, source, std::move(credentials.value().client_secret),
+                                       std::move(credentials.value().certificate));
     if (auto s = impl->init(); !s) return s.error();
     auto sender = std::unique_ptr<Sender>(new Sender(std::move(impl)));
     sender->impl_->bind(sender->stats_);
@@ -550,6 +629,18 @@ Sender::Sender(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Sender::~Sender() = default;
 
 void Sender::run(std::stop_token stop) { impl_->run(std::move(stop)); }
+
+Status Sender::reconfigure(const AzureConfig& config) {
+    ConfigErrors errors;
+    config.validate(errors);
+    if (!errors.empty()) return Error{Errc::config, errors.list().front()};
+    auto credentials = Impl::load_credentials(config);
+    if (!credentials) return credentials.error();
+    impl_->offer_reconfiguration(config, std::move(credentials).value());
+    return ok_status();
+}
+
+std::uint64_t Sender::reconfigurations() const noexcept { return impl_->reconfigurations(); }
 
 SendHealth Sender::health() const { return impl_->health(); }
 

@@ -146,6 +146,17 @@ public:
     /// has nothing pending or drain_timeout_ms passes; then it returns.
     void run(std::stop_token stop);
 
+    /// SIGHUP, from any thread: new targets and credentials (endpoint, dcr_id, streams,
+    /// [[azure.targets]], authority_host, tenant_id, client_id, client_secret(_file), client
+    /// certificate and key, scope, audience, imds/identity endpoints). Credentials are loaded
+    /// here, so a bad one is an error and the running settings stay. The sender thread applies
+    /// them at a batch boundary: it starts no new request, lets those in flight finish, then
+    /// switches and drops its cached token. Batches waiting for a retry go to the new targets.
+    /// Every other AzureConfig field keeps the value the Sender was created with.
+    Status reconfigure(const AzureConfig& config);
+    /// How many reconfigure() calls the sender thread has applied (tests, logs).
+    [[nodiscard]] std::uint64_t reconfigurations() const noexcept;
+
     [[nodiscard]] const SendStats& stats() const noexcept { return stats_; }
     /// A snapshot; any thread (takes a mutex the sender thread holds only briefly).
     [[nodiscard]] SendHealth health() const;
