@@ -4,6 +4,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
+#include <set>
 
 #include "tests/support/support.h"
 
@@ -203,6 +205,54 @@ TEST(Config, LoadsTheExampleConfigWithEveryKey) {
     EXPECT_EQ(config->parse.field_bytes_max, defaults->parse.field_bytes_max);
     EXPECT_EQ(config->runtime.ring_bytes, defaults->runtime.ring_bytes);
     EXPECT_EQ(config->azure.max_in_flight, defaults->azure.max_in_flight);
+}
+
+// The example is the key reference users read: it names every key of config_keys() under its
+// documented (not its old) name, and no key that does not exist.
+TEST(Config, TheExampleConfigNamesExactlyTheKeysOfTheKeyTable) {
+    const std::string example = test::read_file(test::source_path("deploy/cefd.example.toml"));
+    std::set<std::string> in_example;
+    std::string table;
+    bool in_array = false;
+    std::size_t start = 0;
+    while (start < example.size()) {
+        std::size_t end = example.find('\n', start);
+        if (end == std::string::npos) end = example.size();
+        const std::string line = example.substr(start, end - start);
+        start = end + 1;
+        if (line.rfind("[[", 0) == 0) { in_example.insert(line.substr(2, line.find("]]") - 2)); continue; }
+        if (line.rfind("# [[", 0) == 0) {  // a commented-out array table: its keys are its own
+            in_example.insert(line.substr(4, line.find("]]") - 4));
+            in_array = true;
+            continue;
+        }
+        if (line.rfind('[', 0) == 0) { table = line.substr(1, line.find(']') - 1); in_array = false; continue; }
+        // "key = v" and a commented-out "# key = v" (a key shown but not set) both name a key.
+        const std::size_t from = line.rfind("# ", 0) == 0 ? 2 : 0;
+        if (in_array && from == 2) continue;
+        if (line.size() <= from || !std::islower(static_cast<unsigned char>(line[from]))) continue;
+        const auto eq = line.find(" =", from);
+        const std::string name = line.substr(from, eq == std::string::npos ? 0 : eq - from);
+        if (eq != std::string::npos && !table.empty() && name.find(' ') == std::string::npos)
+            in_example.insert(table + "." + name);
+    }
+    std::set<std::string> in_table;
+    for (const ConfigKey& key : config_keys()) in_table.insert(key.full_name());
+    for (const auto& name : in_table) EXPECT_TRUE(in_example.count(name)) << name << " is missing from the example";
+    for (const auto& name : in_example) EXPECT_TRUE(in_table.count(name)) << name << " in the example is not a key";
+}
+
+TEST(Config, OldKeyNamesStillLoadAndBothAtOnceIsAnError) {
+    ConfigErrors errors;
+    auto config = load_config_text(std::string(azure_minimal) + "\n[receive]\ndatagram_bytes_max = 2048\n",
+                                   "<test>", errors);
+    ASSERT_TRUE(config) << all(errors);
+    EXPECT_EQ(config->receive.datagram_bytes_max, 2048u);
+    ConfigErrors both;
+    EXPECT_FALSE(load_config_text(std::string(azure_minimal) +
+                                      "\n[receive]\ndatagram_bytes_max = 2048\nmax_datagram_bytes = 4096\n",
+                                  "<test>", both));
+    EXPECT_TRUE(has_error(both, "receive.max_datagram_bytes")) << all(both);
 }
 
 }  // namespace
