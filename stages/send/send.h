@@ -1,7 +1,7 @@
 // stages/send/send.h: the Sender delivers spooled batches to the Azure Monitor Logs Ingestion
 // API: POST {endpoint}/dataCollectionRules/{dcr_id}/streams/{stream}?api-version=2023-01-01,
 // Content-Encoding: gzip, a bearer token from Microsoft Entra ID, a fresh x-ms-client-request-id
-// per request. Contract and error handling: ../shared/reference/azure-logs-ingestion.md,
+// per request. Contract and error handling: Microsoft's "Logs Ingestion API in Azure Monitor" docs,
 // summarised in README.md.
 //
 // Lifecycle: one Sender, built after the spool; its thread calls run() until stop is requested
