@@ -230,6 +230,29 @@ TEST(Batcher, SealsWhenLingerPasses) {
     EXPECT_EQ(sink.batches.size(), 1U);
 }
 
+// SIGHUP: new limits seal what is open (no row lost or reordered) and apply to the next batch.
+TEST(Batcher, ReconfiguredLimitsSealTheOpenBatchAndApplyToTheNext) {
+    CollectingSink sink;
+    Batcher batcher(BatchConfig{.max_bytes = 1'048'576, .linger_ms = 60'000}, sink);
+    SampleRows rows;
+    for (std::size_t i = 0; i < 10; ++i) batcher.append(rows.row(i));
+    EXPECT_TRUE(sink.batches.empty());
+    batcher.reconfigure_limits(8'192, 50);
+    ASSERT_EQ(sink.batches.size(), 1U) << "the open batch is sealed by the reconfiguration";
+    EXPECT_EQ(sink.batches[0].rows, 10U);
+    for (std::size_t i = 10; i < 1'010; ++i) batcher.append(rows.row(i));
+    batcher.seal_if_due(monotonic_ns() + 51'000'000);  // the new linger
+    std::uint64_t total = 0;
+    for (std::size_t b = 1; b < sink.batches.size(); ++b) {
+        EXPECT_LE(sink.batches[b].json_bytes, 8'192U);
+        total += sink.batches[b].rows;
+    }
+    EXPECT_GT(sink.batches.size(), 10U);
+    EXPECT_EQ(total, 1'000U);
+    EXPECT_EQ(read(batcher.stats().rows), 1'010U) << "stats carry across the reconfiguration";
+    for (const auto& b : sink.batches) EXPECT_EQ(count_objects(gunzip_zlib(b.body)), static_cast<long>(b.rows));
+}
+
 TEST(Batcher, CountsBatchesTheSinkRefused) {
     CollectingSink sink;
     sink.refuse = true;

@@ -50,6 +50,23 @@ TEST(Deduper, LetsDifferentTextThrough) {
     EXPECT_EQ(d.stats().deduplicated.load(), 0U);
 }
 
+// SIGHUP: a new window applies at once and keeps what the table remembers; a new size starts an
+// empty table (a repeat may pass once, never an event be lost); window 0 turns dedupe off.
+TEST(Deduper, ReconfigureChangesTheWindowAndTheTableSize) {
+    Deduper d(DedupeConfig{.window_ms = 1000, .max_entries = 1024});
+    const auto src = ipv4("192.0.2.1");
+    EXPECT_FALSE(d.is_repeat(src, "m", 0));
+    d.reconfigure(DedupeConfig{.window_ms = 5000, .max_entries = 1024});
+    EXPECT_TRUE(d.is_repeat(src, "m", 3000 * ms)) << "same size: the table is kept, the longer window applies";
+    d.reconfigure(DedupeConfig{.window_ms = 5000, .max_entries = 4096});
+    EXPECT_FALSE(d.is_repeat(src, "m", 3500 * ms)) << "new size: an empty table";
+    EXPECT_TRUE(d.is_repeat(src, "m", 3600 * ms));
+    d.reconfigure(DedupeConfig{.window_ms = 0, .max_entries = 4096});
+    EXPECT_FALSE(d.is_repeat(src, "m", 3800 * ms)) << "window 0: off";
+    EXPECT_FALSE(d.is_repeat(src, "m", 3900 * ms));
+    EXPECT_EQ(d.stats().deduplicated.load(), 2U);
+}
+
 TEST(Deduper, ForgetsAfterTheWindowAndRestartsIt) {
     Deduper d(DedupeConfig{.window_ms = 1000, .max_entries = 1024});
     const auto src = ipv4("192.0.2.1");
