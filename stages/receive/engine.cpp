@@ -31,7 +31,7 @@ Intake::Intake(const ReceiveConfig& receive, unsigned lane_index, ByteRing& ring
     if (datagram_limit < receive.datagram_bytes_max || frame_limit < receive.max_frame_bytes)
         CEFD_LOG(warn,
                  "receive: lane %u ring of %zu bytes takes messages up to %u bytes; datagrams and "
-                 "TCP frames are limited to that (raise runtime.queue_slots)",
+                 "TCP frames are limited to that (raise runtime.ring_bytes)",
                  lane, ring.capacity(), message_bytes_max(ring));
 }
 
