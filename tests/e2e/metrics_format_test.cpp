@@ -99,8 +99,14 @@ TEST(MetricsFormat, RealScrapePassesThePrometheusParser) {
     ASSERT_TRUE(wait_until(30s, [&] { return azure.row_count() >= lines.size(); }))
         << "rows delivered: " << azure.row_count() << " of " << lines.size();
     ASSERT_TRUE(wait_until(10s, [&] { return cefd.metric("cefd_batch_size_rows_count") >= 1; }));
-    // The stand-in's 204 is observed just after the rows are stored.
-    ASSERT_TRUE(wait_until(10s, [&] { return cefd.metric("cefd_send_request_duration_seconds_count") >= 1; }));
+    // The stand-in's 204 is observed just after the rows are stored; once nothing is in flight,
+    // every request started has been observed exactly once.
+    ASSERT_TRUE(wait_until(10s, [&] {
+        const double observed = cefd.metric("cefd_send_request_duration_seconds_count");
+        return observed >= 1 && cefd.metric("cefd_send_in_flight") == 0 &&
+               observed == cefd.metric("cefd_send_requests_total");
+    })) << "observed " << cefd.metric("cefd_send_request_duration_seconds_count") << " of "
+        << cefd.metric("cefd_send_requests_total") << " requests";
 
     const std::string body = http_get(cefd.metrics_port(), "/metrics");
     ASSERT_NE(body.find("# TYPE cefd_batch_size_rows histogram\n"), std::string::npos) << body;
