@@ -2,6 +2,7 @@
 //
 //   cefd run --config FILE [--log-level LEVEL]   run until SIGTERM/SIGINT, then drain and exit 0
 //   cefd check --config FILE [--running] [--json] [--timeout S]   end-to-end self-test (check.h)
+//   cefd check rows [--quiet] [FILE...]          lint CommonSecurityLog rows (tools/check/rows_lint.h)
 //   cefd check-config --config FILE              print every problem at once; exit 2 on any
 //   cefd parse [--config FILE] [FILE...]         one JSON object per input line: the row cefd sends
 //   cefd --version | --help; COMMAND --help
@@ -37,6 +38,7 @@
 #include "engine/pipeline/replay_dead_letter.h"
 #include "engine/row/row_json.h"
 #include "engine/runtime/systemd.h"
+#include "tools/check/rows_lint.h"
 
 #ifndef CEFD_VERSION
 #define CEFD_VERSION "0.1.0"
@@ -54,6 +56,7 @@ namespace {
 constexpr const char* usage_text =
     "usage: cefd run --config FILE [--log-level error|warn|info|debug]\n"
     "       cefd check --config FILE [--running] [--json] [--timeout SECONDS]\n"
+    "       cefd check rows [--quiet] [FILE...]   (stdin when no FILE)\n"
     "       cefd check-config --config FILE\n"
     "       cefd parse [--config FILE] [FILE...]   (stdin when no FILE)\n"
     "       cefd --version\n"
@@ -75,13 +78,18 @@ constexpr CommandHelp command_help[] = {
      "open-file limit below what the config needs.\n"},
     {"check",
      "usage: cefd check --config FILE [--running] [--json] [--timeout SECONDS]\n"
+     "       cefd check rows [--quiet] [FILE...]\n"
      "End-to-end self-test, one PASS/WARN/FAIL line per step with a fix hint: config, open-file limit,\n"
      "listeners, sysctls, io_uring, spool, DNS/TCP/TLS to the endpoint and the authority, a token, one\n"
      "direct request per DCR, and a test CEF event sent through cefd's own listener and confirmed\n"
      "delivered (its marker and the KQL to find it are printed). Without --running it starts the\n"
      "pipeline itself on the configured ports and spool; with --running it checks the running cefd\n"
      "through its /metrics instead. --json prints [{step,status,message,hint}]. --timeout bounds the\n"
-     "wait for delivery (default 60). Exit 0 when no step failed (warnings allowed), else 1.\n"},
+     "wait for delivery (default 60). Exit 0 when no step failed (warnings allowed), else 1.\n"
+     "`cefd check rows` lints CommonSecurityLog rows, one JSON object per line (stdin when no FILE:\n"
+     "`cefd parse`, the stand-in's rows, a Log Analytics export), for what Sentinel's Darktrace solution\n"
+     "would not show; the same as cefd-check. --quiet prints only the JSON summary. Exit 0 without\n"
+     "errors, 1 with any, 2 for bad usage or an unreadable file.\n"},
     {"check-config",
      "usage: cefd check-config --config FILE\n"
      "Prints every problem `cefd run` would hit at start and can be seen without starting (keys,\n"
@@ -382,6 +390,9 @@ int main(int argc, char** argv) {
     using namespace cefd;
     // Parses its own arguments (engine/pipeline/replay_dead_letter.h).
     if (argc > 1 && std::string(argv[1]) == "replay-dead-letter") return replay_dead_letter_main(argc - 1, argv + 1);
+    // The row linter: the same function as cefd-check, with its arguments.
+    if (argc > 2 && std::string(argv[1]) == "check" && std::string(argv[2]) == "rows")
+        return rows_lint(std::vector<std::string>(argv + 3, argv + argc), "cefd check rows");
     const Options options = parse_options(argc, argv);
     if (options.command == "--version" || options.command == "version") {
         const curl_version_info_data* curl = curl_version_info(CURLVERSION_NOW);

@@ -155,7 +155,6 @@ void Pipeline::run_worker(Lane& lane) {
             const std::span<const std::byte> record = lane.ring.front();
             if (record.empty()) break;
             const auto [meta, message] = read_message_record(record);
-            if ((meta.flags & message_truncated) != 0) bump(lane.stats.truncated);
             if (capture_) capture_->offer(lane.index, meta, message);
             const ParseResult parsed = lane.parser.parse(message, meta, lane.row);
             if (parsed.outcome == ParseOutcome::row &&
@@ -284,8 +283,7 @@ void Pipeline::register_metrics() {
         lane.batcher.register_metrics(metrics_, labels);
         metrics_.add("worker_messages_total", "Messages the lane's worker took from its ring.", labels,
                      &lane.stats.messages);
-        metrics_.add("worker_truncated_messages_total", "Messages the receiver had to cut (TCP frames over max_frame_bytes).",
-                     labels, &lane.stats.truncated);
+        // A message the receiver cut is counted by the parser (parse_truncated_messages_total), not here too.
         const ByteRing* ring = &lane.ring;
         metrics_.add_gauge("ring_used_bytes", "Bytes waiting in the lane's ring.", labels,
                            [ring] { return static_cast<double>(ring->used_bytes()); });

@@ -77,7 +77,6 @@ public:
 private:
     struct WorkerStats {
         Counter messages{0};   // records taken from the ring
-        Counter truncated{0};  // messages the receiver flagged as cut
     };
     /// What a worker takes over from a reload: dedupe settings and batch limits.
     struct LaneSettings {

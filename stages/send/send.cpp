@@ -55,6 +55,7 @@ struct Slot {
     std::optional<Work> work;
     std::size_t target = 0;
     std::uint64_t token_generation = 0;
+    std::int64_t started_ns = 0;  // monotonic time the request went to libcurl
     char request_id[37]{};
 };
 
@@ -302,6 +303,7 @@ private:
         curl_easy_setopt(c, CURLOPT_HTTPHEADER, slot.headers.get());
         curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(batch.body.size()));
         curl_easy_setopt(c, CURLOPT_POSTFIELDS, batch.body.data());
+        slot.started_ns = monotonic_ns();
         curl_multi_add_handle(multi_, c);
         bump(stats_->requests);
         stats_->in_flight.store(busy_slots(), std::memory_order_relaxed);
@@ -347,6 +349,8 @@ private:
 
     void on_complete(Slot& slot, Work&& work, CURLcode rc) {
         const std::int64_t now = monotonic_ns();
+        // Every answer and every error: a slow 5xx or a timeout is latency too.
+        stats_->request_duration_s.observe(static_cast<double>(now - slot.started_ns) / 1e9);
         const Target& target = targets_[slot.target];
         const char* id = slot.request_id;
         long status = 0;
@@ -671,6 +675,9 @@ void Sender::register_metrics(MetricsRegistry& registry) const {
     registry.add("send_in_flight", "Ingestion requests in flight.", "", &stats_.in_flight, MetricsRegistry::Kind::gauge);
     registry.add("send_token_expiry_timestamp_seconds", "Unix time the current token expires; 0 when none.", "",
                  &stats_.token_expiry_unix_s, MetricsRegistry::Kind::gauge);
+    registry.add_histogram("send_request_duration_seconds",
+                           "Seconds from starting an ingestion request to its answer or error.", "",
+                           &stats_.request_duration_s);
 }
 
 }  // namespace cefd

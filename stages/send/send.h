@@ -122,6 +122,9 @@ struct SendStats {
     Counter forbidden_retries{0};   // 403 inside forbidden_retry_window_ms: retried (also in retries)
     Counter in_flight{0};           // gauge
     Counter token_expiry_unix_s{0}; // gauge: unix seconds when the token expires; 0 = none
+    /// Seconds from handing an ingestion request to libcurl to its answer or error (1 ms..60 s).
+    Histogram request_duration_s{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+                                 1, 2.5, 5, 10, 30, 60};
 };
 
 /// What the sender knows about the Azure side, for the readiness endpoint and `cefd check`.

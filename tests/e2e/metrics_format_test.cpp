@@ -13,7 +13,8 @@ namespace {
 
 using namespace std::chrono_literals;
 
-// Reads the exposition on stdin; prints "ok <families>" or the problems, one a line.
+// Reads the exposition on stdin; prints "ok <families>" or the problems, one a line. Each
+// argument names a histogram family that must be there with _bucket, _sum and a nonzero _count.
 constexpr const char* checker = R"PY(
 import collections, re, sys
 from prometheus_client.parser import text_string_to_metric_families
@@ -61,6 +62,16 @@ for f in families:
         if values != sorted(values): problems.append('buckets not cumulative: %s %s' % (f.name, key))
         if '_count' not in parts or '_sum' not in parts: problems.append('no _sum/_count: ' + f.name)
         elif buckets and parts['_count'] != buckets[-1][1]: problems.append('_count != +Inf: %s %s' % (f.name, key))
+for name in sys.argv[1:]:
+    found = [f for f in families if f.name == name]
+    if not found or found[0].type != 'histogram':
+        problems.append('histogram missing: ' + name)
+        continue
+    kinds = collections.Counter(s.name[len(name):] for s in found[0].samples)
+    if not (kinds['_bucket'] >= 2 and kinds['_sum'] >= 1 and kinds['_count'] >= 1):
+        problems.append('histogram without _bucket/_sum/_count: %s %s' % (name, dict(kinds)))
+    if sum(s.value for s in found[0].samples if s.name == name + '_count') <= 0:
+        problems.append('histogram never observed: ' + name)
 info = [f for f in families if f.name == 'cefd_build_info']
 if not info or set(info[0].samples[0].labels) != {'version', 'commit'} or info[0].samples[0].value != 1:
     problems.append('cefd_build_info{version,commit} 1 missing')
@@ -88,13 +99,23 @@ TEST(MetricsFormat, RealScrapePassesThePrometheusParser) {
     ASSERT_TRUE(wait_until(30s, [&] { return azure.row_count() >= lines.size(); }))
         << "rows delivered: " << azure.row_count() << " of " << lines.size();
     ASSERT_TRUE(wait_until(10s, [&] { return cefd.metric("cefd_batch_size_rows_count") >= 1; }));
+    // The stand-in's 204 is observed just after the rows are stored; once nothing is in flight,
+    // every request started has been observed exactly once.
+    ASSERT_TRUE(wait_until(10s, [&] {
+        const double observed = cefd.metric("cefd_send_request_duration_seconds_count");
+        return observed >= 1 && cefd.metric("cefd_send_in_flight") == 0 &&
+               observed == cefd.metric("cefd_send_requests_total");
+    })) << "observed " << cefd.metric("cefd_send_request_duration_seconds_count") << " of "
+        << cefd.metric("cefd_send_requests_total") << " requests";
 
     const std::string body = http_get(cefd.metrics_port(), "/metrics");
     ASSERT_NE(body.find("# TYPE cefd_batch_size_rows histogram\n"), std::string::npos) << body;
     write_file(dir.file("scrape.txt"), body);
     write_file(dir.file("check.py"), checker);
     std::string verdict;
-    const int rc = run_command(python + " " + dir.file("check.py") + " < " + dir.file("scrape.txt") + " 2>&1", &verdict);
+    const int rc = run_command(python + " " + dir.file("check.py") +
+                                   " cefd_batch_size_rows cefd_send_request_duration_seconds < " + dir.file("scrape.txt") +
+                                   " 2>&1", &verdict);
     EXPECT_EQ(rc, 0) << verdict;
     EXPECT_EQ(verdict.rfind("ok ", 0), 0U) << verdict << "\n--- scrape ---\n" << body;
 }
@@ -111,11 +132,19 @@ TEST(MetricsFormat, CheckerCatchesWhatItClaimsTo) {
         "cefd_h_sum 1\ncefd_h_count 2\n";
     write_file(dir.file("bad.txt"), bad);
     std::string verdict;
-    run_command(python + " " + dir.file("check.py") + " < " + dir.file("bad.txt") + " 2>&1", &verdict);
+    run_command(python + " " + dir.file("check.py") + " cefd_h cefd_absent < " + dir.file("bad.txt") + " 2>&1", &verdict);
     EXPECT_NE(verdict.find("_total only and always on counters: cefd_rows"), std::string::npos) << verdict;
     EXPECT_NE(verdict.find("sample without TYPE: cefd_untyped 2"), std::string::npos) << verdict;
     EXPECT_NE(verdict.find("buckets not cumulative"), std::string::npos) << verdict;
     EXPECT_NE(verdict.find("cefd_build_info{version,commit} 1 missing"), std::string::npos) << verdict;
+    EXPECT_NE(verdict.find("histogram missing: cefd_absent"), std::string::npos) << verdict;
+    EXPECT_EQ(verdict.find("histogram missing: cefd_h\n"), std::string::npos) << verdict;
+
+    // A histogram that is there but never observed.
+    write_file(dir.file("empty.txt"), "# HELP cefd_e E.\n# TYPE cefd_e histogram\ncefd_e_bucket{le=\"1\"} 0\n"
+                                      "cefd_e_bucket{le=\"+Inf\"} 0\ncefd_e_sum 0\ncefd_e_count 0\n");
+    run_command(python + " " + dir.file("check.py") + " cefd_e < " + dir.file("empty.txt") + " 2>&1", &verdict);
+    EXPECT_NE(verdict.find("histogram never observed: cefd_e"), std::string::npos) << verdict;
 }
 
 }  // namespace
