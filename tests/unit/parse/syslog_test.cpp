@@ -31,7 +31,8 @@ TEST(SyslogFraming, ReadsRfc3164DashHostnameAsEmpty) {
 // the line had no host.
 TEST(SyslogFraming, ReadsAnIpv6HostEndingInDoubleColonAsTheHost) {
     for (const char* host : {"2001:db8::", "fe80::", "2001:db8::7", "::ffff:192.0.2.1"}) {
-        const auto m = parse_syslog("<13>Mar 14 09:15:02 " + std::string(host) + " app[8]: text");
+        const std::string line = "<13>Mar 14 09:15:02 " + std::string(host) + " app[8]: text";
+        const auto m = parse_syslog(line);  // m views into line
         EXPECT_EQ(m.hostname, host);
         EXPECT_EQ(m.app_name, "app");
         EXPECT_EQ(m.procid, "8");
@@ -39,7 +40,8 @@ TEST(SyslogFraming, ReadsAnIpv6HostEndingInDoubleColonAsTheHost) {
     }
     // Tags that look a little like addresses stay tags.
     for (const char* tag : {"cafe:", "dead:", "beef[12]:", "abc:"}) {
-        const auto m = parse_syslog("<13>Mar 14 09:15:02 " + std::string(tag) + " text");
+        const std::string line = "<13>Mar 14 09:15:02 " + std::string(tag) + " text";
+        const auto m = parse_syslog(line);
         EXPECT_EQ(m.hostname, "") << tag;
         EXPECT_EQ(m.message, "text") << tag;
     }
