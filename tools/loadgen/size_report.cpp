@@ -42,7 +42,8 @@ std::string trial_json(const Trial& t) {
            fixed(t.cefd_cpu_us_per_event, 3) + ",\"loadgen_cpu_us_per_event\":" + fixed(t.loadgen_cpu_us_per_event, 3) +
            ",\"backlog_start\":" + fixed(t.backlog_start, 1) + ",\"backlog_end\":" + fixed(t.backlog_end, 1) +
            ",\"peak_rss_mib\":" + fixed(t.peak_rss_mib, 1) + ",\"requested_eps\":" + fixed(t.requested_eps, 0) +
-           ",\"sender_cpu_share\":" + fixed(t.sender_cpu_share, 3) + ",\"generator_limited\":" +
+           ",\"sender_cpu_share\":" + fixed(t.sender_cpu_share, 3) + ",\"sender_runnable_share\":" +
+           fixed(t.sender_runnable_share, 3) + ",\"generator_limited\":" +
            (t.generator_limited ? "true" : "false") + ",\"generator_limited_why\":" + json_text(t.generator_why) +
            ",\"target_backpressure\":" + (t.target_backpressure ? "true" : "false") + ",\"held\":" +
            (t.held ? "true" : "false") + ",\"why\":" + json_text(t.why) + "}";

@@ -89,6 +89,7 @@ public:
         const GeneratorCheck generator = check_generator(sent);
         trial.requested_eps = generator.requested_eps;
         trial.sender_cpu_share = generator.sender_cpu_share;
+        trial.sender_runnable_share = generator.sender_runnable_share;
         trial.generator_limited = generator.limited;
         trial.target_backpressure = generator.target_backpressure;
         trial.generator_why = generator.why;

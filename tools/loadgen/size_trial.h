@@ -37,6 +37,7 @@ struct Trial {
     // never holds, so no verdict is taken from it.
     double requested_eps = 0;
     double sender_cpu_share = 0;
+    double sender_runnable_share = 0;
     bool generator_limited = false;
     bool target_backpressure = false;  // TCP/TLS sends blocked: cefd did not take the rate
     std::string generator_why;         // check_generator's why (empty when not limited)

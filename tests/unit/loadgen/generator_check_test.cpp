@@ -74,6 +74,21 @@ TEST(CheckGenerator, CpuBoundSenderThreadsAreLimitedEvenAtTheRate) {
     EXPECT_NE(both.why.find("; sender threads CPU-bound"), std::string::npos) << both.why;
 }
 
+TEST(CheckGenerator, StarvedSenderThreadsAreLimited) {
+    // Flat out on a busy machine: on a CPU 35% of the time, waiting for one 60%: runnable 95%.
+    SendReport starved = run(0, 300'000, 0.35);
+    starved.sender_run_delay_s = 0.60 * 10;
+    const GeneratorCheck check = check_generator(starved);
+    EXPECT_TRUE(check.limited);
+    EXPECT_NEAR(check.sender_runnable_share, 0.95, 1e-9);
+    EXPECT_NE(check.why.find("starved of CPU (runnable 95% of the time, on a CPU 35%)"), std::string::npos)
+        << check.why;
+    // Sleeping between paced bursts is neither.
+    SendReport paced = run(100'000, 100'000, 0.2);
+    paced.sender_run_delay_s = 0.1 * 10;
+    EXPECT_FALSE(check_generator(paced).limited);
+}
+
 TEST(CheckGenerator, FlatOutIsLimitedOnlyByCpu) {
     const GeneratorCheck idle = check_generator(run(0, 50'000, 0.3));
     EXPECT_FALSE(idle.limited);
@@ -100,6 +115,7 @@ Trial trial(double target, const SendReport& send, double hold_s = 30, std::uint
     t.offered_eps = check.offered_eps;
     t.requested_eps = check.requested_eps;
     t.sender_cpu_share = check.sender_cpu_share;
+    t.sender_runnable_share = check.sender_runnable_share;
     t.generator_limited = check.limited;
     t.target_backpressure = check.target_backpressure;
     t.generator_why = check.why;
@@ -147,8 +163,11 @@ TEST(SizeVerdict, NeverTakenFromAGeneratorLimitedTrialAndSaysSo) {
     EXPECT_NE(json.find("\"generator_limited\":true,\"generator_limited_eps\":300000,\"why\":\"sender threads"),
               std::string::npos)
         << json;
-    EXPECT_NE(json.find("\"sender_cpu_share\":0.980,\"generator_limited\":true"), std::string::npos) << json;
-    EXPECT_NE(json.find("\"sender_cpu_share\":0.200,\"generator_limited\":false,\"generator_limited_why\":\"\""),
+    EXPECT_NE(json.find("\"sender_cpu_share\":0.980,\"sender_runnable_share\":0.980,\"generator_limited\":true"),
+              std::string::npos)
+        << json;
+    EXPECT_NE(json.find("\"sender_cpu_share\":0.200,\"sender_runnable_share\":0.200,\"generator_limited\":false,"
+                        "\"generator_limited_why\":\"\""),
               std::string::npos)
         << json;
     const std::string md = report_markdown(options, trials, verdict, 853, 1, "");
