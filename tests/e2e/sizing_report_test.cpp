@@ -3,6 +3,7 @@
 // verdict agrees with its own trials and arithmetic; nothing about how fast this machine is.
 #include <cmath>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -54,6 +55,17 @@ TEST(SizingReport, ShortRampGivesAVerdictConsistentWithItsTrials) {
         EXPECT_GE(trial["p50_ms"].get_double().value(), 0);
         EXPECT_LE(trial["p50_ms"].get_double().value(), trial["p99_ms"].get_double().value());
         EXPECT_LE(trial["p99_ms"].get_double().value(), trial["max_ms"].get_double().value());
+        // The generator check of the run report (check_generator), per trial: a generator-limited
+        // trial never holds, and the rate it asked for is the trial's.
+        const bool limited = trial["generator_limited"].get_bool().value();
+        const std::string_view limited_why = trial["generator_limited_why"].get_string().value();
+        EXPECT_EQ(limited, !limited_why.empty()) << json;
+        if (limited) {
+            EXPECT_FALSE(trial["held"].get_bool().value()) << json;
+        }
+        EXPECT_NEAR(trial["requested_eps"].get_double().value(), target, 0.02 * target) << json;
+        EXPECT_GE(trial["sender_cpu_share"].get_double().value(), 0);
+        EXPECT_FALSE(trial["target_backpressure"].get_bool().value()) << json;  // UDP never pushes back
         if (trial["held"].get_bool().value() && trial["hold_s"].get_double().value() >= 1 && target > best) {
             best = target;
             best_cpu = trial["cefd_cpu_us_per_event"].get_double().value();
@@ -62,6 +74,10 @@ TEST(SizingReport, ShortRampGivesAVerdictConsistentWithItsTrials) {
     }
     EXPECT_GE(trials, 2);
     EXPECT_EQ(verdict, best) << json;
+    // The verdict's own generator fields: why is filled exactly when the generator was the limit.
+    const bool generator_limited = report["generator_limited"].get_bool().value();
+    EXPECT_EQ(generator_limited, !report["why"].get_string().value().empty()) << json;
+    EXPECT_EQ(generator_limited, report["generator_limited_eps"].get_double().value() > 0) << json;
     EXPECT_DOUBLE_EQ(cpu, best_cpu) << json;
     EXPECT_DOUBLE_EQ(p99, best_p99) << json;
     if (verdict > 0) {
@@ -81,6 +97,9 @@ TEST(SizingReport, ShortRampGivesAVerdictConsistentWithItsTrials) {
         EXPECT_NE(markdown.find("| **" + std::to_string(dcrs) + "** |"), std::string::npos) << markdown;
     }
     EXPECT_NE(markdown.find("section 1.5"), std::string::npos);
+    EXPECT_NE(markdown.find("| sender CPU | generator |"), std::string::npos) << markdown;
+    EXPECT_EQ(markdown.find("The generator, not cefd, was the limit") != std::string::npos, generator_limited)
+        << markdown;
     const std::string svg = cefd::test::read_file(out + "/sizing.svg");
     EXPECT_EQ(svg.rfind("<svg xmlns=\"http://www.w3.org/2000/svg\"", 0), 0u) << svg.substr(0, 200);
     EXPECT_NE(svg.find("<polyline"), std::string::npos);

@@ -105,7 +105,8 @@ int main(int argc, char** argv) {
             std::snprintf(numbers, sizeof numbers, ",\"requested_eps\":%.0f", check.requested_eps);
             line += numbers;
         }
-        std::snprintf(numbers, sizeof numbers, ",\"sender_cpu_share\":%.3f", check.sender_cpu_share);
+        std::snprintf(numbers, sizeof numbers, ",\"sender_cpu_share\":%.3f,\"sender_runnable_share\":%.3f",
+                      check.sender_cpu_share, check.sender_runnable_share);
         line += numbers;
         line += std::string(",\"generator_limited\":") + (check.limited ? "true" : "false");
         if (check.limited) line += ",\"generator_limited_why\":" + json_string(check.why);

@@ -52,6 +52,18 @@ double cpu_seconds(int who = RUSAGE_SELF) noexcept {
            static_cast<double>(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6;
 }
 
+/// This thread's time spent runnable but waiting for a CPU (the second field of
+/// /proc/thread-self/schedstat), in ns; 0 where the kernel does not keep it.
+std::int64_t run_delay_ns() noexcept {
+    std::FILE* file = std::fopen("/proc/thread-self/schedstat", "r");
+    if (file == nullptr) return 0;
+    unsigned long long on_cpu = 0;
+    unsigned long long waiting = 0;
+    const int fields = std::fscanf(file, "%llu %llu", &on_cpu, &waiting);
+    std::fclose(file);
+    return fields == 2 ? static_cast<std::int64_t>(waiting) : 0;
+}
+
 class Socket {
 public:
     Socket() = default;
@@ -185,6 +197,7 @@ struct Shared {
     std::atomic<std::uint64_t> send_errors{0};
     std::atomic<std::uint64_t> attempted{0};
     std::atomic<std::int64_t> sender_cpu_ns{0};
+    std::atomic<std::int64_t> sender_run_delay_ns{0};
     std::atomic<std::int64_t> send_wait_ns{0};
     std::mutex error_mutex;
     std::string error;
@@ -214,9 +227,11 @@ public:
 
     void run() {
         const double cpu_start = cpu_seconds(RUSAGE_THREAD);
+        const std::int64_t delay_start = run_delay_ns();
         loop();
         shared_.sender_cpu_ns.fetch_add(static_cast<std::int64_t>((cpu_seconds(RUSAGE_THREAD) - cpu_start) * 1e9),
                                         std::memory_order_relaxed);
+        shared_.sender_run_delay_ns.fetch_add(run_delay_ns() - delay_start, std::memory_order_relaxed);
         shared_.send_wait_ns.fetch_add(send_wait_ns_, std::memory_order_relaxed);
     }
 
@@ -412,10 +427,17 @@ GeneratorCheck check_generator(const SendReport& report) {
             check.why = why;
         }
     }
+    check.sender_runnable_share = (report.sender_cpu_s + report.sender_run_delay_s) / thread_seconds;
     if (check.sender_cpu_share >= sender_cpu_share_max) {
         check.limited = true;
         std::snprintf(why, sizeof why, "%ssender threads CPU-bound (%.0f%% of %u core(s))",
                       check.why.empty() ? "" : "; ", 100 * check.sender_cpu_share, report.sender_threads);
+        check.why += why;
+    } else if (check.sender_runnable_share >= sender_cpu_share_max) {
+        // Always wanting a CPU but often not getting one: the machine, not the target, set the pace.
+        check.limited = true;
+        std::snprintf(why, sizeof why, "%ssender threads starved of CPU (runnable %.0f%% of the time, on a CPU %.0f%%)",
+                      check.why.empty() ? "" : "; ", 100 * check.sender_runnable_share, 100 * check.sender_cpu_share);
         check.why += why;
     }
     return check;
@@ -456,6 +478,7 @@ SendReport send_events(const LoadgenOptions& options, const std::vector<std::str
     report.elapsed_s = static_cast<double>(elapsed_ns) / 1e9;
     report.cpu_s = cpu_seconds() - cpu_before;
     report.sender_cpu_s = static_cast<double>(shared.sender_cpu_ns.load()) / 1e9;
+    report.sender_run_delay_s = static_cast<double>(shared.sender_run_delay_ns.load()) / 1e9;
     report.send_wait_s = static_cast<double>(shared.send_wait_ns.load()) / 1e9;
     report.sender_threads = options.senders;
     report.requested_events = SenderThread::requested_events(options, elapsed_ns);

@@ -29,6 +29,7 @@ struct SendReport {
     double elapsed_s = 0;
     double cpu_s = 0;               // this process's user + system CPU while sending
     double sender_cpu_s = 0;        // the sender threads' own CPU (RUSAGE_THREAD), summed
+    double sender_run_delay_s = 0;  // their time runnable but waiting for a CPU (schedstat), summed
     double send_wait_s = 0;         // TCP/TLS: wall time inside send()/SSL_write, summed
     std::uint32_t sender_threads = 0;
     double requested_events = 0;    // what --rate / --ramp asked for over elapsed_s (0: flat out)
@@ -39,18 +40,21 @@ struct SendReport {
 /// is taken from it. Limited when the generator offered less than 97% of the rate asked for
 /// (unless TCP/TLS sends were blocked at least half the time: that is the target's
 /// backpressure, reported as such), or when its sender threads were CPU-bound (at least 90% of
-/// a core each; flat-out UDP always is, which is the point: the target could have taken more).
+/// a core each; flat-out UDP always is, which is the point: the target could have taken more),
+/// or starved: runnable (on a CPU or waiting for one) at least 90% of the time, as flat-out UDP
+/// is on a machine whose cores the target and others keep busy.
 struct GeneratorCheck {
     bool limited = false;
     bool target_backpressure = false;
     double offered_eps = 0;
     double requested_eps = 0;     // 0: flat out
     double sender_cpu_share = 0;  // sender CPU over (threads x elapsed): 1 = every thread CPU-bound
+    double sender_runnable_share = 0;  // (sender CPU + run-queue wait) over (threads x elapsed)
     std::string why;              // empty when not limited
 };
 
 /// The fraction of the requested rate a run must reach, and of a core each sender thread may
-/// use, before the run counts as generator-limited.
+/// use (or of the time it may be runnable), before the run counts as generator-limited.
 constexpr double offered_fraction_min = 0.97;
 constexpr double sender_cpu_share_max = 0.90;
 

@@ -125,9 +125,16 @@ int run_size(int argc, char** argv) {
         std::fprintf(stderr, "cefd-loadgen size: cannot write the report into %s\n", options.out_dir.c_str());
         return 1;
     }
-    std::printf("{\"max_zero_loss_eps\":%.0f,\"cpu_us_per_event\":%.3f,\"p99_ms\":%.2f,\"collectors_needed\":%d,"
-                "\"dcrs_needed\":%d,\"report\":\"%s/report.md\"}\n",
-                verdict.max_zero_loss_eps, verdict.cpu_us_per_event, verdict.p99_ms, verdict.collectors_needed,
+    if (verdict.generator_limited) {
+        std::fprintf(stderr,
+                     "cefd-loadgen size: the generator, not cefd, was the limit at %.0f ev/s (%s): run the generator "
+                     "on another machine or add --senders\n",
+                     verdict.generator_limited_eps, verdict.why.c_str());
+    }
+    std::printf("{\"max_zero_loss_eps\":%.0f,\"generator_limited\":%s,\"cpu_us_per_event\":%.3f,\"p99_ms\":%.2f,"
+                "\"collectors_needed\":%d,\"dcrs_needed\":%d,\"report\":\"%s/report.md\"}\n",
+                verdict.max_zero_loss_eps, verdict.generator_limited ? "true" : "false", verdict.cpu_us_per_event,
+                verdict.p99_ms, verdict.collectors_needed,
                 verdict.dcrs_needed, options.out_dir.c_str());
     return verdict.reached ? 0 : 1;
 }

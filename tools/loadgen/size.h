@@ -8,8 +8,10 @@
 //
 // A trial offers one rate for a while and holds when: nothing is lost, the backlog (ring bytes
 // + spool batches) does not keep growing, the p99 latency is within --max-p99-ms, and the
-// generator really offered at least 95% of the rate (otherwise the generator, not cefd, was
-// the limit, and the report says so). The search:
+// generator was not the limit (check_generator in sender.h, the run report's own check: it
+// offered at least 97% of the rate unless the target pushed back, with its sender threads below
+// 90% of a core). A generator-limited trial never holds; when the rate above the verdict failed
+// only for the generator, the report says the generator, not cefd, was the limit. The search:
 //   1. ramp: --start-rate, doubled each step (trials of max(2, hold/4) s) until one fails or
 //      --max-rate holds;
 //   2. bisect between the last rate that held and the first that failed, with --hold-s trials,

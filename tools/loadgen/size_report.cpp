@@ -16,6 +16,22 @@ std::string fixed(double value, int decimals) {
 
 namespace {
 
+/// `text` as a JSON string literal.
+std::string json_text(const std::string& text) {
+    std::string out = "\"";
+    for (const char c : text) {
+        if (c == '"' || c == '\\') {
+            out += '\\';
+            out += c;
+        } else if (static_cast<unsigned char>(c) < 0x20) {
+            out += ' ';
+        } else {
+            out += c;
+        }
+    }
+    return out + "\"";
+}
+
 std::string trial_json(const Trial& t) {
     return "{\"phase\":\"" + t.phase + "\",\"target_eps\":" + fixed(t.target_eps, 0) + ",\"hold_s\":" +
            fixed(t.hold_s, 1) + ",\"sent\":" + std::to_string(t.sent) + ",\"offered_eps\":" + fixed(t.offered_eps, 0) +
@@ -25,8 +41,12 @@ std::string trial_json(const Trial& t) {
            fixed(t.p99_ms, 2) + ",\"max_ms\":" + fixed(t.max_ms, 2) + ",\"cefd_cpu_us_per_event\":" +
            fixed(t.cefd_cpu_us_per_event, 3) + ",\"loadgen_cpu_us_per_event\":" + fixed(t.loadgen_cpu_us_per_event, 3) +
            ",\"backlog_start\":" + fixed(t.backlog_start, 1) + ",\"backlog_end\":" + fixed(t.backlog_end, 1) +
-           ",\"peak_rss_mib\":" + fixed(t.peak_rss_mib, 1) + ",\"held\":" + (t.held ? "true" : "false") +
-           ",\"why\":\"" + t.why + "\"}";
+           ",\"peak_rss_mib\":" + fixed(t.peak_rss_mib, 1) + ",\"requested_eps\":" + fixed(t.requested_eps, 0) +
+           ",\"sender_cpu_share\":" + fixed(t.sender_cpu_share, 3) + ",\"sender_runnable_share\":" +
+           fixed(t.sender_runnable_share, 3) + ",\"generator_limited\":" +
+           (t.generator_limited ? "true" : "false") + ",\"generator_limited_why\":" + json_text(t.generator_why) +
+           ",\"target_backpressure\":" + (t.target_backpressure ? "true" : "false") + ",\"held\":" +
+           (t.held ? "true" : "false") + ",\"why\":" + json_text(t.why) + "}";
 }
 
 }  // namespace
@@ -35,6 +55,8 @@ std::string report_json(const SizeOptions& options, const std::vector<Trial>& tr
                         double bytes_per_event, double lanes) {
     std::string json = "{\"max_zero_loss_eps\":" + fixed(v.max_zero_loss_eps, 0) +
                        ",\"at_max_rate\":" + (v.at_max_rate ? "true" : "false") +
+                       ",\"generator_limited\":" + (v.generator_limited ? "true" : "false") +
+                       ",\"generator_limited_eps\":" + fixed(v.generator_limited_eps, 0) + ",\"why\":" + json_text(v.why) +
                        ",\"cpu_us_per_event\":" + fixed(v.cpu_us_per_event, 3) + ",\"p99_ms\":" + fixed(v.p99_ms, 2) +
                        ",\"peak_rss_mib\":" + fixed(v.peak_rss_mib, 1) + ",\"hold_s\":" + fixed(options.hold_s, 1) +
                        ",\"max_p99_ms\":" + fixed(options.max_p99_ms, 0) + ",\"bytes_per_event\":" +
@@ -66,7 +88,8 @@ std::string report_markdown(const SizeOptions& options, const std::vector<Trial>
           fixed(bytes_per_event, 0) + "-byte events on average, " + fixed(lanes, 0) + " cefd lane(s) on a " +
           std::to_string(cores) + "-core machine. A rate holds when nothing is lost, the backlog does not grow, " +
           "p99 from send to acceptance is at most " + fixed(options.max_p99_ms, 0) +
-          " ms and the generator offered at least 95% of it, for " + fixed(options.hold_s, 0) + " s.\n\n";
+          " ms and the generator was not the limit (it offered at least 97% of the rate with its sender threads "
+          "below 90% of a core each), for " + fixed(options.hold_s, 0) + " s.\n\n";
     md += "## Verdict\n\n";
     if (v.best == nullptr) {
         md += "No rate held for " + fixed(options.hold_s, 0) + " s (the lowest tried was " +
@@ -76,6 +99,11 @@ std::string report_markdown(const SizeOptions& options, const std::vector<Trial>
               (v.at_max_rate ? " or more (--max-rate)" : "") + "** with zero loss, at p99 " + fixed(v.p99_ms, 1) +
               " ms end to end and " + fixed(v.cpu_us_per_event, 2) + " cefd CPU-µs per event; peak RSS " +
               fixed(v.peak_rss_mib, 0) + " MiB.\n\n";
+    }
+    if (v.generator_limited) {
+        md += "**The generator, not cefd, was the limit at " + fixed(v.generator_limited_eps, 0) +
+              " ev/s** (" + v.why + "): run the generator on another machine or add --senders. " +
+              (v.best != nullptr ? "The verdict above is a lower bound." : "") + "\n\n";
     }
     if (options.peak_eps > 0 && v.best != nullptr) {
         md += "## For a peak of " + fixed(options.peak_eps, 0) + " events/s\n\n";
@@ -102,20 +130,25 @@ std::string report_markdown(const SizeOptions& options, const std::vector<Trial>
     md += scaling_md;
     md += "## Trials\n\n";
     md += "| phase | target/s | hold s | offered/s | delivered/s | lost | dup | p50 ms | p99 ms | max ms | cefd "
-          "CPU-µs/event | loadgen CPU-µs/event | backlog | RSS MiB | verdict |\n";
-    md += "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
+          "CPU-µs/event | loadgen CPU-µs/event | sender CPU | generator | backlog | RSS MiB | verdict |\n";
+    md += "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
     for (const Trial& t : trials) {
         md += "| " + t.phase + " | " + fixed(t.target_eps, 0) + " | " + fixed(t.hold_s, 1) + " | " +
               fixed(t.offered_eps, 0) + " | " + fixed(t.delivered_eps, 0) + " | " + std::to_string(t.lost) + " | " +
               std::to_string(t.duplicated) + " | " + fixed(t.p50_ms, 1) + " | " + fixed(t.p99_ms, 1) + " | " +
               fixed(t.max_ms, 1) + " | " + fixed(t.cefd_cpu_us_per_event, 2) + " | " +
-              fixed(t.loadgen_cpu_us_per_event, 2) + " | " + fixed(t.backlog_start, 0) + " -> " +
+              fixed(t.loadgen_cpu_us_per_event, 2) + " | " + fixed(100 * t.sender_cpu_share, 0) + "% | " +
+              (t.generator_limited ? "limited" : t.target_backpressure ? "target backpressure" : "ok") + " | " +
+              fixed(t.backlog_start, 0) + " -> " +
               fixed(t.backlog_end, 0) + " | " + fixed(t.peak_rss_mib, 0) + " | " + (t.held ? "held" : t.why) + " |\n";
     }
     md += "\nBacklog: spool batches pending + ring bytes / 64 KiB, a third of the way into the trial and at its "
           "end. cefd CPU per event: utime + stime of the cefd process from the start of a trial until its rows "
           "arrived, over the rows delivered (cefd_send_delivered_rows_total). loadgen CPU per event: the "
-          "generator's own; when it nears 1e6 / rate per sender thread, the generator is the limit.\n\n"
+          "generator's own. sender CPU: the sender threads' CPU over (threads x elapsed). generator: "
+          "\"limited\" when the generator offered under 97% of the rate without the target pushing back, or "
+          "its sender threads used 90% of a core or more (the run report's check_generator); such a trial "
+          "never holds.\n\n"
           "![sizing chart](sizing.svg)\n";
     return md;
 }

@@ -86,19 +86,21 @@ public:
         trial.json_bytes_per_row = tracker_.run_row_bytes_mean();
         trial.peak_rss_mib = peak_rss_mib(pid_);
 
-        // The first reason wins; the order is the operator's: loss, then backlog, then latency.
-        if (trial.lost > 0) trial.why = "loss";
-        else if (trial.backlog_end > 2 * trial.backlog_start + 16) trial.why = "backlog growing";
-        else if (report.latency_samples == 0) trial.why = "no latency (is --accept-log on?)";
-        else if (trial.p99_ms > options_.max_p99_ms) trial.why = "p99 over bound";
-        else if (trial.offered_eps < 0.95 * rate) trial.why = "generator below the rate";
+        const GeneratorCheck generator = check_generator(sent);
+        trial.requested_eps = generator.requested_eps;
+        trial.sender_cpu_share = generator.sender_cpu_share;
+        trial.sender_runnable_share = generator.sender_runnable_share;
+        trial.generator_limited = generator.limited;
+        trial.target_backpressure = generator.target_backpressure;
+        trial.generator_why = generator.why;
+        trial.why = judge(trial, report.latency_samples, options_.max_p99_ms);
         trial.held = trial.why.empty();
         std::fprintf(stderr,
                      "cefd-loadgen size: %s %.0f/s for %.0f s: offered %.0f, delivered %llu/%llu, p99 %.1f ms, "
-                     "cefd %.2f CPU-us/event, backlog %.0f->%.0f: %s\n",
+                     "cefd %.2f CPU-us/event, sender CPU %.0f%%, backlog %.0f->%.0f: %s\n",
                      phase, rate, hold_s, trial.offered_eps, static_cast<unsigned long long>(trial.delivered),
                      static_cast<unsigned long long>(trial.sent), trial.p99_ms, trial.cefd_cpu_us_per_event,
-                     trial.backlog_start, trial.backlog_end, trial.held ? "held" : trial.why.c_str());
+                     100 * trial.sender_cpu_share, trial.backlog_start, trial.backlog_end, trial.held ? "held" : trial.why.c_str());
         return trial;
     }
 
@@ -121,6 +123,16 @@ private:
 };
 
 }  // namespace
+
+std::string judge(const Trial& trial, std::uint64_t latency_samples, double max_p99_ms) {
+    if (trial.lost > 0) return "loss";
+    if (trial.backlog_end > 2 * trial.backlog_start + 16) return "backlog growing";
+    if (latency_samples == 0) return "no latency (is --accept-log on?)";
+    if (trial.p99_ms > max_p99_ms) return "p99 over bound";
+    if (trial.target_backpressure) return "target backpressure (cefd did not take the rate)";
+    if (trial.generator_limited) return std::string(generator_limited_why_prefix) + trial.generator_why;
+    return "";
+}
 
 std::vector<Trial> search(const SizeOptions& options, const std::vector<std::string>& lines, int pid) {
     Sizer sizer(options, lines, pid);

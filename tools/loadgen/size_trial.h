@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "tools/loadgen/size_options.h"
@@ -32,9 +33,25 @@ struct Trial {
     double peak_rss_mib = 0;
     double json_bytes_per_row = 0;
     double rows_per_request = 0;
+    // check_generator (sender.h), the same check as the run report's: a generator-limited trial
+    // never holds, so no verdict is taken from it.
+    double requested_eps = 0;
+    double sender_cpu_share = 0;
+    double sender_runnable_share = 0;
+    bool generator_limited = false;
+    bool target_backpressure = false;  // TCP/TLS sends blocked: cefd did not take the rate
+    std::string generator_why;         // check_generator's why (empty when not limited)
     bool held = false;
     std::string why;  // the first reason it did not hold
 };
+
+/// The start of a trial's why when only the generator kept it from holding.
+inline constexpr std::string_view generator_limited_why_prefix = "generator limited: ";
+
+/// Why a trial did not hold (empty: it held). The first reason wins, in the operator's order:
+/// loss, backlog growing, no latency, p99 over bound, target backpressure, then the generator.
+/// `latency_samples` is the verify report's; the generator fields must be filled in.
+std::string judge(const Trial& trial, std::uint64_t latency_samples, double max_p99_ms);
 
 /// Ramp, then confirm and bisect with full-length trials, against the cefd whose process is `pid`.
 std::vector<Trial> search(const SizeOptions& options, const std::vector<std::string>& lines, int pid);

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <string_view>
 
 namespace cefd::loadgen::sizing {
 
@@ -21,6 +22,27 @@ Verdict decide(const SizeOptions& options, const std::vector<Trial>& trials) {
         verdict.p99_ms = verdict.best->p99_ms;
         verdict.json_bytes_per_row = verdict.best->json_bytes_per_row;
         verdict.rows_per_request = verdict.best->rows_per_request;
+    }
+    // What bounded the verdict: the lowest rate above it that did not hold. If every trial there
+    // failed only because of the generator, the generator, not cefd, was the limit.
+    const double floor_eps = verdict.best != nullptr ? verdict.best->target_eps : 0;
+    double bound_eps = 0;
+    for (const Trial& trial : trials) {
+        if (!trial.held && trial.target_eps > floor_eps && (bound_eps == 0 || trial.target_eps < bound_eps)) {
+            bound_eps = trial.target_eps;
+        }
+    }
+    if (bound_eps > 0) {
+        verdict.generator_limited = true;
+        for (const Trial& trial : trials) {
+            if (trial.held || trial.target_eps != bound_eps) continue;
+            const bool generator_only =
+                trial.generator_limited && std::string_view(trial.why).starts_with(generator_limited_why_prefix);
+            if (!generator_only) verdict.generator_limited = false;
+            else if (verdict.why.empty()) verdict.why = trial.generator_why;
+        }
+        if (verdict.generator_limited) verdict.generator_limited_eps = bound_eps;
+        else verdict.why.clear();
     }
     for (const Trial& trial : trials) verdict.peak_rss_mib = std::max(verdict.peak_rss_mib, trial.peak_rss_mib);
     if (options.peak_eps > 0 && verdict.max_zero_loss_eps > 0) {

@@ -1,9 +1,12 @@
 // tools/loadgen/size_verdict.h: the recommendation arithmetic of `cefd-loadgen size`: the
 // verdict is the highest rate that held for the full --hold-s; with --peak-eps P and --headroom H,
 // collectors = ceil(P / (verdict * (1 - H))) and DCRs from Azure's per-DCR limits with the
-// measured JSON bytes per row and rows per request.
+// measured JSON bytes per row and rows per request. A generator-limited trial never holds, so
+// never gives the verdict; when the first rate above the verdict failed only for the generator,
+// the verdict says so (generator_limited, why).
 #pragma once
 
+#include <string>
 #include <vector>
 
 #include "tools/loadgen/size_options.h"
@@ -16,6 +19,12 @@ struct Verdict {
     double max_zero_loss_eps = 0;
     bool at_max_rate = false;  // every rate up to --max-rate held: the verdict is a lower bound
     const Trial* best = nullptr;
+    // The rate above the verdict that did not hold failed only because the generator could not
+    // offer it (check_generator): cefd was not shown to fail, so the verdict is a lower bound.
+    // Also set when no rate held and the lowest one failed for the generator.
+    bool generator_limited = false;
+    double generator_limited_eps = 0;  // that trial's target rate
+    std::string why;                   // that trial's check_generator why; empty when not limited
     double cpu_us_per_event = 0;
     double p99_ms = 0;
     double peak_rss_mib = 0;
