@@ -123,18 +123,26 @@ std::string join(const std::vector<std::string>& items) {
 }
 
 /// The stand-in's rows file, read as it grows: complete lines only, one stamp per row.
+///
+/// A read can see the stand-in's write half done (a regular file's write is not atomic for a
+/// concurrent reader), so the last line read may be partial: it waits in `pending_`, and the
+/// next update reads on from where this one stopped (`read_offset_`), never from the start of
+/// the partial line again. Reading that line's first part twice glued it before the whole line,
+/// and a stamp cut by the write ("cefdseq=k13-180" + '{"Time...') was counted as the wrong event
+/// (k13-180 instead of k13-18039): one event reported lost under load.
 class DeliveredRows {
 public:
     explicit DeliveredRows(std::string path) : path_(std::move(path)) {}
     const SeqCounts& update() {
         std::FILE* file = std::fopen(path_.c_str(), "rb");
         if (file == nullptr) return counts_;
-        std::fseek(file, static_cast<long>(offset_), SEEK_SET);
+        std::fseek(file, static_cast<long>(read_offset_), SEEK_SET);
         std::vector<char> buffer(1 << 20);
         // Bounded by the file's size: each pass reads more of it or stops.
         for (;;) {
             const std::size_t n = std::fread(buffer.data(), 1, buffer.size(), file);
             if (n == 0) break;
+            read_offset_ += n;
             pending_.append(buffer.data(), n);
             const std::size_t last_newline = pending_.rfind('\n');
             if (last_newline == std::string::npos) continue;
@@ -144,7 +152,6 @@ public:
                 count_row(std::string_view(pending_).substr(start, end - start));
                 start = end + 1;
             }
-            offset_ += last_newline + 1;
             pending_.erase(0, last_newline + 1);
         }
         std::fclose(file);
@@ -165,11 +172,33 @@ private:
     }
 
     std::string path_;
-    std::uint64_t offset_ = 0;
-    std::string pending_;
+    std::uint64_t read_offset_ = 0;  // bytes of the file read so far (counted rows + pending_)
+    std::string pending_;           // the start of a line whose end is not written yet
     SeqCounts counts_;
     std::uint64_t rows_ = 0;
 };
+
+// The test's own accounting: a row the stand-in has only half written when the test reads the
+// file (the cut inside its stamp) is counted once, as the event it names, when the rest arrives.
+// Before the fix the row read as k13-180 and k13-18039 was reported "never delivered".
+TEST(SpoolAccounting, ARowReadWhileHalfWrittenCountsAsItsOwnEventOnce) {
+    TempDir dir;
+    const std::string path = dir.file("rows.jsonl");
+    const std::string first = R"({"TimeGenerated":"t","AdditionalExtensions":"cefdseq=k13-7 a=1"})" "\n";
+    const std::string row = R"({"TimeGenerated":"t","AdditionalExtensions":"cefdseq=k13-18039 a=1"})" "\n";
+    const std::size_t cut = row.find("18039") + 3;  // the write stopped inside the stamp
+    write_file(path, first + row.substr(0, cut));
+    DeliveredRows delivered(path);
+    EXPECT_EQ(distinct(delivered.update(), "k13"), 1U);
+    write_file(path, first + row + first);  // the rest of the row, then one more row
+    delivered.update();
+    const auto& seen = delivered.counts().at("k13");
+    ASSERT_GT(seen.size(), 18039U);
+    EXPECT_EQ(seen[18039], 1U);
+    EXPECT_EQ(seen[180], 0U);
+    EXPECT_EQ(seen[7], 2U);
+    EXPECT_EQ(delivered.rows(), 3U);
+}
 
 // ---------------------------------------------------------------------------------------------
 // The spool directory, read with the spool's own format (record.h)
