@@ -108,32 +108,37 @@ std::optional<RecordHeader> decode_header(std::span<const std::byte, header_byte
     return h;
 }
 
-AckBytes encode_ack(std::uint64_t id) noexcept {
-    AckBytes out{};
-    put<std::uint64_t>(out.data(), id);
-    put<std::uint32_t>(out.data() + 8, ack_magic);
+namespace {
+
+// An ack entry and the id floor share one 16-byte layout: value, magic, CRC32C of the first 12.
+static_assert(ack_entry_bytes == 16 && id_floor_bytes == 16);
+
+std::array<std::byte, 16> encode_tagged(std::uint64_t value, std::uint32_t magic) noexcept {
+    std::array<std::byte, 16> out{};
+    put<std::uint64_t>(out.data(), value);
+    put<std::uint32_t>(out.data() + 8, magic);
     put<std::uint32_t>(out.data() + 12, crc32c(std::span(out).first(12)));
     return out;
 }
+
+std::optional<std::uint64_t> decode_tagged(std::span<const std::byte, 16> bytes, std::uint32_t magic) noexcept {
+    if (get<std::uint32_t>(bytes.data() + 8) != magic) return std::nullopt;
+    if (get<std::uint32_t>(bytes.data() + 12) != crc32c(bytes.first(12))) return std::nullopt;
+    return get<std::uint64_t>(bytes.data());
+}
+
+}  // namespace
+
+AckBytes encode_ack(std::uint64_t id) noexcept { return encode_tagged(id, ack_magic); }
 
 std::optional<std::uint64_t> decode_ack(std::span<const std::byte, ack_entry_bytes> bytes) noexcept {
-    if (get<std::uint32_t>(bytes.data() + 8) != ack_magic) return std::nullopt;
-    if (get<std::uint32_t>(bytes.data() + 12) != crc32c(bytes.first(12))) return std::nullopt;
-    return get<std::uint64_t>(bytes.data());
+    return decode_tagged(bytes, ack_magic);
 }
 
-IdFloorBytes encode_id_floor(std::uint64_t floor) noexcept {
-    IdFloorBytes out{};
-    put<std::uint64_t>(out.data(), floor);
-    put<std::uint32_t>(out.data() + 8, id_floor_magic);
-    put<std::uint32_t>(out.data() + 12, crc32c(std::span(out).first(12)));
-    return out;
-}
+IdFloorBytes encode_id_floor(std::uint64_t floor) noexcept { return encode_tagged(floor, id_floor_magic); }
 
 std::optional<std::uint64_t> decode_id_floor(std::span<const std::byte, id_floor_bytes> bytes) noexcept {
-    if (get<std::uint32_t>(bytes.data() + 8) != id_floor_magic) return std::nullopt;
-    if (get<std::uint32_t>(bytes.data() + 12) != crc32c(bytes.first(12))) return std::nullopt;
-    return get<std::uint64_t>(bytes.data());
+    return decode_tagged(bytes, id_floor_magic);
 }
 
 }  // namespace cefd::spool

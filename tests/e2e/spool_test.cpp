@@ -123,22 +123,26 @@ std::string join(const std::vector<std::string>& items) {
 }
 
 /// The stand-in's rows file, read as it grows: complete lines only, one stamp per row.
+///
+/// A read can see the stand-in's write half done (a regular file's write is not atomic for a
+/// concurrent reader), so the last line read may be partial: it waits in `pending_`, and the
+/// next update reads on from where this one stopped (`read_offset_`), never from the start of
+/// the partial line again. Reading that line's first part twice glued it before the whole line,
+/// and a stamp cut by the write ("cefdseq=k13-180" + '{"Time...') was counted as the wrong event
+/// (k13-180 instead of k13-18039): one event reported lost under load.
 class DeliveredRows {
 public:
     explicit DeliveredRows(std::string path) : path_(std::move(path)) {}
     const SeqCounts& update() {
         std::FILE* file = std::fopen(path_.c_str(), "rb");
         if (file == nullptr) return counts_;
-        // offset_ is where the first incomplete line starts: it is read again from there, so
-        // what an earlier call kept of it goes (keeping it too read that part twice, and a
-        // stamp cut in the middle made one row uncounted or counted under a wrong number).
-        pending_.clear();
-        std::fseek(file, static_cast<long>(offset_), SEEK_SET);
+        std::fseek(file, static_cast<long>(read_offset_), SEEK_SET);
         std::vector<char> buffer(1 << 20);
         // Bounded by the file's size: each pass reads more of it or stops.
         for (;;) {
             const std::size_t n = std::fread(buffer.data(), 1, buffer.size(), file);
             if (n == 0) break;
+            read_offset_ += n;
             pending_.append(buffer.data(), n);
             const std::size_t last_newline = pending_.rfind('\n');
             if (last_newline == std::string::npos) continue;
@@ -148,7 +152,6 @@ public:
                 count_row(std::string_view(pending_).substr(start, end - start));
                 start = end + 1;
             }
-            offset_ += last_newline + 1;
             pending_.erase(0, last_newline + 1);
         }
         std::fclose(file);
@@ -169,8 +172,8 @@ private:
     }
 
     std::string path_;
-    std::uint64_t offset_ = 0;
-    std::string pending_;
+    std::uint64_t read_offset_ = 0;  // bytes of the file read so far (counted rows + pending_)
+    std::string pending_;           // the start of a line whose end is not written yet
     SeqCounts counts_;
     std::uint64_t rows_ = 0;
 };

@@ -1,5 +1,6 @@
-// cefd-azure-standin: flags, signals, and the ready file. The server is in standin.cpp; the
-// command line is a contract (README.md), relied on by the e2e tests, bench and users' scripts.
+// cefd-azure-standin: flags, signals, and the ready file. The server is in standin.cpp and the
+// *_routes.cpp files; the command line is a contract (README.md), relied on by the e2e tests,
+// bench and users' scripts.
 #include <pthread.h>
 #include <signal.h>
 #include <unistd.h>
