@@ -179,11 +179,17 @@ public:
     [[nodiscard]] std::byte* buffer(std::uint32_t id) const noexcept {
         return buffers_.data() + std::size_t{id} * buffer_bytes_;
     }
-    /// Hands buffer `id` back to the kernel.
+    /// Queues buffer `id` for the kernel; publish() hands every queued one back at once.
     void give_back(std::uint32_t id) noexcept {
         io_uring_buf_ring_add(ring_, buffer(id), static_cast<unsigned>(buffer_bytes_),
-                              static_cast<unsigned short>(id), mask_, 0);
-        io_uring_buf_ring_advance(ring_, 1);
+                              static_cast<unsigned short>(id), mask_, static_cast<int>(queued_));
+        ++queued_;
+    }
+    /// One release store of the tail per pass, not one per datagram.
+    void publish() noexcept {
+        if (queued_ == 0) return;
+        io_uring_buf_ring_advance(ring_, static_cast<int>(queued_));
+        queued_ = 0;
     }
     [[nodiscard]] std::size_t buffer_bytes() const noexcept { return buffer_bytes_; }
 
@@ -192,6 +198,7 @@ private:
     Mapping buffers_;
     io_uring_buf_ring* ring_ = nullptr;
     std::uint32_t entries_ = 0;
+    std::uint32_t queued_ = 0;  // given back since the last publish()
     std::size_t buffer_bytes_ = 0;
     int mask_ = 0;
 };
@@ -351,6 +358,7 @@ private:
             if (++seen == cqes_per_pass_max) break;
         }
         io_uring_cq_advance(ring_.get(), seen);
+        buffers_.publish();
         return seen;
     }
 
