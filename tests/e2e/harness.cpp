@@ -30,7 +30,7 @@ AzureStandin::AzureStandin(const TempDir& dir, std::vector<std::string> extra_ar
 std::vector<std::map<std::string, std::string>> AzureStandin::rows() const {
     std::vector<std::map<std::string, std::string>> out;
     simdjson::dom::parser parser;
-    for (const auto& line : read_lines(rows_path())) {
+    for (const auto& line : read_complete_lines(rows_path())) {
         if (line.empty()) continue;
         simdjson::dom::element row;
         if (parser.parse(line).get(row) != simdjson::SUCCESS) {
@@ -51,7 +51,7 @@ std::vector<std::map<std::string, std::string>> AzureStandin::rows() const {
 
 std::size_t AzureStandin::row_count() const {
     std::size_t n = 0;
-    for (const auto& line : read_lines(rows_path())) n += line.empty() ? 0 : 1;
+    for (const auto& line : read_complete_lines(rows_path())) n += line.empty() ? 0 : 1;
     return n;
 }
 

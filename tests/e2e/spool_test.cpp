@@ -458,6 +458,18 @@ TEST(DeliveredRows, CountsALineSeenHalfWrittenExactlyOnce) {
     EXPECT_EQ(rows.counts().at("outage").size(), 12346U);
 }
 
+// AzureStandin::rows() and row_count() read the same growing file: a last line caught
+// half-written counted one row too many and came back as "__invalid_json__".
+TEST(DeliveredRows, TheStandinRowReadersSkipAHalfWrittenLastLine) {
+    TempDir dir;
+    const std::string path = dir.file("rows.jsonl");
+    write_file(path, "{\"a\":1}\n{\"b\":2}\n{\"c\":");
+    EXPECT_EQ(read_complete_lines(path), (std::vector<std::string>{R"({"a":1})", R"({"b":2})"}));
+    write_file(path, "{\"a\":1}\n\n{\"c\":3}\n");
+    EXPECT_EQ(read_complete_lines(path).size(), 3U);
+    EXPECT_TRUE(read_complete_lines(dir.file("absent")).empty());
+}
+
 TEST(SpoolCrash, EveryEventTheSpoolAcceptedArrivesAfterRepeatedSigkill) {
     run_crash_test({.kills = 20, .rate_eps = 20'000, .life_ms_max = 1'200});
 }

@@ -85,6 +85,15 @@ std::vector<std::string> read_lines(const std::string& path) {
     return lines;
 }
 
+std::vector<std::string> read_complete_lines(const std::string& path) {
+    std::vector<std::string> lines;
+    const std::string text = read_file(path);
+    std::size_t start = 0;
+    for (std::size_t end; (end = text.find('\n', start)) != std::string::npos; start = end + 1)
+        lines.emplace_back(text, start, end - start);
+    return lines;
+}
+
 std::vector<std::string> sample_lines(const std::string& path) {
     std::vector<std::string> out;
     for (auto& line : read_lines(path)) {

@@ -37,6 +37,9 @@ int free_port(bool both = true);
 std::string read_file(const std::string& path);
 void write_file(const std::string& path, const std::string& content, int mode = 0600);
 std::vector<std::string> read_lines(const std::string& path);
+/// The lines of a file another process is still appending to: only lines already ended by a
+/// newline, so a line caught half-written is left for the next read instead of returned cut.
+std::vector<std::string> read_complete_lines(const std::string& path);
 /// Non-empty lines that do not start with '#'.
 std::vector<std::string> sample_lines(const std::string& path);
 
