@@ -14,14 +14,20 @@ Sender::Impl::Impl(const AzureConfig& config, BatchSource& source, std::string c
                    std::optional<ClientAssertion> certificate)
     : config_(config), source_(source), token_(config_, std::move(client_secret), std::move(certificate)),
       slots_(config.max_in_flight), random_(std::random_device{}()) {
-    targets_.push_back(make_target(config.target, config.max_in_flight));
-    for (const auto& t : config.extra_targets) targets_.push_back(make_target(t, config.max_in_flight));
+    build_targets();
 }
 
 Sender::Impl::~Impl() {
     for (auto& slot : slots_)
         if (slot.work) curl_multi_remove_handle(multi_, slot.easy.get());
     if (token_.in_flight()) curl_multi_remove_handle(multi_, token_.easy());
+}
+
+/// targets_ from config_: the first target, then [[azure.targets]] in file order.
+void Sender::Impl::build_targets() {
+    targets_.clear();
+    targets_.push_back(make_target(config_.target, config_.max_in_flight));
+    for (const auto& t : config_.extra_targets) targets_.push_back(make_target(t, config_.max_in_flight));
 }
 
 Status Sender::Impl::init() {
@@ -96,9 +102,7 @@ void Sender::Impl::apply_reconfiguration() {
     config_.audience = std::move(next.audience);
     config_.imds_endpoint = std::move(next.imds_endpoint);
     config_.identity_endpoint = std::move(next.identity_endpoint);
-    targets_.clear();
-    targets_.push_back(make_target(config_.target, config_.max_in_flight));
-    for (const auto& t : config_.extra_targets) targets_.push_back(make_target(t, config_.max_in_flight));
+    build_targets();
     // TokenCache keeps a reference to config_ and cannot be assigned: a fresh one in place.
     std::destroy_at(&token_);
     std::construct_at(&token_, config_, std::move(credentials.client_secret), std::move(credentials.certificate));

@@ -84,6 +84,7 @@ private:
     };
 
     // send_setup.cpp
+    void build_targets();
     void apply_reconfiguration();
 
     // send.cpp: the loop
