@@ -2,7 +2,7 @@
 // table (defined in the stage's header, with its defaults); Config gathers them, and each stage
 // only ever sees its own struct.
 //
-// Every key is described once, in config.cpp's key table (config_keys()): its table and name,
+// Every key is described once, in the key table of config_keys.cpp (config_keys()): its table and name,
 // the old name it also answers to, a one-line doc, its bounds where the table owns them, and
 // whether SIGHUP applies it (ConfigKey::reloadable). Parsing, the range messages
 // ("batch.linger_ms: must be between 1 and 60000 (got 0)"), the reload diff
