@@ -40,7 +40,7 @@ void Deduper::reconfigure(const DedupeConfig& config) {
     window_ns_ = static_cast<std::int64_t>(config.window_ms) * 1'000'000;
     const std::size_t size = std::bit_ceil(std::max<std::uint32_t>(config.max_entries, bucket_slots));
     if (size == table_.size()) return;
-    table_.assign(size, Entry{});
+    table_ = MappedArray<Entry>(size);
     mask_ = table_.size() - 1;
 }
 

@@ -17,6 +17,7 @@
 #include "engine/config/config_errors.h"
 #include "engine/metrics/metrics.h"
 #include "engine/record.h"
+#include "engine/runtime/mapped_array.h"
 
 namespace cefd {
 
@@ -54,7 +55,7 @@ private:
         std::int64_t seen_ns = 0;
     };
     std::int64_t window_ns_;
-    std::vector<Entry> table_;
+    MappedArray<Entry> table_;  // huge pages: a lookup is one cache miss, not also a TLB miss
     std::uint64_t mask_;
     DedupeStats stats_;
 };
