@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "engine/clock.h"
+#include "engine/row/row_json.h"
 #include "stages/batch/gzip.h"
 #include "tests/support/counting_new.h"
 #include "tests/support/support.h"
@@ -134,6 +135,48 @@ TEST(Batcher, BatchesNeverExceedMaxBytesAndKeepEveryRow) {
         EXPECT_EQ(read(batcher.stats().rows), n);
         EXPECT_EQ(read(batcher.stats().batches), sink.batches.size());
         EXPECT_EQ(read(batcher.stats().oversize_rows), 0U);
+    }
+}
+
+// Full-size (1 MiB) batches of both tables interleaved: every batch inflates to exactly the rows
+// it counts, and the batches of a table, joined, are every row of that table in order, byte for
+// byte (nothing lost or doubled where a row is carried over into the next batch).
+TEST(Batcher, FullSizeInterleavedBatchesInflateToExactlyTheirRows) {
+    for (const auto compressor : {BatchConfig::Compressor::igzip, BatchConfig::Compressor::libdeflate}) {
+        if (compressor == BatchConfig::Compressor::igzip && !GzipCompressor::igzip_available()) continue;
+        CollectingSink sink;
+        BatchConfig config{.max_bytes = 1'048'576, .compressor = compressor};
+        Batcher batcher(config, sink);
+        SampleRows rows;
+        std::string expected[2];  // per table: every row's JSON, joined by ','
+        std::vector<char> scratch(1 << 20);
+        constexpr std::size_t n = 12'000;
+        for (std::size_t i = 0; i < n; ++i) {
+            const Row& row = rows.row(i, i % 3 == 0 ? Table::syslog : Table::common_security_log);
+            std::string& e = expected[static_cast<std::size_t>(row.table) & 1U];
+            if (!e.empty()) e += ',';
+            e.append(scratch.data(), write_row_json(row, scratch.data()));
+            batcher.append(row);
+        }
+        batcher.seal_all();
+
+        std::string got[2];
+        std::uint64_t total = 0;
+        for (const auto& b : sink.batches) {
+            const std::string json = gunzip_zlib(b.body);
+            ASSERT_EQ(json.size(), b.json_bytes) << batcher.compressor_name();
+            ASSERT_EQ(gunzip_libdeflate(b.body, b.json_bytes), json);
+            ASSERT_EQ(count_objects(json), static_cast<long>(b.rows));
+            ASSERT_GE(json.size(), 2U);
+            std::string& g = got[static_cast<std::size_t>(b.table) & 1U];
+            if (!g.empty()) g += ',';
+            g += json.substr(1, json.size() - 2);
+            total += b.rows;
+        }
+        EXPECT_GE(sink.batches.size(), 4U);  // both tables filled more than one 1 MiB batch
+        EXPECT_EQ(total, n);
+        EXPECT_TRUE(got[0] == expected[0]) << batcher.compressor_name();
+        EXPECT_TRUE(got[1] == expected[1]) << batcher.compressor_name();
     }
 }
 
