@@ -93,6 +93,59 @@ TEST(RowJson, EscapesQuotesBackslashesAndControlCharacters) {
     EXPECT_EQ(std::string_view(doc["Message"]), nasty);
 }
 
+// The encoder scans 16 bytes at a time: every byte value, at every position of strings of 1 to
+// 40 bytes (each side of a 16-byte block and its tail), and two escapes in one block, must come
+// out as a plain byte-by-byte escaper writes them, with nothing stray after the closing quote.
+std::string reference_escape(std::string_view text) {
+    std::string out;
+    for (const char ch : text) {
+        const auto c = static_cast<unsigned char>(ch);
+        switch (c) {
+            case '"': out += "\\\""; break;
+            case '\\': out += "\\\\"; break;
+            case '\b': out += "\\b"; break;
+            case '\f': out += "\\f"; break;
+            case '\n': out += "\\n"; break;
+            case '\r': out += "\\r"; break;
+            case '\t': out += "\\t"; break;
+            default:
+                if (c < 0x20 || c == 0x7F) {
+                    static constexpr char hex[] = "0123456789abcdef";
+                    out += "\\u00";
+                    out += hex[c >> 4];
+                    out += hex[c & 0xF];
+                } else {
+                    out += ch;
+                }
+        }
+    }
+    return out;
+}
+
+TEST(RowJson, EscapesEveryByteAtEveryPositionAsAByteLoopWould) {
+    for (std::size_t length = 1; length <= 40; ++length) {
+        for (std::size_t at = 0; at < length; ++at) {
+            for (int byte = 0; byte < 256; ++byte) {
+                std::string text(length, 'a');
+                text[at] = static_cast<char>(byte);
+                ASSERT_EQ(json_escape(text), reference_escape(text)) << "length " << length << " at " << at << " byte " << byte;
+                text[length - 1 - at] = '"';
+                ASSERT_EQ(json_escape(text), reference_escape(text)) << "length " << length << " at " << at << " byte " << byte;
+            }
+        }
+    }
+    // Through the row encoder too: a value whose escapes sit in and after full blocks, then the
+    // next column's key right after the closing quote (a stray store would show up there).
+    Row row;
+    const std::string value = std::string(17, 'x') + "\"\x01" + std::string(30, 'y') + "\x7f";
+    row.set(Column::Activity, value);
+    row.set(Column::DeviceVendor, "Darktrace");
+    std::vector<char> out(row_json_bound(row));
+    const std::string json(out.data(), write_row_json(row, out.data()));
+    EXPECT_NE(json.find("\"" + reference_escape(value) + "\","), std::string::npos) << json;
+    EXPECT_NE(json.find("\"Darktrace\""), std::string::npos) << json;
+}
+
 TEST(RowJson, BoundHoldsForAWorstCaseRow) {
     Row row;
     const std::string controls(1000, '\x01');
