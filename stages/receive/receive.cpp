@@ -78,12 +78,14 @@ Receiver::~Receiver() = default;
 
 Result<std::unique_ptr<Receiver>> Receiver::open(const ReceiveConfig& config, unsigned lane,
                                                  ByteRing& ring) {
-    // engine = "auto" picks recvmmsg: on the kernels measured (6.18, see "io_uring vs recvmmsg"
-    // in bench/README.md) io_uring costs more CPU per UDP datagram than recvmmsg even with
-    // DEFER_TASKRUN, and TLS is no faster. io_uring stays selectable with engine = "io_uring".
+    // engine = "auto" picks recvmmsg: on the two machines measured (kernel 6.18, bench/README.md
+    // "Receive engines" and "2026-12-04") recvmmsg was 1.4-1.8x cheaper per paced UDP datagram
+    // on one and io_uring at most 1.15x cheaper on the other, so recvmmsg is the engine that is
+    // never much worse; TLS is no faster on io_uring. io_uring stays selectable with
+    // engine = "io_uring".
     const bool use_uring = config.engine == ReceiveConfig::Engine::io_uring;
     const char* why = config.engine == ReceiveConfig::Engine::automatic
-                          ? "auto: recvmmsg measured cheaper per datagram than io_uring"
+                          ? "auto: recvmmsg, never much costlier per datagram than io_uring where measured"
                           : "configured";
     if (use_uring) {
         const Status& probe = receive::probe_uring();

@@ -1,6 +1,6 @@
 // receive.engine: the start-up line names the engine each lane runs and why. "auto" picks
-// recvmmsg (measured cheaper per UDP datagram than io_uring on this kernel: "io_uring vs
-// recvmmsg" in bench/README.md); "io_uring" and "recvmmsg" force that engine.
+// recvmmsg (never much costlier per UDP datagram than io_uring on the machines measured:
+// bench/README.md, "Receive engines"); "io_uring" and "recvmmsg" force that engine.
 #include <gtest/gtest.h>
 #include <signal.h>
 
