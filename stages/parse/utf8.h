@@ -7,7 +7,7 @@
 namespace cefd {
 
 /// True when `text` is well-formed UTF-8 (no overlongs, no surrogates, nothing past U+10FFFF).
-/// ASCII runs are checked eight bytes at a time.
+/// ASCII runs are checked 32 bytes at a time.
 bool is_valid_utf8(std::string_view text) noexcept;
 
 /// Copies `text` to `out`, replacing every byte that does not start a well-formed sequence with
