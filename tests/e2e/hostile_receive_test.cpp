@@ -7,6 +7,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <openssl/ssl.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -260,6 +261,19 @@ TEST(HostileReceive, TcpLiesFloodsAndSlowSendersDoNotLockOthersOut) {
     {
         SCOPED_TRACE("connection flood from many sources fills the table");
         const double evicted = cefd.metric("cefd_receive_tcp_evicted_total");
+        const auto taken_so_far = [&] {  // connections cefd has admitted or refused
+            return cefd.metric("cefd_receive_tcp_accepted_total") + cefd.metric("cefd_receive_tcp_rejected_total");
+        };
+        const double taken = taken_so_far();
+        // A busy machine can leave cefd's accepts a good while behind the connect()s that the
+        // kernel completes here at once: stalling cefd for a second while the flood connects
+        // makes that happen on every run.
+        const pid_t pid = cefd.process().pid();
+        ::kill(pid, SIGSTOP);
+        std::thread resume([pid] {
+            std::this_thread::sleep_for(1s);
+            ::kill(pid, SIGCONT);
+        });
         for (int source = 3; source < 12; ++source) {
             const std::string from = "127.0.0." + std::to_string(source);
             for (int i = 0; i < 60; ++i) {
@@ -267,6 +281,14 @@ TEST(HostileReceive, TcpLiesFloodsAndSlowSendersDoNotLockOthersOut) {
                 if (fd >= 0) flood.push_back(fd);
             }
         }
+        // A connection's idle time starts when cefd accepts it, which on a busy machine can be
+        // well after connect() returned here (the kernel completes the handshake): wait until
+        // cefd has taken every one (admitted or refused) before starting the idle clock. Timing
+        // from connect() made the newcomer arrive before the oldest had been idle a second now
+        // and then under a parallel ctest; it was refused and its events never came.
+        EXPECT_TRUE(wait_until(10s, [&] { return taken_so_far() >= taken + static_cast<double>(flood.size()); }))
+            << "cefd took " << taken_so_far() - taken << " of " << flood.size() << " flood connections";
+        resume.join();
         // The table is full of connections that sent nothing; once they have been idle for a
         // second, a new sender evicts the longest idle and gets through.
         const auto idle_since = std::chrono::steady_clock::now();
