@@ -31,11 +31,13 @@ bool is_valid_utf8(std::string_view text) noexcept {
     std::size_t at = 0;
     while (at < size) {
         // ASCII runs 32 bytes per step (four words OR'd, one branch), then 8, then one sequence.
-        while (at + 32 <= size) {
+        if (at + 32 <= size) {
             std::uint64_t w[4];
             std::memcpy(w, s + at, 32);
-            if (((w[0] | w[1] | w[2] | w[3]) & 0x8080808080808080ULL) != 0) break;
-            at += 32;
+            if (((w[0] | w[1] | w[2] | w[3]) & 0x8080808080808080ULL) == 0) {
+                at += 32;
+                continue;
+            }
         }
         if (at + 8 <= size) {
             std::uint64_t word = 0;
