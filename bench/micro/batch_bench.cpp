@@ -106,15 +106,12 @@ void BM_Gzip1MiB_Libdeflate(benchmark::State& state) { gzip_1mib(state, GzipComp
 BENCHMARK(BM_Gzip1MiB_Igzip);
 BENCHMARK(BM_Gzip1MiB_Libdeflate);
 
-// igzip at each of ISA-L's own levels 0..3 (GzipCompressor reaches 1..3 only), one stateless
-// gzip member per 1 MiB batch as the batcher writes it; MB/s of JSON in per core, and the ratio.
-void BM_Gzip1MiB_IgzipLevel(benchmark::State& state) {
 #if CEFD_HAVE_ISAL
+/// One stateless igzip gzip member per 1 MiB batch, as the batcher writes it, at ISA-L `level`
+/// with a level buffer of `level_buf_bytes`; MB/s of JSON in per core, and the ratio.
+void igzip_1mib(benchmark::State& state, std::uint32_t level, std::uint32_t level_buf_bytes) {
     const std::string json = one_mib_of_json();
-    const auto level = static_cast<std::uint32_t>(state.range(0));
-    constexpr std::uint32_t level_buf_sizes[] = {ISAL_DEF_LVL0_DEFAULT, ISAL_DEF_LVL1_DEFAULT, ISAL_DEF_LVL2_DEFAULT,
-                                                 ISAL_DEF_LVL3_DEFAULT};
-    std::vector<std::uint8_t> level_buf(level_buf_sizes[level]);
+    std::vector<std::uint8_t> level_buf(level_buf_bytes);
     std::vector<std::uint8_t> out(json.size() + json.size() / 8 + 65536);
     std::uint32_t written = 0;
     for (auto _ : state) {
@@ -139,6 +136,18 @@ void BM_Gzip1MiB_IgzipLevel(benchmark::State& state) {
     }
     state.SetBytesProcessed(state.iterations() * static_cast<std::int64_t>(json.size()));
     state.counters["ratio"] = static_cast<double>(json.size()) / static_cast<double>(written);
+    state.counters["level_buf_kib"] = static_cast<double>(level_buf_bytes) / 1024.0;
+}
+#endif
+
+// igzip at each of ISA-L's own levels 0..3 (GzipCompressor reaches 1..3 only), each with its
+// default level buffer.
+void BM_Gzip1MiB_IgzipLevel(benchmark::State& state) {
+#if CEFD_HAVE_ISAL
+    constexpr std::uint32_t level_buf_sizes[] = {ISAL_DEF_LVL0_DEFAULT, ISAL_DEF_LVL1_DEFAULT, ISAL_DEF_LVL2_DEFAULT,
+                                                 ISAL_DEF_LVL3_DEFAULT};
+    const auto level = static_cast<std::uint32_t>(state.range(0));
+    igzip_1mib(state, level, level_buf_sizes[level]);
 #else
     state.SkipWithError("built without ISA-L");
 #endif
@@ -146,39 +155,13 @@ void BM_Gzip1MiB_IgzipLevel(benchmark::State& state) {
 BENCHMARK(BM_Gzip1MiB_IgzipLevel)->ArgName("level")->DenseRange(0, 3);
 
 // igzip level 1 with each of ISA-L's level-buffer sizes (its token buffer: 1K, 16K, 32K, 64K =
-// the default GzipCompressor uses, 128K tokens of 4 bytes): a smaller one stays in L2 beside the
-// batch, at the cost of shorter Huffman blocks.
+// the default GzipCompressor uses, 128K tokens of 4 bytes): a smaller one leaves more of L2 to
+// the batch, at the cost of shorter Huffman blocks.
 void BM_Gzip1MiB_IgzipLevel1Buffer(benchmark::State& state) {
 #if CEFD_HAVE_ISAL
-    const std::string json = one_mib_of_json();
     constexpr std::uint32_t sizes[] = {ISAL_DEF_LVL1_MIN, ISAL_DEF_LVL1_SMALL, ISAL_DEF_LVL1_MEDIUM, ISAL_DEF_LVL1_LARGE,
                                        ISAL_DEF_LVL1_EXTRA_LARGE};
-    std::vector<std::uint8_t> level_buf(sizes[state.range(0)]);
-    std::vector<std::uint8_t> out(json.size() + json.size() / 8 + 65536);
-    std::uint32_t written = 0;
-    for (auto _ : state) {
-        isal_zstream stream;
-        isal_deflate_stateless_init(&stream);
-        stream.gzip_flag = IGZIP_GZIP;
-        stream.level = 1;
-        stream.level_buf = level_buf.data();
-        stream.level_buf_size = static_cast<std::uint32_t>(level_buf.size());
-        stream.end_of_stream = 1;
-        stream.flush = NO_FLUSH;
-        stream.next_in = reinterpret_cast<std::uint8_t*>(const_cast<char*>(json.data()));
-        stream.avail_in = static_cast<std::uint32_t>(json.size());
-        stream.next_out = out.data();
-        stream.avail_out = static_cast<std::uint32_t>(out.size());
-        if (isal_deflate_stateless(&stream) != COMP_OK) {
-            state.SkipWithError("isal_deflate_stateless failed");
-            return;
-        }
-        written = stream.total_out;
-        benchmark::DoNotOptimize(out.data());
-    }
-    state.SetBytesProcessed(state.iterations() * static_cast<std::int64_t>(json.size()));
-    state.counters["ratio"] = static_cast<double>(json.size()) / static_cast<double>(written);
-    state.counters["level_buf_kib"] = static_cast<double>(level_buf.size()) / 1024.0;
+    igzip_1mib(state, 1, sizes[state.range(0)]);
 #else
     state.SkipWithError("built without ISA-L");
 #endif
