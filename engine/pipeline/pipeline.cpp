@@ -98,7 +98,7 @@ Result<std::unique_ptr<Pipeline>> Pipeline::build(const Config& config) {
                                                   : static_cast<unsigned>(std::max<std::size_t>(1, allowed_cores().size()));
     for (unsigned i = 0; i < lanes; ++i) {
         Lane& lane = p->lanes_.emplace_back(c, i, *p->spool_);
-        auto receiver = Receiver::open(c.receive, i, lane.ring);
+        auto receiver = Receiver::open(c.receive, i, lane.ring, lanes);
         if (!receiver) return receiver.error();
         lane.receiver = std::move(receiver).value();
     }

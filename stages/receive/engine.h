@@ -35,6 +35,8 @@ public:
     virtual void run(std::stop_token stop) = 0;
     /// "io_uring" or "recvmmsg".
     [[nodiscard]] virtual const char* name() const noexcept = 0;
+    /// The lane's UDP socket, or -1 when UDP is off.
+    [[nodiscard]] virtual int udp_fd() const noexcept = 0;
 };
 
 /// What an io_uring completion or an epoll event points at (STYLE: user_data is a typed

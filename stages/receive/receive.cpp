@@ -77,7 +77,7 @@ Receiver::Receiver(unsigned lane) : lane_(lane) {}
 Receiver::~Receiver() = default;
 
 Result<std::unique_ptr<Receiver>> Receiver::open(const ReceiveConfig& config, unsigned lane,
-                                                 ByteRing& ring) {
+                                                 ByteRing& ring, unsigned lanes) {
     // engine = "auto" picks recvmmsg: on the two machines measured (kernel 6.18, bench/README.md
     // "Receive engines" and "2026-12-04") recvmmsg was 1.4-1.8x cheaper per paced UDP datagram
     // on one and io_uring at most 1.15x cheaper on the other, so recvmmsg is the engine that is
@@ -103,7 +103,32 @@ Result<std::unique_ptr<Receiver>> Receiver::open(const ReceiveConfig& config, un
     if (!engine) return engine.error();
     receiver->engine_ = std::move(engine).value();
     if (lane == 0) CEFD_LOG(info, "receive engine: %s (%s)", receiver->engine_name(), why);
+    receiver->spread_udp(config, lanes);
     return receiver;
+}
+
+void Receiver::spread_udp(const ReceiveConfig& config, unsigned lanes) {
+    const int fd = engine_->udp_fd();
+    if (fd < 0 || lanes < 2) return;  // one socket: nothing to share out
+    if (config.udp_spread == ReceiveConfig::UdpSpread::flow) {
+        if (lane_ == 0)
+            CEFD_LOG(info, "receive: UDP spread over %u lanes by sender address and port "
+                           "(udp_spread = \"flow\")", lanes);
+        return;
+    }
+    // Every lane attaches the same program (the group keeps the last), so the group has it
+    // whichever lane binds last. Until every lane has bound, the program's index may name a
+    // socket not there yet; the kernel then uses its flow hash for that datagram.
+    const Status attached = receive::attach_content_spread(fd, lanes);
+    if (!attached) {
+        if (lane_ == 0)
+            CEFD_LOG(warn, "receive: udp_spread = \"content\" unavailable (%s); UDP is spread by "
+                           "sender address and port instead", attached.error().describe().c_str());
+        return;
+    }
+    if (lane_ == 0)
+        CEFD_LOG(info, "receive: UDP spread over %u lanes by message content (udp_spread = "
+                       "\"content\")", lanes);
 }
 
 void Receiver::run(std::stop_token stop) { engine_->run(std::move(stop)); }

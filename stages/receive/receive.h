@@ -64,6 +64,15 @@ struct ReceiveConfig {
     /// "auto" uses recvmmsg/epoll: measured cheaper than io_uring here (bench/README.md).
     /// "io_uring" fails to start if io_uring is unusable. The start-up line names the engine.
     Engine engine = Engine::automatic;
+    enum class UdpSpread : std::uint8_t { content, flow };
+    /// How the kernel shares UDP datagrams among the lanes' sockets. "flow": the kernel's
+    /// SO_REUSEPORT hash of the sender's address and port, so each sender stays on one lane
+    /// however loud it is. "content": a hash of each datagram's last bytes picks the lane
+    /// (socket.h, attach_content_spread), so one loud sender (a relay) fills every lane and a
+    /// repeated message meets its first copy whatever port it came from. "flow" is the default:
+    /// two busy lanes cost more CPU per event than one (bench/README.md, "UDP spread"). The
+    /// start-up line says which is in force.
+    UdpSpread udp_spread = UdpSpread::flow;
     /// TLS syslog port (RFC 5425; RFC 6587 framing inside TLS). The TLS listener exists only
     /// when tls_cert_file is set. Must differ from tcp_port.
     std::uint16_t tls_port = 6514;
@@ -116,8 +125,10 @@ class Receiver {
 public:
     /// Binds this lane's sockets. `lane` numbers lanes from 0. Fails with a message naming the
     /// address and the cause (port in use, permission, io_uring unavailable with engine=io_uring).
+    /// `lanes` is how many lanes share the port: with udp_spread = "content" and more than one,
+    /// each lane's UDP socket carries the spread program over that many sockets.
     static Result<std::unique_ptr<Receiver>> open(const ReceiveConfig& config, unsigned lane,
-                                                  ByteRing& ring);
+                                                  ByteRing& ring, unsigned lanes = 1);
     ~Receiver();
     Receiver(const Receiver&) = delete;
     Receiver& operator=(const Receiver&) = delete;
@@ -138,6 +149,8 @@ public:
 
 private:
     explicit Receiver(unsigned lane);  // in receive.cpp, where Engine is complete
+    /// Applies udp_spread to this lane's UDP socket, once the engine has bound it.
+    void spread_udp(const ReceiveConfig& config, unsigned lanes);
     unsigned lane_;
     ReceiveStats stats_;
     std::atomic<bool> reload_requested_{false};  // set by request_reload, taken by the engine

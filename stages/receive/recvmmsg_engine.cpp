@@ -84,6 +84,7 @@ public:
     }
 
     [[nodiscard]] const char* name() const noexcept override { return "recvmmsg"; }
+    [[nodiscard]] int udp_fd() const noexcept override { return udp_fd_.valid() ? udp_fd_.get() : -1; }
 
     void run(std::stop_token stop) override {
         epoll_event events[events_max];

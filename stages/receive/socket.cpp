@@ -2,11 +2,13 @@
 
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <linux/filter.h>
 #include <netinet/in.h>
 
 #include <atomic>
 #include <cerrno>
 #include <cstring>
+#include <vector>
 
 #include "engine/log.h"
 
@@ -99,6 +101,65 @@ Result<UniqueFd> open_udp_socket(const ListenAddress& address, std::uint32_t rcv
     set_receive_buffer(fd.get(), rcvbuf_bytes, text);
     if (::bind(fd.get(), address.get(), address.length) != 0) return bind_error("UDP", text, errno);
     return fd;
+}
+
+namespace {
+
+/// The windows the spread program hashes: each is 16 bytes, starting this many bytes before the
+/// datagram's end, and read only when the datagram has `header_room` bytes more than that.
+constexpr std::uint32_t window_starts_from_end[] = {16, 96, 192, 320};
+constexpr std::uint32_t header_room = 128;
+
+std::vector<sock_filter> content_spread_program(unsigned sockets) {
+    std::vector<sock_filter> p;
+    const auto op = [&p](std::uint16_t code, std::uint32_t k, std::uint8_t jt = 0, std::uint8_t jf = 0) {
+        p.push_back(sock_filter{code, jt, jf, k});
+    };
+    constexpr std::uint32_t golden = 0x9E3779B1;  // odd: multiplying by it mixes low bits upward
+    // Too short for one window: return an index past the group, so the kernel uses its hash.
+    op(BPF_LD | BPF_W | BPF_LEN, 0);
+    op(BPF_JMP | BPF_JGE | BPF_K, window_starts_from_end[0] + header_room, 1, 0);
+    op(BPF_RET | BPF_K, 0xFFFFFFFF);
+    op(BPF_LD | BPF_IMM, 0x2545F491);  // M[0]: the hash so far
+    op(BPF_ST, 0);
+    for (const std::uint32_t start : window_starts_from_end) {
+        constexpr std::uint8_t block = 24;  // the instructions after the jump below
+        const std::size_t before = p.size();
+        op(BPF_LD | BPF_W | BPF_LEN, 0);
+        op(BPF_JMP | BPF_JGE | BPF_K, start + header_room, 0, block);  // too short: skip it
+        op(BPF_ALU | BPF_SUB | BPF_K, start);
+        op(BPF_MISC | BPF_TAX, 0);  // X = len - start: the window's first byte
+        for (std::uint32_t word = 0; word < 4; ++word) {
+            op(BPF_LD | BPF_W | BPF_IND, 4 * word);  // A = bytes [X + 4w, X + 4w + 4)
+            op(BPF_ST, 1 + word);
+        }
+        op(BPF_LD | BPF_MEM, 0);
+        for (std::uint32_t word = 0; word < 4; ++word) {
+            op(BPF_LDX | BPF_MEM, 1 + word);
+            op(BPF_ALU | BPF_XOR | BPF_X, 0);
+            op(BPF_ALU | BPF_MUL | BPF_K, golden);
+        }
+        op(BPF_ST, 0);
+        CEFD_ASSERT(p.size() - before == std::size_t{block} + 2);
+    }
+    // The product's high half is the well-mixed part.
+    op(BPF_LD | BPF_MEM, 0);
+    op(BPF_ALU | BPF_MUL | BPF_K, golden);
+    op(BPF_ALU | BPF_RSH | BPF_K, 16);
+    op(BPF_ALU | BPF_MOD | BPF_K, sockets);
+    op(BPF_RET | BPF_A, 0);
+    return p;
+}
+
+}  // namespace
+
+Status attach_content_spread(int udp_fd, unsigned sockets) {
+    CEFD_ASSERT(sockets >= 1);
+    std::vector<sock_filter> program = content_spread_program(sockets);
+    const sock_fprog fprog{static_cast<unsigned short>(program.size()), program.data()};
+    if (::setsockopt(udp_fd, SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, &fprog, sizeof fprog) != 0)
+        return Error{Errc::io, errno, "receive: SO_ATTACH_REUSEPORT_CBPF"};
+    return ok_status();
 }
 
 Result<UniqueFd> open_tcp_listener(const ListenAddress& address, bool nonblocking,

@@ -36,6 +36,16 @@ struct ListenAddress {
 /// A bound UDP socket with SO_REUSEPORT, SO_RCVBUF (`rcvbuf_bytes`) and SO_RXQ_OVFL.
 Result<UniqueFd> open_udp_socket(const ListenAddress& address, std::uint32_t rcvbuf_bytes,
                                  const std::string& text);
+/// Makes the kernel choose, for every datagram to this SO_REUSEPORT group, the socket that a hash
+/// of the datagram's own bytes names (a classic BPF program, SO_ATTACH_REUSEPORT_CBPF), instead
+/// of the one its sender's address and port name. The hash reads four 16-byte windows counted
+/// back from the datagram's end (16, 96, 192 and 320 bytes before it), each only when 128 bytes
+/// remain before it, so the syslog header (PRI, timestamp, host) never takes part: one sender's
+/// datagrams spread evenly over `sockets` lanes, and the same message sent twice, from any
+/// port and with any timestamp, lands on the same lane, where dedupe can see both. A datagram
+/// shorter than 144 bytes keeps the kernel's flow hash. The program is the group's: attaching
+/// it to any one member sets it for all. Fails with the kernel's errno (before Linux 4.5).
+Status attach_content_spread(int udp_fd, unsigned sockets);
 /// A listening TCP socket with SO_REUSEPORT. `nonblocking` for the epoll engine.
 Result<UniqueFd> open_tcp_listener(const ListenAddress& address, bool nonblocking,
                                    const std::string& text);

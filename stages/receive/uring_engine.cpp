@@ -244,6 +244,7 @@ public:
     }
 
     [[nodiscard]] const char* name() const noexcept override { return "io_uring"; }
+    [[nodiscard]] int udp_fd() const noexcept override { return udp_fd_.valid() ? udp_fd_.get() : -1; }
 
     void run(std::stop_token stop) override {
         if (const int rc = ring_.enable(); rc < 0) {

@@ -295,6 +295,10 @@ TEST(HostileReceive, TcpLiesFloodsAndSlowSendersDoNotLockOthersOut) {
         (void)wait_until(3s, [&] { return std::chrono::steady_clock::now() - idle_since > 1500ms; });
         send_stamped_tcp(port, tag + "-flood", 5);
         expect_delivered(azure, tag + "-flood", 5);
+        if (::testing::Test::HasFailure()) {  // which lane refused or evicted what, and when
+            const std::string log = cefd.process().err();
+            ADD_FAILURE() << "cefd's log, last 4 KB:\n" << log.substr(log.size() > 4096 ? log.size() - 4096 : 0);
+        }
         expect_moved(cefd, "cefd_receive_tcp_evicted_total", evicted);
         // Bounded memory: at most 64 connections (each an 8 KiB buffer) were ever held.
         const std::size_t rss_after = rss_kib(cefd.process().pid());

@@ -130,8 +130,8 @@ protected:
     }
 
     // Opens and starts a lane; fails the test with the open error.
-    std::unique_ptr<Lane> start_lane(unsigned index = 0, std::size_t ring_bytes = 1 << 20) {
-        auto lane = std::make_unique<Lane>(config, index, ring_bytes);
+    std::unique_ptr<Lane> start_lane(unsigned index = 0, std::size_t ring_bytes = 1 << 20, unsigned lanes = 1) {
+        auto lane = std::make_unique<Lane>(config, index, ring_bytes, lanes);
         EXPECT_TRUE(lane->ok()) << lane->error.describe();
         if (!lane->ok()) return nullptr;
         EXPECT_STREQ(lane->receiver().engine_name(), engine_label(GetParam()));
@@ -196,6 +196,105 @@ TEST_P(ReceiverTest, UdpDatagramsFromSeveralSendersLandAcrossTwoLanesWithSourceA
     EXPECT_EQ(seen.size(), static_cast<std::size_t>(senders * per_sender));
     EXPECT_EQ(read(lane0->stats().datagrams) + read(lane1->stats().datagrams), expected);
     for (int fd : fds) ::close(fd);
+}
+
+// A CEF-sized message whose body ends with `id`, so every id gives different last bytes.
+std::string spread_message(int id) {
+    return "<134>Nov 29 07:00:37 dt-master CEF:0|Darktrace|DCIP|6.1.2|100|Spread test|5|msg=" +
+           std::string(200, 'x') + " externalId=" + std::to_string(id);
+}
+
+std::vector<std::string> bodies(const Lane& lane) {
+    std::vector<std::string> out;
+    for (const Received& r : lane.got) out.push_back(r.bytes);
+    return out;
+}
+
+TEST_P(ReceiverTest, ContentSpreadSharesOneSendersDatagramsOverBothLanes) {
+    config.udp_spread = ReceiveConfig::UdpSpread::content;
+    auto lane0 = start_lane(0, 1 << 20, 2);
+    auto lane1 = start_lane(1, 1 << 20, 2);
+    ASSERT_TRUE(lane0 && lane1);
+    const int fd = udp_sender();  // one address and port: "flow" would put all on one lane
+    constexpr int messages = 400;
+    for (int i = 0; i < messages; ++i) send_to(fd, port, spread_message(i));
+    ASSERT_TRUE(wait_until(10s, [&] {
+        lane0->drain();
+        lane1->drain();
+        return lane0->got.size() + lane1->got.size() >= messages;
+    })) << "received " << lane0->got.size() + lane1->got.size() << " of " << messages;
+    // A fair coin per message: fewer than 120 of 400 on a lane is 8 standard deviations out.
+    EXPECT_GT(lane0->got.size(), 120U);
+    EXPECT_GT(lane1->got.size(), 120U);
+    EXPECT_EQ(lane0->got.size() + lane1->got.size(), static_cast<std::size_t>(messages));
+    ::close(fd);
+}
+
+TEST_P(ReceiverTest, ContentSpreadSendsARepeatToTheFirstCopysLaneFromAnyPortAndTimestamp) {
+    config.udp_spread = ReceiveConfig::UdpSpread::content;
+    auto lane0 = start_lane(0, 1 << 20, 2);
+    auto lane1 = start_lane(1, 1 << 20, 2);
+    ASSERT_TRUE(lane0 && lane1);
+    constexpr int ids = 20;
+    constexpr int copies = 8;  // each from a new socket (a new source port), a new timestamp
+    for (int copy = 0; copy < copies; ++copy) {
+        const int fd = udp_sender();
+        for (int id = 0; id < ids; ++id) {
+            std::string message = spread_message(id);
+            message.replace(message.find("07:00:37"), 8, "07:00:" + std::to_string(10 + copy));
+            send_to(fd, port, message);
+        }
+        ::close(fd);
+    }
+    ASSERT_TRUE(wait_until(10s, [&] {
+        lane0->drain();
+        lane1->drain();
+        return lane0->got.size() + lane1->got.size() >= ids * copies;
+    })) << "received " << lane0->got.size() + lane1->got.size() << " of " << ids * copies;
+    std::map<std::string, std::set<int>> lanes_of_id;  // by the text after the timestamp
+    for (int lane = 0; lane < 2; ++lane)
+        for (const std::string& body : bodies(lane == 0 ? *lane0 : *lane1))
+            lanes_of_id[body.substr(body.find(" dt-master"))].insert(lane);
+    ASSERT_EQ(lanes_of_id.size(), static_cast<std::size_t>(ids));
+    for (const auto& [body, lanes] : lanes_of_id) EXPECT_EQ(lanes.size(), 1U) << body;
+    EXPECT_FALSE(lane0->got.empty());
+    EXPECT_FALSE(lane1->got.empty());
+}
+
+TEST_P(ReceiverTest, FlowSpreadKeepsOneSenderOnOneLaneAndShortDatagramsArriveUnderContent) {
+    config.udp_spread = ReceiveConfig::UdpSpread::flow;
+    {
+        auto lane0 = start_lane(0, 1 << 20, 2);
+        auto lane1 = start_lane(1, 1 << 20, 2);
+        ASSERT_TRUE(lane0 && lane1);
+        const int fd = udp_sender();
+        for (int i = 0; i < 100; ++i) send_to(fd, port, spread_message(i));
+        ASSERT_TRUE(wait_until(10s, [&] {
+            lane0->drain();
+            lane1->drain();
+            return lane0->got.size() + lane1->got.size() >= 100;
+        }));
+        EXPECT_TRUE(lane0->got.empty() || lane1->got.empty())
+            << lane0->got.size() << " and " << lane1->got.size();
+        ::close(fd);
+    }
+    // Under 144 bytes the program has no window to read and leaves the choice to the kernel.
+    port = free_port();
+    config.udp_port = static_cast<std::uint16_t>(port);
+    config.tcp_port = static_cast<std::uint16_t>(port);
+    config.udp_spread = ReceiveConfig::UdpSpread::content;
+    auto lane0 = start_lane(0, 1 << 20, 2);
+    auto lane1 = start_lane(1, 1 << 20, 2);
+    ASSERT_TRUE(lane0 && lane1);
+    const int fd = udp_sender();
+    for (const std::size_t size : {1UL, 15UL, 16UL, 143UL, 144UL, 145UL, 300UL})
+        send_to(fd, port, std::string(size, 'a'));
+    EXPECT_TRUE(wait_until(10s, [&] {
+        lane0->drain();
+        lane1->drain();
+        return lane0->got.size() + lane1->got.size() >= 7;
+    })) << "received " << lane0->got.size() + lane1->got.size() << " of 7";
+    ::close(fd);
 }
 
 TEST_P(ReceiverTest, RingFullDropsAreCounted) {

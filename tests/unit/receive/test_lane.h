@@ -27,9 +27,9 @@ struct Received {
 // A Receiver, its ring and its thread. drain() moves what the ring holds into `got`.
 class Lane {
 public:
-    Lane(const ReceiveConfig& config, unsigned lane, std::size_t ring_bytes = 1 << 20)
+    Lane(const ReceiveConfig& config, unsigned lane, std::size_t ring_bytes = 1 << 20, unsigned lanes = 1)
         : ring_(ring_bytes) {
-        auto receiver = Receiver::open(config, lane, ring_);
+        auto receiver = Receiver::open(config, lane, ring_, lanes);
         if (!receiver) {
             error = receiver.error();
             return;
