@@ -24,7 +24,7 @@ void BatchConfig::validate(ConfigErrors& errors) const {
     // 1 KiB: below that a batch holds a handful of rows and the request rate limit bites first.
     errors.check_range<std::uint32_t>("batch.max_bytes", max_bytes, 1'024, 1'048'576);
     errors.check_range<std::uint32_t>("batch.linger_ms", linger_ms, 1, 60'000);
-    errors.check_range<std::uint32_t>("batch.gzip_level", gzip_level, 1, 9);
+    errors.check_range<std::uint32_t>("batch.gzip_level", gzip_level, 0, 9);
 #if !CEFD_HAVE_ISAL
     errors.check("batch.compressor", compressor != Compressor::igzip,
                  "\"igzip\" needs a build with ISA-L (libisal-dev); use \"auto\" or \"libdeflate\"");

@@ -22,7 +22,7 @@ public:
     /// True when this build links ISA-L.
     static bool igzip_available() noexcept;
 
-    /// `level` is the gzip level 1-9; igzip maps it onto its own levels 1-3.
+    /// `level` is the gzip level 0-9; igzip maps it onto its own levels 0-3 (BatchConfig).
     GzipCompressor(Kind kind, std::uint32_t level, std::size_t max_input_bytes);
     ~GzipCompressor();
     GzipCompressor(const GzipCompressor&) = delete;
@@ -43,7 +43,7 @@ private:
     std::size_t output_capacity_ = 0;
     std::unique_ptr<std::byte[]> output_;
     std::unique_ptr<std::uint8_t[]> igzip_level_buf_;
-    std::uint32_t igzip_level_ = 1;
+    std::uint32_t igzip_level_ = 0;
     std::uint32_t igzip_level_buf_size_ = 0;
     libdeflate_compressor* deflate_ = nullptr;
 };
