@@ -1,6 +1,11 @@
 #include "stages/dedupe/dedupe.h"
 
 #include <xxhash.h>
+#if defined(__x86_64__)
+// libxxhash's runtime dispatch: the same hashes, computed with AVX2 or AVX-512 where the CPU has
+// them (Debian builds the library for baseline x86-64, i.e. SSE2).
+#include <xxh_x86dispatch.h>
+#endif
 
 #include <algorithm>
 #include <bit>
@@ -44,11 +49,16 @@ void Deduper::reconfigure(const DedupeConfig& config) {
     mask_ = table_.size() - 1;
 }
 
-bool Deduper::is_repeat(const SourceAddress& source, std::string_view text, std::int64_t now_ns) {
-    if (window_ns_ == 0) return false;
+std::uint64_t Deduper::key(const SourceAddress& source, std::string_view text) noexcept {
+    if (window_ns_ == 0) return 0;
     std::uint64_t hash = XXH3_64bits_withSeed(text.data(), text.size(), source_seed(source));
     if (hash == 0) hash = 1;  // 0 marks an empty entry
+    __builtin_prefetch(&table_[hash & mask_], 1);  // for writing: is_repeat stores into it
+    return hash;
+}
 
+bool Deduper::is_repeat(std::uint64_t hash, std::int64_t now_ns) noexcept {
+    if (window_ns_ == 0 || hash == 0) return false;
     const std::uint64_t home = hash & mask_;
     Entry* victim = &table_[home];
     for (std::uint64_t i = 0; i < bucket_slots; ++i) {

@@ -40,7 +40,14 @@ public:
 
     /// True if the same `text` from the same `source` was seen within the window (then it is
     /// counted and must not be sent). `now_ns` is the message's receive time.
-    bool is_repeat(const SourceAddress& source, std::string_view text, std::int64_t now_ns);
+    bool is_repeat(const SourceAddress& source, std::string_view text, std::int64_t now_ns) {
+        return is_repeat(key(source, text), now_ns);
+    }
+    /// The same in two steps. key() hashes `text` from `source` and asks for the cache line of
+    /// its table entry; is_repeat(key, now_ns), called a microsecond later (after the parse),
+    /// then finds that line in cache instead of waiting ~100 ns for memory. 0 = dedupe is off.
+    std::uint64_t key(const SourceAddress& source, std::string_view text) noexcept;
+    bool is_repeat(std::uint64_t key, std::int64_t now_ns) noexcept;
     /// SIGHUP: takes a new window and table size. A new max_entries replaces the table (it
     /// allocates; never on the per-message path), so what was remembered is forgotten and a
     /// repeat may pass once: never is a distinct message suppressed.

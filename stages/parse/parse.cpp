@@ -111,7 +111,8 @@ Parser::Parser(const ParseConfig& config)
 
 Parser::~Parser() = default;
 
-ParseResult Parser::parse(std::string_view message, const MessageMeta& meta, Row& row) {
+ParseResult Parser::parse(std::string_view message, const MessageMeta& meta, Row& row,
+                          ParseObserver* observer) {
     row.clear();
     row.receive_time_ns = meta.receive_time_ns;
     row.table = Table::common_security_log;
@@ -137,6 +138,7 @@ ParseResult Parser::parse(std::string_view message, const MessageMeta& meta, Row
     const SyslogMessage syslog = parse_syslog(message);
     ParseResult result;
     result.dedupe_text = syslog.after_timestamp;
+    if (observer != nullptr) observer->on_dedupe_text(result.dedupe_text);
 
     // Where the CEF text starts: right after the header; after a "CEF" tag ("CEF: 0|..."); or,
     // behind a prefix we do not know (a relay's, or Kaspersky's "Oct 30, 2021 ..."), at " CEF:".

@@ -84,6 +84,16 @@ struct ParseResult {
     std::string_view dedupe_text;
 };
 
+/// Told the dedupe text as soon as the syslog header is read, before the CEF work: the worker
+/// starts fetching the dedupe table's entry then, so the fetch overlaps the row's construction.
+class ParseObserver {
+public:
+    virtual void on_dedupe_text(std::string_view text) noexcept = 0;
+
+protected:
+    ~ParseObserver() = default;
+};
+
 class Parser {
 public:
     explicit Parser(const ParseConfig& config);
@@ -91,8 +101,10 @@ public:
     Parser(const Parser&) = delete;
     Parser& operator=(const Parser&) = delete;
 
-    /// Parses `message` received with `meta` into `row` (cleared first).
-    ParseResult parse(std::string_view message, const MessageMeta& meta, Row& row);
+    /// Parses `message` received with `meta` into `row` (cleared first). `observer`, if given,
+    /// hears the dedupe text (the same as ParseResult::dedupe_text) once the header is read.
+    ParseResult parse(std::string_view message, const MessageMeta& meta, Row& row,
+                      ParseObserver* observer = nullptr);
 
     [[nodiscard]] const ParseStats& stats() const noexcept { return stats_; }
     /// Registers every counter with the given labels (e.g. lane="0").

@@ -26,6 +26,25 @@ TEST(Deduper, SuppressesARepeatFromTheSameSenderWithinTheWindow) {
     EXPECT_EQ(d.stats().deduplicated.load(), 1U);
 }
 
+TEST(Deduper, KeyThenIsRepeatDecidesAsTheOneStepCall) {
+    Deduper one(DedupeConfig{.window_ms = 1000, .max_entries = 1024});
+    Deduper two(DedupeConfig{.window_ms = 1000, .max_entries = 1024});
+    const auto src = ipv4("192.0.2.1");
+    const std::string texts[] = {"a", "b", "a", "c", "b", "a"};
+    std::int64_t now = 0;
+    for (const std::string& text : texts) {
+        now += 100 * ms;
+        const std::uint64_t key = two.key(src, text);
+        EXPECT_NE(key, 0U);
+        EXPECT_EQ(one.is_repeat(src, text, now), two.is_repeat(key, now)) << text;
+    }
+    EXPECT_EQ(two.stats().deduplicated.load(), 3U);
+    Deduper off(DedupeConfig{.window_ms = 0, .max_entries = 1024});
+    EXPECT_EQ(off.key(src, "a"), 0U);
+    EXPECT_FALSE(off.is_repeat(off.key(src, "a"), 0));
+    EXPECT_FALSE(off.is_repeat(off.key(src, "a"), 1));
+}
+
 TEST(Deduper, IgnoresTheSourcePort) {
     Deduper d(DedupeConfig{.window_ms = 1000, .max_entries = 1024});
     EXPECT_FALSE(d.is_repeat(ipv4("192.0.2.1", 40000), "m", 0));

@@ -53,6 +53,33 @@ TEST_F(ParserTest, FillsHeaderColumnsAsSent) {
     EXPECT_EQ(parser_.stats().rows.load(), 1U);
 }
 
+// The observer hears the dedupe text before the row is built, and it is the result's, for
+// rows, rejects and invalid UTF-8 (whose text is the repaired copy) alike.
+TEST_F(ParserTest, ObserverHearsTheDedupeTextOnceBeforeTheRowIsBuilt) {
+    struct Heard final : ParseObserver {
+        void on_dedupe_text(std::string_view text) noexcept override {
+            texts.emplace_back(text);
+            row_was_empty.push_back(row->get(Column::DeviceVendor).empty());
+        }
+        const Row* row = nullptr;
+        std::vector<std::string> texts;
+        std::vector<bool> row_was_empty;
+    } heard;
+    heard.row = &row_;
+    for (const std::string& line : {std::string("<134>Nov 29 07:00:37 dt-master ") + std::string(header) + "dvc=192.0.2.1",
+                                   std::string("<134>Nov 29 07:00:37 dt-master not CEF at all"),
+                                   std::string("<134>Nov 29 07:00:37 dt-master \xff") + std::string(header)}) {
+        heard.texts.clear();
+        heard.row_was_empty.clear();
+        line_ = line;
+        const ParseResult result = parser_.parse(line_, meta_, row_, &heard);
+        ASSERT_EQ(heard.texts.size(), 1U) << line;
+        EXPECT_EQ(heard.texts[0], result.dedupe_text) << line;
+        EXPECT_TRUE(heard.row_was_empty[0]) << line;
+        EXPECT_TRUE(heard.texts[0].starts_with("dt-master ")) << heard.texts[0];
+    }
+}
+
 TEST_F(ParserTest, SetsComputerFromHeaderHostname) {
     ASSERT_EQ(parse("<134>Mar 14 09:15:02 dt-master-01 " + std::string(header)).outcome, ParseOutcome::row);
     EXPECT_EQ(get(Column::Computer), "dt-master-01");
