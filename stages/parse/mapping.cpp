@@ -9,10 +9,18 @@ namespace {
 
 // ---- key table: open addressing over FNV-1a, built at compile time ----
 
-constexpr std::uint32_t fnv1a(std::string_view text) noexcept {
-    std::uint32_t hash = 2166136261U;
-    for (const char c : text) hash = (hash ^ static_cast<unsigned char>(c)) * 16777619U;
-    return hash;
+// Five bytes and the length, not every byte: a byte-by-byte hash is a chain of multiplies as
+// long as the key, and the lookup runs for every key of every message. These positions tell
+// apart the families of numbered keys (cs1/cn1, cs1Label/cs2Label, deviceCustomNumber1Label/
+// ...2Label: byte 1, byte 2, the sixth from the end); the rest of the key is compared on a hit.
+constexpr std::uint32_t key_hash(std::string_view key) noexcept {
+    const auto at = [key](std::size_t i) { return std::uint32_t{static_cast<unsigned char>(key[i])}; };
+    const std::size_t n = key.size();
+    if (n == 0) return 0;
+    std::uint32_t h = static_cast<std::uint32_t>(n) << 24;
+    h ^= at(0) | at(n > 1 ? 1 : 0) << 8 | at(n > 2 ? 2 : 0) << 16;
+    h += (at(n - 1) | at(n > 1 ? n - 2 : 0) << 8 | at(n > 6 ? n - 6 : 0) << 16) * 0x9E3779B1U;
+    return (h * 0x85EBCA6BU) >> 16;
 }
 
 struct KeySlot {
@@ -37,7 +45,7 @@ constexpr std::array<KeySlot, key_slots> make_key_table() {
         if (column.cef_key.empty() || column.cef_key.starts_with("header:") ||
             column.cef_key.starts_with("syslog:") || is_legacy(c))
             continue;
-        std::size_t slot = fnv1a(column.cef_key) & (key_slots - 1);
+        std::size_t slot = key_hash(column.cef_key) & (key_slots - 1);
         while (!table[slot].key.empty()) slot = (slot + 1) & (key_slots - 1);
         table[slot] = {column.cef_key, c};
     }
@@ -171,7 +179,7 @@ std::optional<std::int64_t> parse_iso(std::string_view s) noexcept {
 }  // namespace
 
 std::optional<Column> column_for_cef_key(std::string_view key) noexcept {
-    std::size_t slot = fnv1a(key) & (key_slots - 1);
+    std::size_t slot = key_hash(key) & (key_slots - 1);
     // Bounded: the table is never full, so an empty slot ends every probe.
     while (!key_table[slot].key.empty()) {
         if (key_table[slot].key == key) return key_table[slot].column;
