@@ -7,7 +7,9 @@
 // as JSON numbers exactly as the parser validated them. Strings are escaped per RFC 8259 (", \, and control
 // characters); the parser has already repaired invalid UTF-8, so bytes >= 0x80 pass through.
 //
-// The caller guarantees room: write_row_json() writes at most row_json_bound(row) bytes.
+// The caller guarantees room: write_row_json() writes at most row_json_bound(row) bytes. Bytes
+// between the returned end and that bound may be overwritten too (scratch of the fixed-size key
+// copies): nothing the caller keeps may live there.
 // No allocation; safe to call from any thread on distinct rows.
 #pragma once
 
@@ -22,7 +24,7 @@ namespace cefd {
 /// An upper bound on the bytes write_row_json() writes for `row`.
 std::size_t row_json_bound(const Row& row) noexcept;
 
-/// Writes the row's JSON object at `out`; returns one past the last byte written.
+/// Writes the row's JSON object at `out`; returns one past its last byte.
 char* write_row_json(const Row& row, char* out) noexcept;
 
 /// `text` escaped for the inside of a JSON string, with the same escapes as the row encoder.
