@@ -3,6 +3,10 @@
 #include <array>
 #include <cstring>
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 namespace cefd {
 namespace {
 
@@ -36,6 +40,36 @@ std::size_t find_pipe(std::string_view text, std::size_t from) noexcept {
         if (at == std::string_view::npos || !is_escaped(text, at)) return at;
         from = at + 1;
     }
+}
+
+/// The first '=' in text[from, end), or npos; `backslash` is set when a '\\' comes before it
+/// (or anywhere, when there is no '='). One pass for both: the parser needs to know whether a
+/// value holds a backslash, and this scan crosses every value byte on its way to the next key.
+std::size_t find_equals(std::string_view text, std::size_t from, bool& backslash) noexcept {
+    const char* const begin = text.data();
+    const char* p = begin + from;
+    const char* const end = begin + text.size();
+#if defined(__SSE2__)
+    const __m128i equals = _mm_set1_epi8('=');
+    const __m128i slash = _mm_set1_epi8('\\');
+    while (end - p >= 16) {
+        const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+        const auto eq = static_cast<unsigned>(_mm_movemask_epi8(_mm_cmpeq_epi8(v, equals)));
+        const auto bs = static_cast<unsigned>(_mm_movemask_epi8(_mm_cmpeq_epi8(v, slash)));
+        if (eq != 0) {
+            const unsigned first = static_cast<unsigned>(__builtin_ctz(eq));
+            if ((bs & ((1U << first) - 1)) != 0) backslash = true;
+            return static_cast<std::size_t>(p - begin) + first;
+        }
+        if (bs != 0) backslash = true;
+        p += 16;
+    }
+#endif
+    for (; p < end; ++p) {
+        if (*p == '=') return static_cast<std::size_t>(p - begin);
+        if (*p == '\\') backslash = true;
+    }
+    return std::string_view::npos;
 }
 
 /// The end of text[begin, end) without the spaces no backslash escapes. Producers pad values
@@ -132,10 +166,10 @@ CefExtensionReader::CefExtensionReader(std::string_view extension) noexcept {
 }
 
 bool CefExtensionReader::find_key(std::size_t from) noexcept {
+    backslash_before_ = false;
     while (from < text_.size()) {
-        const void* hit = std::memchr(text_.data() + from, '=', text_.size() - from);
-        if (hit == nullptr) return false;
-        const auto equals = static_cast<std::size_t>(static_cast<const char*>(hit) - text_.data());
+        const std::size_t equals = find_equals(text_, from, backslash_before_);
+        if (equals == std::string_view::npos) return false;
         from = equals + 1;
         std::size_t start = equals;
         while (start > 0 && is_key_char(text_[start - 1])) --start;
@@ -153,7 +187,11 @@ bool CefExtensionReader::next(CefPair& pair) noexcept {
     if (!has_key_) return false;
     pair.key = text_.substr(key_start_, equals_ - key_start_);
     const std::size_t value_start = equals_ + 1;
-    if (find_key(value_start)) {
+    const bool more = find_key(value_start);
+    // What lies between the value and the next '=' is the blanks and the next key, neither of
+    // which can hold a backslash: the scan's flag is the value's.
+    pair.value_has_backslash = backslash_before_;
+    if (more) {
         // The spaces before the next key separate, however many; an escaped one is content.
         pair.value = text_.substr(value_start, end_without_padding(text_, value_start, key_start_ - 1) - value_start);
     } else {

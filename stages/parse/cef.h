@@ -51,6 +51,9 @@ std::size_t unescape_cef_value(std::string_view value, char* out) noexcept;
 struct CefPair {
     std::string_view key;
     std::string_view value;  // raw, escapes still in place
+    /// The value holds a backslash (has_backslash(value)), found by the same scan that found
+    /// the next key, so the caller need not look again.
+    bool value_has_backslash = false;
 };
 
 /// Walks the extension's pairs in order. next() is O(length of the pair).
@@ -64,7 +67,8 @@ public:
     bool next(CefPair& pair) noexcept;
 
 private:
-    /// Finds the next key at or after `from`; sets key_start_/equals_. False when none.
+    /// Finds the next key at or after `from`; sets key_start_/equals_, and backslash_before_
+    /// to whether [from, equals_) (or [from, end) when false) holds a backslash.
     bool find_key(std::size_t from) noexcept;
 
     std::string_view text_;
@@ -72,6 +76,7 @@ private:
     std::size_t key_start_ = 0;
     std::size_t equals_ = 0;
     bool has_key_ = false;
+    bool backslash_before_ = false;
 };
 
 }  // namespace cefd

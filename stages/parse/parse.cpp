@@ -237,7 +237,7 @@ ParseResult Parser::parse(std::string_view message, const MessageMeta& meta, Row
         switch (info(*column).type) {
             case ColumnType::string: {
                 std::string_view value = pair.value;
-                if (has_backslash(value)) {
+                if (pair.value_has_backslash) {
                     char* out = scratch.take(value.size());
                     const std::size_t n = unescape_cef_value(value, out);
                     scratch.give_back(value.size() - n);

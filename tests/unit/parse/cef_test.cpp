@@ -84,6 +84,33 @@ TEST(CefHeader, KeepsALoneBackslashAsSent) {
     EXPECT_EQ(out, R"(a\b\)");
 }
 
+// The reader flags a value's backslash from the same scan that finds the next key; the flag
+// must be has_backslash(value) for every value: at every offset around the 16-byte steps, in
+// values with '=' inside, in the last value, and in padded ones.
+TEST(CefExtension, FlagsEveryValueThatHoldsABackslash) {
+    std::vector<std::string> extensions;
+    for (std::size_t length = 0; length < 40; ++length) {
+        for (std::size_t at = 0; at <= length; ++at) {
+            std::string value(length, 'v');
+            if (at < length) value[at] = '\\';
+            extensions.push_back("a=" + value + " b=" + value);            // one in the middle, one last
+            extensions.push_back("k=" + value + "=x?y=z  next=1");       // '=' inside the value, padding
+            extensions.push_back("k=" + value + " url=a\\=b end=" + value);  // an escaped '='
+        }
+    }
+    int checked = 0;
+    for (const std::string& extension : extensions) {
+        CefExtensionReader reader(extension);
+        CefPair pair;
+        while (reader.next(pair)) {
+            EXPECT_EQ(pair.value_has_backslash, has_backslash(pair.value))
+                << "value \"" << pair.value << "\" of key " << pair.key << " in " << extension;
+            ++checked;
+        }
+    }
+    EXPECT_GT(checked, 2'000);
+}
+
 TEST(CefExtension, SplitsOnlyAtSpaceKeyEquals) {
     EXPECT_EQ(pairs_of("a=1 b=two words c=3"), (Pairs{{"a", "1"}, {"b", "two words"}, {"c", "3"}}));
 }
