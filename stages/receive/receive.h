@@ -42,7 +42,10 @@ struct ReceiveConfig {
     /// Largest datagram kept. Longer ones are counted as `oversize` and dropped.
     std::uint32_t datagram_bytes_max = 16'384;
     /// Provided receive buffers per lane (io_uring buffer ring). Must be a power of two.
-    std::uint32_t buffers_per_core = 1'024;
+    /// 256: fewer buffers are reused while still in cache and cost less per datagram than
+    /// 1,024 (bench/README.md, "io_uring buffer count"); the socket buffer, not these, absorbs
+    /// bursts, so running out only re-arms the receive (no_buffers), it loses nothing.
+    std::uint32_t buffers_per_core = 256;
     /// SO_RCVBUF asked for each UDP socket. The kernel caps it at net.core.rmem_max.
     std::uint32_t rcvbuf_bytes = 8 * 1024 * 1024;
     /// Largest TCP frame. Longer frames are counted (`tcp_oversize_frames`) and cut.

@@ -41,7 +41,16 @@ constexpr unsigned cqes_per_pass_max = 4096;
 constexpr std::uint16_t buffer_group = 0;
 constexpr std::int64_t wait_idle_ns = 50'000'000;   // stop requests are seen within this
 constexpr std::int64_t coalesce_ns = 1'000'000;     // the most a busy lane adds to latency
-constexpr unsigned wait_batch = 64;
+constexpr unsigned wait_batch_max = 64;
+
+/// How many completions a busy lane waits for (or coalesce_ns, whichever comes first): at most
+/// a quarter of the provided buffers, so the kernel never runs out of buffers while the lane
+/// waits. Waiting for 64 with 64 or fewer buffers meant one batch per coalesce_ns (1 ms) at
+/// most: with 32 buffers a lane took 32k datagrams/s and the kernel dropped the rest
+/// (bench/README.md, "io_uring buffer count").
+constexpr unsigned wait_batch_for(std::uint32_t buffers) noexcept {
+    return std::clamp<unsigned>(buffers / 4, 1, wait_batch_max);
+}
 
 // Room in every provided buffer in front of the payload: the header the kernel writes, the
 // sender's address and the SO_RXQ_OVFL control message.
@@ -257,7 +266,7 @@ public:
         if (tls_ != nullptr) arm_tls();
         unsigned last_pass = 0;  // completions seen by the previous pass
         while (!stop.stop_requested()) {
-            // Idle: sleep until the first completion. Busy: gather up to wait_batch completions
+            // Idle: sleep until the first completion. Busy: gather up to wait_batch_ completions
             // for at most coalesce_ns, so that a steady stream costs one wake-up per batch.
             const bool busy = last_pass != 0 && ring_.deferred();
             std::int64_t wait_ns =
@@ -269,7 +278,7 @@ public:
             __kernel_timespec timeout{.tv_sec = 0, .tv_nsec = wait_ns};
             io_uring_cqe* first = nullptr;
             const int rc = io_uring_submit_and_wait_timeout(ring_.get(), &first,
-                                                            busy ? wait_batch : 1, &timeout,
+                                                            busy ? wait_batch_ : 1, &timeout,
                                                             nullptr);
             if (rc < 0 && rc != -ETIME && rc != -EINTR && rc != -EBUSY)
                 CEFD_LOG_EVERY(10, error, "receive: lane %u io_uring wait failed: %s",
@@ -452,6 +461,7 @@ private:
     // the ring (declared last, destroyed first, which cancels every request).
     ConnectionTable table_;
     std::unique_ptr<TlsServer> tls_;  // null unless tls_cert_file is set
+    const unsigned wait_batch_ = wait_batch_for(intake_.config.buffers_per_core);
     UniqueFd udp_fd_;
     UniqueFd tcp_fd_;
     Completion udp_completion_{Completion::Kind::udp};

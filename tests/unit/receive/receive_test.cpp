@@ -297,6 +297,27 @@ TEST_P(ReceiverTest, FlowSpreadKeepsOneSenderOnOneLaneAndShortDatagramsArriveUnd
     ::close(fd);
 }
 
+// With few provided buffers, a busy io_uring lane used to wait for 64 completions (or 1 ms)
+// per pass although 16 buffers can yield at most 16: it then took 16 datagrams per ms and the
+// kernel dropped the rest of a 50k/s stream. The wait is now sized to the buffers.
+TEST_P(ReceiverTest, FewBuffersStillKeepUpWithAPacedStream) {
+    config.buffers_per_core = 16;       // the least allowed
+    config.rcvbuf_bytes = 8 << 20;      // ~70 ms of this stream: room for a busy test machine
+    auto lane = start_lane(0, 64 << 20);
+    ASSERT_TRUE(lane);
+    const int fd = udp_sender();
+    const std::string datagram = spread_message(0) + std::string(600, 'p');  // ~850 bytes
+    constexpr int bursts = 400;                                              // 20,000 in ~0.4 s
+    for (int burst = 0; burst < bursts; ++burst) {
+        for (int i = 0; i < 50; ++i) send_to(fd, port, datagram);
+        std::this_thread::sleep_for(1ms);
+    }
+    EXPECT_TRUE(lane->wait_for(bursts * 50)) << "received " << lane->got.size();
+    EXPECT_EQ(read(lane->stats().kernel_drops), 0U);
+    EXPECT_EQ(lane->got.size(), static_cast<std::size_t>(bursts * 50));
+    ::close(fd);
+}
+
 TEST_P(ReceiverTest, RingFullDropsAreCounted) {
     auto lane = start_lane(0, 4096);  // a tiny ring that the test does not drain
     ASSERT_TRUE(lane);
