@@ -10,8 +10,11 @@
 // epoll_wait waits at most 50 ms, so run() notices a stop request in time.
 //
 // Batched waits, like the io_uring engine's: after a pass that read some datagrams but fewer
-// than a full recvmmsg (and nothing else), the thread sleeps coalesce_ns (1 ms) before its next
-// epoll_wait, so a steady stream costs one wake-up per batch instead of one per datagram.
+// than a full recvmmsg (and nothing else), the thread sleeps before its next epoll_wait, so a
+// steady stream costs one wake-up per batch instead of one per datagram: 3 ms when the kernel
+// granted the socket at least 4 MiB of receive buffer (about 1,800 853-byte datagrams: a burst
+// of 600k/s before the sleep ends fits), else 1 ms. At 30k events/s the 1 ms wake-ups were the
+// largest cost that does not shrink with the rate (bench/README.md, "Receive sleep").
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -35,7 +38,9 @@ constexpr unsigned calls_per_event_max = 16;
 constexpr unsigned accepts_per_event_max = 256;
 constexpr int events_max = 256;
 constexpr std::int64_t wait_idle_ns = 50'000'000;  // stop requests are seen within this
-constexpr std::int64_t coalesce_ns = 1'000'000;  // the most a busy lane adds to latency
+constexpr std::int64_t coalesce_ns = 1'000'000;       // the most a busy lane adds to latency
+constexpr std::int64_t coalesce_long_ns = 3'000'000;  // ... when the socket buffer is large
+constexpr int coalesce_long_rcvbuf = 4 << 20;         // usable bytes (the kernel reports twice)
 constexpr std::size_t control_bytes = CMSG_SPACE(sizeof(std::uint32_t)) + 16;
 
 class RecvmmsgEngine final : public Engine, private ConnectionDriver {
@@ -51,6 +56,11 @@ public:
             auto fd = open_udp_socket(intake_);
             if (!fd) return fd.error();
             udp_fd_ = std::move(fd).value();
+            int granted = 0;  // twice the usable bytes: half is the kernel's bookkeeping
+            socklen_t length = sizeof granted;
+            if (::getsockopt(udp_fd_.get(), SOL_SOCKET, SO_RCVBUF, &granted, &length) == 0 &&
+                granted / 2 >= coalesce_long_rcvbuf)
+                coalesce_ns_ = coalesce_long_ns;
             if (!watch(udp_fd_.get(), EPOLLIN, &udp_completion_))
                 return Error{Errc::io, errno, "receive: epoll_ctl for UDP"};
             const std::uint32_t limit = intake_.datagram_limit;
@@ -91,7 +101,7 @@ public:
         bool coalesce = false;  // the last pass read a partial batch of datagrams, nothing else
         while (!stop.stop_requested()) {
             if (coalesce) {
-                const timespec pause{.tv_sec = 0, .tv_nsec = coalesce_ns};
+                const timespec pause{.tv_sec = 0, .tv_nsec = coalesce_ns_};
                 ::clock_nanosleep(CLOCK_MONOTONIC, 0, &pause, nullptr);
             }
             const int ready = ::epoll_wait(epoll_fd_.get(), events, events_max, wait_ms());
@@ -227,6 +237,7 @@ private:
     ConnectionTable table_;
     std::unique_ptr<TlsServer> tls_;  // null unless tls_cert_file is set
     UniqueFd epoll_fd_;
+    std::int64_t coalesce_ns_ = coalesce_ns;  // coalesce_long_ns with a large socket buffer
     UniqueFd udp_fd_;
     PolledListener listener_;
     Completion udp_completion_{Completion::Kind::udp};
