@@ -96,7 +96,7 @@ inline const char* copy_clean_run(const char* p, const char* const end, char*& o
 }
 
 /// `"value"` with RFC 8259 escapes. At most 2 + 6 * value.size() bytes.
-char* write_string(std::string_view value, char* out) noexcept {
+__attribute__((always_inline)) inline char* write_string(std::string_view value, char* out) noexcept {
     *out++ = '"';
     const char* p = value.data();
     const char* const end = p + value.size();
