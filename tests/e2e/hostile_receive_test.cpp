@@ -17,6 +17,7 @@
 #include <cstring>
 #include <fstream>
 #include <set>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -296,8 +297,14 @@ TEST(HostileReceive, TcpLiesFloodsAndSlowSendersDoNotLockOthersOut) {
         send_stamped_tcp(port, tag + "-flood", 5);
         expect_delivered(azure, tag + "-flood", 5);
         if (::testing::Test::HasFailure()) {  // which lane refused or evicted what, and when
+            // The log is rate-limited (one line per 10 s per site); the counters are not.
+            std::string counters;
+            std::istringstream metrics(http_get(cefd.metrics_port(), "/metrics"));
+            for (std::string line; std::getline(metrics, line);)
+                if (line.starts_with("cefd_receive_tcp_")) counters += line + "\n";
             const std::string log = cefd.process().err();
-            ADD_FAILURE() << "cefd's log, last 4 KB:\n" << log.substr(log.size() > 4096 ? log.size() - 4096 : 0);
+            ADD_FAILURE() << "cefd's TCP counters:\n" << counters << "cefd's log, last 4 KB:\n"
+                          << log.substr(log.size() > 4096 ? log.size() - 4096 : 0);
         }
         expect_moved(cefd, "cefd_receive_tcp_evicted_total", evicted);
         // Bounded memory: at most 64 connections (each an 8 KiB buffer) were ever held.
