@@ -40,7 +40,7 @@ constexpr int events_max = 256;
 constexpr std::int64_t wait_idle_ns = 50'000'000;  // stop requests are seen within this
 constexpr std::int64_t coalesce_ns = 1'000'000;       // the most a busy lane adds to latency
 constexpr std::int64_t coalesce_long_ns = 3'000'000;  // ... when the socket buffer is large
-constexpr int coalesce_long_rcvbuf = 4 << 20;         // usable bytes (the kernel reports twice)
+constexpr int coalesce_long_rcvbuf = 4 << 20;         // usable bytes (usable_receive_buffer)
 constexpr std::size_t control_bytes = CMSG_SPACE(sizeof(std::uint32_t)) + 16;
 
 class RecvmmsgEngine final : public Engine, private ConnectionDriver {
@@ -56,11 +56,7 @@ public:
             auto fd = open_udp_socket(intake_);
             if (!fd) return fd.error();
             udp_fd_ = std::move(fd).value();
-            int granted = 0;  // twice the usable bytes: half is the kernel's bookkeeping
-            socklen_t length = sizeof granted;
-            if (::getsockopt(udp_fd_.get(), SOL_SOCKET, SO_RCVBUF, &granted, &length) == 0 &&
-                granted / 2 >= coalesce_long_rcvbuf)
-                coalesce_ns_ = coalesce_long_ns;
+            if (usable_receive_buffer(udp_fd_.get()) >= coalesce_long_rcvbuf) coalesce_ns_ = coalesce_long_ns;
             if (!watch(udp_fd_.get(), EPOLLIN, &udp_completion_))
                 return Error{Errc::io, errno, "receive: epoll_ctl for UDP"};
             const std::uint32_t limit = intake_.datagram_limit;

@@ -50,22 +50,26 @@ void set_receive_buffer(int fd, std::uint32_t rcvbuf_bytes, const std::string& t
     // SO_RCVBUFFORCE ignores net.core.rmem_max but needs CAP_NET_ADMIN; without it, fall back.
     if (::setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &asked, sizeof asked) != 0)
         (void)::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &asked, sizeof asked);
-    int granted = 0;
-    socklen_t length = sizeof granted;
-    (void)::getsockopt(fd, SOL_SOCKET, SO_RCVBUF, &granted, &length);
-    // The kernel doubles the value it stores (half is bookkeeping), so compare with half.
-    if (granted / 2 < asked) {
+    const int granted = usable_receive_buffer(fd);
+    if (granted < asked) {
         static std::atomic<bool> warned{false};  // one line for all lanes
         if (!warned.exchange(true))
             CEFD_LOG(warn,
                      "receive: UDP %s: SO_RCVBUF capped at %d bytes (asked %d); bursts may be "
                      "dropped by the kernel (receive_kernel_drops_total). Raise the cap with: "
                      "sysctl -w net.core.rmem_max=%d",
-                     text.c_str(), granted / 2, asked, asked);
+                     text.c_str(), granted, asked, asked);
     }
 }
 
 }  // namespace
+
+int usable_receive_buffer(int fd) noexcept {
+    int granted = 0;
+    socklen_t length = sizeof granted;
+    if (::getsockopt(fd, SOL_SOCKET, SO_RCVBUF, &granted, &length) != 0) return 0;
+    return granted / 2;  // the kernel doubles the value it stores (half is bookkeeping)
+}
 
 Result<ListenAddress> ListenAddress::parse(const std::string& text, std::uint16_t port) {
     ListenAddress out;

@@ -36,6 +36,9 @@ struct ListenAddress {
 /// A bound UDP socket with SO_REUSEPORT, SO_RCVBUF (`rcvbuf_bytes`) and SO_RXQ_OVFL.
 Result<UniqueFd> open_udp_socket(const ListenAddress& address, std::uint32_t rcvbuf_bytes,
                                  const std::string& text);
+/// The receive buffer the kernel granted `fd`, in usable bytes (SO_RCVBUF reads back twice the
+/// figure); 0 when it cannot be read.
+int usable_receive_buffer(int fd) noexcept;
 /// Makes the kernel choose, for every datagram to this SO_REUSEPORT group, the socket that a hash
 /// of the datagram's own bytes names (a classic BPF program, SO_ATTACH_REUSEPORT_CBPF), instead
 /// of the one its sender's address and port name. The hash reads four 16-byte windows counted
