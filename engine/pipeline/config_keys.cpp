@@ -32,7 +32,7 @@ const std::vector<Key>& keys() {
         {{"receive", "buffers_per_core", "", "io_uring provided buffers per lane (power of two)", restart}, CEFD_FIELD(receive.buffers_per_core)},
         {{"receive", "rcvbuf_bytes", "", "SO_RCVBUF per UDP socket; capped by net.core.rmem_max", restart}, CEFD_FIELD(receive.rcvbuf_bytes)},
         {{"receive", "max_frame_bytes", "", "longer TCP frames are cut to this and counted", restart}, CEFD_FIELD(receive.max_frame_bytes)},
-        {{"receive", "max_tcp_connections", "tcp_max_connections", "TCP + TLS, all lanes", restart}, CEFD_FIELD(receive.tcp_max_connections)},
+        {{"receive", "max_tcp_connections", "tcp_max_connections", "TCP + TLS, all lanes; each lane holds total / lanes", restart}, CEFD_FIELD(receive.tcp_max_connections)},
         {{"receive", "max_tcp_connections_per_source", "tcp_max_connections_per_source", "per sender address; 0 = no cap", restart}, CEFD_FIELD(receive.tcp_max_connections_per_source)},
         {{"receive", "tcp_idle_timeout_ms", "", "close TCP connections idle this long", restart}, CEFD_FIELD(receive.tcp_idle_timeout_ms)},
         {{"receive", "tls_handshake_timeout_ms", "", "close TLS connections whose handshake takes longer", restart}, CEFD_FIELD(receive.tls_handshake_timeout_ms)},

@@ -4,7 +4,6 @@
 #include <sys/socket.h>
 
 #include <algorithm>
-#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <mutex>
@@ -14,20 +13,6 @@
 
 namespace cefd::receive {
 namespace {
-
-// Open stream connections (TCP and TLS) over all lanes of the process: tcp_max_connections is
-// a total.
-std::atomic<std::uint32_t> open_connections{0};
-
-bool try_reserve_total(std::uint32_t limit) noexcept {
-    std::uint32_t current = open_connections.load(std::memory_order_relaxed);
-    // Bounded by the number of lanes racing for the last slots.
-    while (current < limit) {
-        if (open_connections.compare_exchange_weak(current, current + 1, std::memory_order_relaxed))
-            return true;
-    }
-    return false;
-}
 
 // Open connections per sender address (not port) over all lanes, for
 // tcp_max_connections_per_source. Touched once per accept and close, never per message, so a
@@ -163,7 +148,7 @@ ConnectionTable::ConnectionTable(Intake& intake)
                              idle_ns_)),
       scan_interval_ns_(std::clamp<std::int64_t>(std::min(idle_ns_, handshake_ns_) / 4, 1'000'000,
                                                  1'000'000'000)) {
-    connections_.reserve(std::min<std::uint32_t>(intake.config.tcp_max_connections, 65'536));
+    connections_.reserve(std::min<std::uint32_t>(intake.connection_limit, 65'536));
     paused_.reserve(64);
     graveyard_.reserve(64);
 }
@@ -179,13 +164,15 @@ bool ConnectionTable::admit(const SourceAddress& peer, Transport transport) noex
     if (!source_counts().try_add(peer, config.tcp_max_connections_per_source)) {
         bump(stats.tcp_refused_per_source);
         reason = "from this source (receive.tcp_max_connections_per_source)";
-    } else if (!try_reserve_total(config.tcp_max_connections) &&
-               !(evict_longest_idle() && try_reserve_total(config.tcp_max_connections))) {
+    } else if (held_ >= intake_.connection_limit && !evict_longest_idle()) {
         source_counts().remove(peer);
         bump(stats.tcp_refused_max_connections);
-        reason = "in total and none on this lane to evict (receive.tcp_max_connections)";
+        reason = "on this lane (its share of receive.tcp_max_connections), none idle to evict";
     }
-    if (reason == nullptr) return true;
+    if (reason == nullptr) {
+        ++held_;
+        return true;
+    }
     bump(stats.tcp_rejected);
     CEFD_LOG_EVERY(10, warn, "receive: lane %u %s connection from %s refused: too many open %s",
                    intake_.lane, kind_of(transport), peer.to_string().c_str(), reason);
@@ -211,12 +198,12 @@ bool ConnectionTable::evict_longest_idle() noexcept {
         return false;
     bump(intake_.stats.tcp_evicted);
     CEFD_LOG_EVERY(10, warn,
-                   "receive: lane %u all %u connections in use: closing the longest idle, %s "
-                   "from %s (idle %lld ms; receive_tcp_evicted_total)",
-                   intake_.lane, intake_.config.tcp_max_connections, kind_of(oldest->transport),
+                   "receive: lane %u all %u of its connections in use (its share of "
+                   "receive.tcp_max_connections): closing the longest idle, %s from %s (idle %lld "
+                   "ms; receive_tcp_evicted_total)",
+                   intake_.lane, intake_.connection_limit, kind_of(oldest->transport),
                    oldest->source.to_string().c_str(),
-                   static_cast<long long>((monotonic_now_ns_ - oldest->last_activity_ns) /
-                                          1'000'000));
+                   static_cast<long long>((monotonic_now_ns_ - oldest->last_activity_ns) / 1'000'000));
     release(*oldest);  // its slot is the newcomer's now, even if its last read is in flight
     retire(*oldest);
     return true;
@@ -242,7 +229,7 @@ void ConnectionTable::on_cancelled(Connection& connection, std::size_t bytes) no
 void ConnectionTable::release(Connection& connection) noexcept {
     if (!connection.reserved) return;
     connection.reserved = false;
-    open_connections.fetch_sub(1, std::memory_order_relaxed);
+    --held_;
     source_counts().remove(connection.source);
 }
 

@@ -1,8 +1,9 @@
 // stages/receive/connection_table.h: the one owner of a lane's stream connections (TCP and TLS).
 //
-// What it does, for both engines and TLS alike: admits accepted sockets (the process-wide
-// tcp_max_connections total and the per-source cap tcp_max_connections_per_source; when the
-// total is full, the lane's longest-idle connection is evicted to make room), frames what a
+// What it does, for both engines and TLS alike: admits accepted sockets (the lane's share of
+// tcp_max_connections, Intake::connection_limit, and the process-wide per-source cap
+// tcp_max_connections_per_source; when the lane's share is full, its longest-idle connection is
+// evicted to make room), frames what a
 // connection has read (tcp_framing.h) into the lane ring, pauses a connection whose frames do
 // not fit (backpressure) and resumes it, closes idle connections and stalled TLS handshakes, and
 // releases what a connection holds. The code that reads bytes is the engine's: it implements
@@ -143,7 +144,8 @@ public:
 
     /// Admits an accepted socket as a `C` (a Connection of `transport`, or a type derived from
     /// it, built from `extra...` after the common arguments), or refuses it (closed, counted,
-    /// logged): over the per-source cap, or the total is full and nothing here can be evicted.
+    /// logged): over the per-source cap, or the lane's share is full and nothing here can be
+    /// evicted.
     template <class C = Connection, class... Extra>
     C* accept(UniqueFd fd, const SourceAddress& peer, Transport transport,
               ConnectionDriver& driver, Extra&&... extra) {
@@ -208,6 +210,7 @@ private:
     std::int64_t handshake_ns_;
     std::int64_t scan_interval_ns_;
     std::int64_t next_scan_ns_ = 0;
+    std::uint32_t held_ = 0;  // connections holding a slot of intake_.connection_limit
 };
 
 }  // namespace cefd::receive

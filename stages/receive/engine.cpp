@@ -7,6 +7,13 @@
 #include "stages/receive/socket.h"
 
 namespace cefd::receive {
+
+std::uint32_t connection_share(std::uint32_t total, unsigned lane, unsigned lanes) noexcept {
+    lanes = std::max(lanes, 1U);
+    const std::uint32_t share = total / lanes + (lane < total % lanes ? 1U : 0U);
+    return std::max<std::uint32_t>(share, 1);
+}
+
 namespace {
 
 std::string_view strip_line_end(std::string_view bytes) noexcept {
@@ -17,13 +24,14 @@ std::string_view strip_line_end(std::string_view bytes) noexcept {
 
 }  // namespace
 
-Intake::Intake(const ReceiveConfig& receive, unsigned lane_index, ByteRing& ring,
+Intake::Intake(const ReceiveConfig& receive, unsigned lane_index, unsigned lanes, ByteRing& ring,
                ReceiveStats& lane_stats, std::atomic<bool>& reload_requested)
     : config(receive),
       lane(lane_index),
       stats(lane_stats),
       datagram_limit(std::min(receive.datagram_bytes_max, message_bytes_max(ring))),
       frame_limit(std::min(receive.max_frame_bytes, message_bytes_max(ring))),
+      connection_limit(connection_share(receive.tcp_max_connections, lane_index, lanes)),
       udp_text(receive.listen + ":" + std::to_string(receive.udp_port)),
       tcp_text(receive.listen + ":" + std::to_string(receive.tcp_port)),
       ring_(ring),

@@ -63,7 +63,8 @@ struct UdpBatch {
 /// The lane's output: config, limits, ring, stats. Owned by the engine; the receive thread only.
 class Intake {
 public:
-    Intake(const ReceiveConfig& config, unsigned lane, ByteRing& ring, ReceiveStats& stats,
+    /// `lanes`: how many lanes the process runs (this lane's share of tcp_max_connections).
+    Intake(const ReceiveConfig& config, unsigned lane, unsigned lanes, ByteRing& ring, ReceiveStats& stats,
            std::atomic<bool>& reload_requested);
 
     /// Copies one message into the lane ring. False when the ring is full.
@@ -86,6 +87,10 @@ public:
     ReceiveStats& stats;
     const std::uint32_t datagram_limit;  // datagram_bytes_max, or less if the ring cannot take it
     const std::uint32_t frame_limit;     // max_frame_bytes, likewise
+    /// This lane's share of tcp_max_connections (at least 1). A lane can only evict its own
+    /// connections, so a lane never holds more than its share: otherwise a flood taken by one
+    /// lane would lock every sender the kernel hands to another lane out.
+    const std::uint32_t connection_limit;
     const std::string udp_text;          // "127.0.0.1:5514" for log lines
     const std::string tcp_text;
 
@@ -107,11 +112,15 @@ Result<std::unique_ptr<Engine>> open_engine(Args&&... args) {
     return std::unique_ptr<Engine>(std::move(engine));
 }
 
+/// Lane `lane`'s share of `total` connections over `lanes` lanes: the shares sum to `total`
+/// (the first total % lanes lanes take one more), and none is below 1.
+std::uint32_t connection_share(std::uint32_t total, unsigned lane, unsigned lanes) noexcept;
+
 /// Engines. Each binds the lane's sockets; the caller has already decided which one to use.
-Result<std::unique_ptr<Engine>> open_uring_engine(const ReceiveConfig& config, unsigned lane,
+Result<std::unique_ptr<Engine>> open_uring_engine(const ReceiveConfig& config, unsigned lane, unsigned lanes,
                                                   ByteRing& ring, ReceiveStats& stats,
                                                   std::atomic<bool>& reload_requested);
-Result<std::unique_ptr<Engine>> open_recvmmsg_engine(const ReceiveConfig& config, unsigned lane,
+Result<std::unique_ptr<Engine>> open_recvmmsg_engine(const ReceiveConfig& config, unsigned lane, unsigned lanes,
                                                      ByteRing& ring, ReceiveStats& stats,
                                                      std::atomic<bool>& reload_requested);
 

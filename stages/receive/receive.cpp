@@ -96,10 +96,10 @@ Result<std::unique_ptr<Receiver>> Receiver::open(const ReceiveConfig& config, un
                              ". Fix that, or set receive.engine = \"recvmmsg\" or \"auto\""};
     }
     auto receiver = std::unique_ptr<Receiver>(new Receiver(lane));
-    auto engine = use_uring ? receive::open_uring_engine(config, lane, ring, receiver->stats_,
-                                                         receiver->reload_requested_)
-                            : receive::open_recvmmsg_engine(config, lane, ring, receiver->stats_,
-                                                            receiver->reload_requested_);
+    auto engine =
+        use_uring
+            ? receive::open_uring_engine(config, lane, lanes, ring, receiver->stats_, receiver->reload_requested_)
+            : receive::open_recvmmsg_engine(config, lane, lanes, ring, receiver->stats_, receiver->reload_requested_);
     if (!engine) return engine.error();
     receiver->engine_ = std::move(engine).value();
     if (lane == 0) CEFD_LOG(info, "receive engine: %s (%s)", receiver->engine_name(), why);

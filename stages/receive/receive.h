@@ -50,9 +50,11 @@ struct ReceiveConfig {
     std::uint32_t rcvbuf_bytes = 8 * 1024 * 1024;
     /// Largest TCP frame. Longer frames are counted (`tcp_oversize_frames`) and cut.
     std::uint32_t max_frame_bytes = 65'536;
-    /// Open TCP and TLS connections allowed in total (all lanes). When full, a new connection
-    /// evicts the lane's longest-idle one (`tcp_evicted`); with none to evict it is accepted and
-    /// closed at once (`tcp_refused{reason="max_connections"}`).
+    /// Open TCP and TLS connections allowed in total (all lanes). Each lane holds its share
+    /// (this / lanes, at least 1): a lane can evict only its own connections, so a flood that one
+    /// lane took must not fill the others' room. When a lane's share is full, a new connection
+    /// evicts the lane's longest-idle one, idle 1 s or more (`tcp_evicted`); with none to evict
+    /// it is accepted and closed at once (`tcp_refused{reason="max_connections"}`).
     std::uint32_t tcp_max_connections = 4'096;
     /// Open TCP and TLS connections allowed from one sender address (all lanes; 0 = no cap).
     /// More are accepted and closed at once (`tcp_refused{reason="per_source"}`).

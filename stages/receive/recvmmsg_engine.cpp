@@ -45,9 +45,9 @@ constexpr std::size_t control_bytes = CMSG_SPACE(sizeof(std::uint32_t)) + 16;
 
 class RecvmmsgEngine final : public Engine, private ConnectionDriver {
 public:
-    RecvmmsgEngine(const ReceiveConfig& config, unsigned lane, ByteRing& ring,
-                   ReceiveStats& stats, std::atomic<bool>& reload_requested)
-        : intake_(config, lane, ring, stats, reload_requested), table_(intake_) {}
+    RecvmmsgEngine(const ReceiveConfig& config, unsigned lane, unsigned lanes, ByteRing& ring, ReceiveStats& stats,
+                   std::atomic<bool>& reload_requested)
+        : intake_(config, lane, lanes, ring, stats, reload_requested), table_(intake_) {}
 
     Status open() {
         epoll_fd_ = UniqueFd{::epoll_create1(EPOLL_CLOEXEC)};
@@ -251,10 +251,10 @@ private:
 
 }  // namespace
 
-Result<std::unique_ptr<Engine>> open_recvmmsg_engine(const ReceiveConfig& config, unsigned lane,
+Result<std::unique_ptr<Engine>> open_recvmmsg_engine(const ReceiveConfig& config, unsigned lane, unsigned lanes,
                                                      ByteRing& ring, ReceiveStats& stats,
                                                      std::atomic<bool>& reload_requested) {
-    return open_engine<RecvmmsgEngine>(config, lane, ring, stats, reload_requested);
+    return open_engine<RecvmmsgEngine>(config, lane, lanes, ring, stats, reload_requested);
 }
 
 }  // namespace cefd::receive

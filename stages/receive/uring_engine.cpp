@@ -221,9 +221,9 @@ msghdr recvmsg_template() {
 
 class UringEngine final : public Engine, private ConnectionDriver {
 public:
-    UringEngine(const ReceiveConfig& config, unsigned lane, ByteRing& ring, ReceiveStats& stats,
+    UringEngine(const ReceiveConfig& config, unsigned lane, unsigned lanes, ByteRing& ring, ReceiveStats& stats,
                 std::atomic<bool>& reload_requested)
-        : intake_(config, lane, ring, stats, reload_requested), table_(intake_) {}
+        : intake_(config, lane, lanes, ring, stats, reload_requested), table_(intake_) {}
 
     Status open() {
         if (const int rc = ring_.init(submission_entries, completion_entries); rc < 0)
@@ -483,10 +483,10 @@ private:
 
 }  // namespace
 
-Result<std::unique_ptr<Engine>> open_uring_engine(const ReceiveConfig& config, unsigned lane,
+Result<std::unique_ptr<Engine>> open_uring_engine(const ReceiveConfig& config, unsigned lane, unsigned lanes,
                                                   ByteRing& ring, ReceiveStats& stats,
                                                   std::atomic<bool>& reload_requested) {
-    return open_engine<UringEngine>(config, lane, ring, stats, reload_requested);
+    return open_engine<UringEngine>(config, lane, lanes, ring, stats, reload_requested);
 }
 
 const Status& probe_uring() {

@@ -616,6 +616,59 @@ TEST_P(ReceiverTest, FullTableEvictsTheLongestIdleConnectionForANewSender) {
     ::close(newcomer);
 }
 
+TEST(ConnectionShare, SharesSumToTheTotalAndNoneIsBelowOne) {
+    EXPECT_EQ(receive::connection_share(4'096, 0, 1), 4'096U);
+    EXPECT_EQ(receive::connection_share(5, 0, 2), 3U);
+    EXPECT_EQ(receive::connection_share(5, 1, 2), 2U);
+    for (unsigned lanes = 1; lanes <= 7; ++lanes) {
+        std::uint32_t sum = 0;
+        for (unsigned lane = 0; lane < lanes; ++lane) sum += receive::connection_share(100, lane, lanes);
+        EXPECT_EQ(sum, 100U) << lanes << " lanes";
+    }
+    EXPECT_EQ(receive::connection_share(1, 1, 2), 1U);  // the total is then exceeded by design
+    EXPECT_EQ(receive::connection_share(7, 0, 0), 7U);  // 0 lanes is read as 1
+}
+
+TEST_P(ReceiverTest, EachLaneHoldsItsShareSoAFloodTakenByOneLaneLocksNoNewcomerOut) {
+    // e2e_hostile_receive's flake: tcp_max_connections was one pool over all lanes, and a lane
+    // can evict only its own connections. When one lane took a whole flood, the kernel's next
+    // newcomer for the other lane found the pool full and nothing of its lane to evict: refused.
+    config.tcp_max_connections = 4;
+    config.tcp_max_connections_per_source = 0;  // every connection comes from 127.0.0.1
+    auto lane0 = start_lane(0, 1 << 20, 2);
+    ASSERT_TRUE(lane0);
+    const auto taken = [](const Lane& lane) {
+        return read(lane.stats().tcp_accepted) + read(lane.stats().tcp_rejected);
+    };
+    // Lane 1 is not listening yet, so the kernel hands the whole flood to lane 0.
+    std::vector<int> flood;
+    for (int i = 0; i < 8; ++i) flood.push_back(tcp_connect(port));
+    ASSERT_TRUE(wait_until(5s, [&] { return taken(*lane0) == 8; }));
+    EXPECT_EQ(read(lane0->stats().tcp_accepted), 2U);  // its share: 4 over 2 lanes
+    EXPECT_EQ(read(lane0->stats().tcp_refused_max_connections), 6U);
+    auto lane1 = start_lane(1, 1 << 20, 2);
+    ASSERT_TRUE(lane1);
+    // Newcomers until the kernel hands one to lane 1 (it hashes each new source port): that one
+    // gets in, and its line arrives.
+    bool on_lane1 = false;
+    for (int attempt = 0; attempt < 64 && !on_lane1; ++attempt) {
+        const std::uint64_t before0 = taken(*lane0);
+        const std::uint64_t before1 = taken(*lane1);
+        const int fd = tcp_connect(port);
+        write_all(fd, "newcomer " + std::to_string(attempt) + "\n");
+        ASSERT_TRUE(wait_until(5s, [&] { return taken(*lane0) > before0 || taken(*lane1) > before1; }));
+        on_lane1 = taken(*lane1) > before1;
+        if (on_lane1) {
+            EXPECT_EQ(read(lane1->stats().tcp_rejected), 0U);
+            ASSERT_TRUE(lane1->wait_for(1));
+            EXPECT_EQ(lane1->got[0].bytes, "newcomer " + std::to_string(attempt));
+        }
+        ::close(fd);
+    }
+    EXPECT_TRUE(on_lane1) << "the kernel handed no newcomer to lane 1";
+    for (const int fd : flood) ::close(fd);
+}
+
 TEST_P(ReceiverTest, AcceptAtTheFileLimitBacksOffInsteadOfSpinning) {
     // Issue 13.13: with RLIMIT_NOFILE reached and connections waiting, the recvmmsg engine's
     // level-triggered listener woke the thread over and over (a core at 100%).
