@@ -66,7 +66,7 @@ struct Connection : Completion {
     bool closing = false;   // a close waits for an in-flight read (io_uring)
     bool in_flight = false; // io_uring: a recv is submitted
     bool closed = false;    // gone from the table; freed at end_pass()
-    bool reserved = true;   // holds a slot of the total and of its source's cap
+    bool reserved = true;   // holds a slot of the lane's share and of its source's cap
 };
 
 /// How an engine reads a connection. Called per read or per state change, never per message.

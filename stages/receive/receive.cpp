@@ -103,6 +103,11 @@ Result<std::unique_ptr<Receiver>> Receiver::open(const ReceiveConfig& config, un
     if (!engine) return engine.error();
     receiver->engine_ = std::move(engine).value();
     if (lane == 0) CEFD_LOG(info, "receive engine: %s (%s)", receiver->engine_name(), why);
+    if (lane == 0 && lanes > 1 && (config.tcp_port != 0 || !config.tls_cert_file.empty()))
+        CEFD_LOG(info,
+                 "receive: each of %u lanes holds up to %u TCP/TLS connections (its share of "
+                 "receive.tcp_max_connections = %u)",
+                 lanes, receive::connection_share(config.tcp_max_connections, 0, lanes), config.tcp_max_connections);
     receiver->spread_udp(config, lanes);
     return receiver;
 }

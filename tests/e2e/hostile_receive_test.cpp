@@ -190,6 +190,9 @@ TEST(HostileReceive, TcpLiesFloodsAndSlowSendersDoNotLockOthersOut) {
               {.receive_extra = "tcp_max_connections = 64\ntcp_max_connections_per_source = 24\n"
                                 "max_frame_bytes = 8192\n"});
     const int port = cefd.port();
+    // Two lanes: each holds half of the 64 (a lane can evict only its own connections).
+    EXPECT_NE(cefd.process().err().find("each of 2 lanes holds up to 32 TCP/TLS connections"), std::string::npos)
+        << cefd.process().err();
     int stamp = 0;
     const std::string tag = "tcp";
     auto valid_frame = [&] { return stamped(tag, stamp++) + "\n"; };
