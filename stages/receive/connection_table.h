@@ -3,9 +3,8 @@
 // What it does, for both engines and TLS alike: admits accepted sockets (the lane's share of
 // tcp_max_connections, Intake::connection_limit, and the process-wide per-source cap
 // tcp_max_connections_per_source; when the lane's share is full, its longest-idle connection is
-// evicted to make room), frames what a
-// connection has read (tcp_framing.h) into the lane ring, pauses a connection whose frames do
-// not fit (backpressure) and resumes it, closes idle connections and stalled TLS handshakes, and
+// evicted to make room), frames what a connection has read (tcp_framing.h) into the lane ring,
+// pauses a connection whose frames do not fit (backpressure) and resumes it, closes idle connections and stalled TLS handshakes, and
 // releases what a connection holds. The code that reads bytes is the engine's: it implements
 // ConnectionDriver (how to resume, pause and cancel reads) and calls on_read()/on_eof() and
 // process().
