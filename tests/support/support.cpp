@@ -14,6 +14,8 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <mutex>
+#include <set>
 #include <sstream>
 #include <stdexcept>
 
@@ -54,10 +56,16 @@ int bound_port(int type, int port) {
 }  // namespace
 
 int free_port(bool both) {
+    static std::mutex mutex;
+    static std::set<int> given;
+    const std::lock_guard lock(mutex);
     for (int attempt = 0; attempt < 100; ++attempt) {
         const int port = bound_port(SOCK_STREAM, 0);
-        if (port <= 0) continue;
-        if (!both || bound_port(SOCK_DGRAM, port) == port) return port;
+        if (port <= 0 || given.contains(port)) continue;
+        if (!both || bound_port(SOCK_DGRAM, port) == port) {
+            given.insert(port);
+            return port;
+        }
     }
     throw std::runtime_error("no free loopback port");
 }

@@ -31,7 +31,9 @@ private:
 };
 
 /// A loopback port that was free a moment ago (bind port 0, read it back, close). SOCK_DGRAM or
-/// SOCK_STREAM; `both` checks that UDP and TCP are free on the same number.
+/// SOCK_STREAM; `both` checks that UDP and TCP are free on the same number. Never one this
+/// process was given before: two calls for one config (a listener and the metrics port) got the
+/// same number back now and then, since the kernel hands out a just-closed port again.
 int free_port(bool both = true);
 
 std::string read_file(const std::string& path);

@@ -616,6 +616,13 @@ TEST_P(ReceiverTest, FullTableEvictsTheLongestIdleConnectionForANewSender) {
     ::close(newcomer);
 }
 
+TEST(TestSupport, FreePortNeverGivesTheSamePortTwice) {
+    // e2e_check_command failed once in a clean-clone run: its config's receive port and metrics
+    // port were two free_port() calls that returned the same number.
+    std::set<int> seen;
+    for (int i = 0; i < 1'000; ++i) EXPECT_TRUE(seen.insert(test::free_port(i % 2 == 0)).second) << i;
+}
+
 TEST(ConnectionShare, SharesSumToTheTotalAndNoneIsBelowOne) {
     EXPECT_EQ(receive::connection_share(4'096, 0, 1), 4'096U);
     EXPECT_EQ(receive::connection_share(5, 0, 2), 3U);
