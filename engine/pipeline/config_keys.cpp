@@ -36,7 +36,7 @@ const std::vector<Key>& keys() {
         {{"receive", "max_tcp_connections_per_source", "tcp_max_connections_per_source", "per sender address; 0 = no cap", restart}, CEFD_FIELD(receive.tcp_max_connections_per_source)},
         {{"receive", "tcp_idle_timeout_ms", "", "close TCP connections idle this long", restart}, CEFD_FIELD(receive.tcp_idle_timeout_ms)},
         {{"receive", "tls_handshake_timeout_ms", "", "close TLS connections whose handshake takes longer", restart}, CEFD_FIELD(receive.tls_handshake_timeout_ms)},
-        {{"receive", "engine", "", "\"auto\", \"io_uring\" or \"recvmmsg\"", restart}, CEFD_ENUM(receive.engine, "auto", "io_uring", "recvmmsg")},
+        {{"receive", "engine", "", "\"auto\" (the cheaper per datagram, measured at start), \"io_uring\" or \"recvmmsg\"", restart}, CEFD_ENUM(receive.engine, "auto", "io_uring", "recvmmsg")},
         {{"receive", "udp_spread", "", "\"flow\" (the kernel's hash of the sender's address and port) or \"content\" (a hash of each datagram's last bytes: one sender fills every lane, a repeat meets its first copy)", restart}, CEFD_ENUM(receive.udp_spread, "content", "flow")},
         {{"receive", "tls_port", "", "TLS syslog (RFC 5425); only when tls_cert_file is set", restart}, CEFD_FIELD(receive.tls_port)},
         {{"receive", "tls_cert_file", "", "server certificate chain (PEM); the files' contents are reloaded on SIGHUP, a new path needs a restart", restart}, CEFD_FIELD(receive.tls_cert_file)},

@@ -7,6 +7,7 @@
 
 #include "engine/log.h"
 #include "stages/receive/engine.h"
+#include "stages/receive/engine_choice.h"
 #include "stages/receive/socket.h"
 #include "stages/receive/tls.h"
 
@@ -78,16 +79,14 @@ Receiver::~Receiver() = default;
 
 Result<std::unique_ptr<Receiver>> Receiver::open(const ReceiveConfig& config, unsigned lane,
                                                  ByteRing& ring, unsigned lanes) {
-    // engine = "auto" picks recvmmsg: on the two machines measured (kernel 6.18, bench/README.md
-    // "Receive engines" and "2026-12-04") recvmmsg was 1.4-1.8x cheaper per paced UDP datagram
-    // on one and io_uring at most 1.15x cheaper on the other, so recvmmsg is the engine that is
-    // never much worse; TLS is no faster on io_uring. io_uring stays selectable with
-    // engine = "io_uring".
-    const bool use_uring = config.engine == ReceiveConfig::Engine::io_uring;
-    const char* why = config.engine == ReceiveConfig::Engine::automatic
-                          ? "auto: recvmmsg, never much costlier per datagram than io_uring where measured"
-                          : "configured";
-    if (use_uring) {
+    // engine = "auto": the engine measured cheaper per datagram on this machine at start
+    // (engine_choice.h), the same for every lane. A forced io_uring that cannot run fails here.
+    const bool automatic = config.engine == ReceiveConfig::Engine::automatic;
+    const receive::EngineChoice* choice = automatic ? &receive::automatic_engine(config) : nullptr;
+    const bool use_uring = automatic ? choice->engine == ReceiveConfig::Engine::io_uring
+                                     : config.engine == ReceiveConfig::Engine::io_uring;
+    const char* why = automatic ? choice->why.c_str() : "configured";
+    if (use_uring && !automatic) {
         const Status& probe = receive::probe_uring();
         if (!probe.ok())
             return Error{Errc::uring_unavailable, probe.error().sys,
@@ -206,6 +205,8 @@ void Receiver::register_metrics(MetricsRegistry& registry) const {
          &stats_.tls_reload_failures},
     };
     for (const Entry& entry : entries) registry.add(entry.name, entry.help, labels, entry.counter);
+    registry.add_gauge("receive_engine_info", "The receive engine this lane runs (the label), always 1",
+                       labels + ",engine=\"" + engine_name() + "\"", [] { return 1.0; });
     const char* refused_help = "TCP and TLS connections refused, by reason";
     registry.add("receive_tcp_refused_total", refused_help, labels + ",reason=\"max_connections\"",
                  &stats_.tcp_refused_max_connections);

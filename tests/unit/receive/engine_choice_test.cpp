@@ -1,0 +1,93 @@
+// receive.engine = "auto": the rule that picks an engine from measured costs, and the
+// calibration that measures them on a private loopback socket (real engines, real datagrams).
+#include "stages/receive/engine_choice.h"
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <gtest/gtest.h>
+
+#include <vector>
+
+#include "engine/unique_fd.h"
+#include "stages/receive/engine.h"
+#include "tests/support/support.h"
+
+namespace cefd::receive {
+namespace {
+
+using Engine = ReceiveConfig::Engine;
+
+TEST(DecideEngine, IoUringOnlyWhenTenPercentCheaperInEveryRound) {
+    const std::vector<double> recvmmsg{1.00, 1.00};
+    EXPECT_EQ(decide_engine(std::vector<double>{0.80, 0.85}, recvmmsg).engine, Engine::io_uring);
+    EXPECT_EQ(decide_engine(std::vector<double>{0.909, 0.90}, recvmmsg).engine, Engine::io_uring);
+    // One round where io_uring is only 5% cheaper: recvmmsg.
+    EXPECT_EQ(decide_engine(std::vector<double>{0.80, 0.95}, recvmmsg).engine, Engine::recvmmsg);
+    // A tie, or io_uring dearer: recvmmsg.
+    EXPECT_EQ(decide_engine(recvmmsg, recvmmsg).engine, Engine::recvmmsg);
+    EXPECT_EQ(decide_engine(std::vector<double>{1.5, 1.6}, recvmmsg).engine, Engine::recvmmsg);
+}
+
+TEST(DecideEngine, NothingMeasuredOrZeroCostIsRecvmmsg) {
+    EXPECT_EQ(decide_engine({}, {}).engine, Engine::recvmmsg);
+    // A round where io_uring wrote nothing costs 0: not a win.
+    EXPECT_EQ(decide_engine(std::vector<double>{0.0, 0.0}, std::vector<double>{1.0, 1.0}).engine, Engine::recvmmsg);
+}
+
+TEST(DecideEngine, WhyGivesBothFiguresAndTheVerdict) {
+    const EngineChoice uring = decide_engine(std::vector<double>{0.61, 0.64}, std::vector<double>{0.80, 0.82});
+    EXPECT_NE(uring.why.find("io_uring 0.61/0.64 vs recvmmsg 0.80/0.82 CPU-us per datagram"), std::string::npos)
+        << uring.why;
+    EXPECT_NE(uring.why.find("10% or more cheaper"), std::string::npos) << uring.why;
+    const EngineChoice mmsg = decide_engine(std::vector<double>{0.90}, std::vector<double>{0.80});
+    EXPECT_NE(mmsg.why.find("not 10% cheaper"), std::string::npos) << mmsg.why;
+}
+
+class MeasureEngine : public ::testing::TestWithParam<Engine> {};
+
+// Each engine takes the datagrams sent to it on its own port: the configured port, held here by
+// another socket, is not touched.
+TEST_P(MeasureEngine, CountsWhatItReceivesAndItsCpu) {
+    if (GetParam() == Engine::io_uring && !probe_uring().ok()) GTEST_SKIP() << probe_uring().error().message;
+    UniqueFd held(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t length = sizeof address;
+    ASSERT_EQ(::bind(held.get(), reinterpret_cast<sockaddr*>(&address), sizeof address), 0);
+    ASSERT_EQ(::getsockname(held.get(), reinterpret_cast<sockaddr*>(&address), &length), 0);
+    ReceiveConfig config;
+    config.udp_port = ntohs(address.sin_port);
+
+    auto cost = measure_engine(GetParam(), config, 1'024);
+    ASSERT_TRUE(cost.ok()) << cost.error().describe();
+    EXPECT_EQ(cost.value().sent, 1'024u);
+    EXPECT_GT(cost.value().written, 0u);
+    EXPECT_LE(cost.value().written, cost.value().sent);
+    EXPECT_GT(cost.value().cpu_ns, 0);
+    EXPECT_GT(cost.value().us_per_datagram(), 0.0);
+    // Nothing arrived on the configured port.
+    char byte = 0;
+    EXPECT_LT(::recv(held.get(), &byte, 1, MSG_DONTWAIT), 0);
+}
+
+INSTANTIATE_TEST_SUITE_P(Engines, MeasureEngine, ::testing::Values(Engine::io_uring, Engine::recvmmsg),
+                         [](const auto& info) { return info.param == Engine::io_uring ? "io_uring" : "recvmmsg"; });
+
+TEST(AutomaticEngine, MeasuresOnceAndSaysWhy) {
+    const EngineChoice& first = automatic_engine(ReceiveConfig{});
+    const EngineChoice& second = automatic_engine(ReceiveConfig{});
+    EXPECT_EQ(&first, &second);
+    EXPECT_TRUE(first.why.starts_with("auto: ")) << first.why;
+    if (!probe_uring().ok()) {
+        EXPECT_EQ(first.engine, Engine::recvmmsg);
+        EXPECT_NE(first.why.find("io_uring unusable here"), std::string::npos) << first.why;
+    } else {
+        EXPECT_NE(first.why.find("measured in "), std::string::npos) << first.why;
+        EXPECT_NE(first.why.find(" vs recvmmsg "), std::string::npos) << first.why;
+    }
+}
+
+}  // namespace
+}  // namespace cefd::receive
