@@ -333,6 +333,46 @@ void MetricsConfig::validate(ConfigErrors& errors) const {
                  "must be host:port, e.g. \"127.0.0.1:9514\" (empty turns the endpoint off)");
 }
 
+namespace {
+
+/// "host:port" or "[v6]:port" split into the host (brackets removed) and the port; nullopt when
+/// the port is not a number.
+std::optional<std::pair<std::string, unsigned>> split_listen(const std::string& listen) {
+    const auto colon = listen.rfind(':');
+    if (colon == std::string::npos || colon + 1 >= listen.size()) return std::nullopt;
+    unsigned port = 0;
+    for (char c : listen.substr(colon + 1)) {
+        if (c < '0' || c > '9' || port > 65'535) return std::nullopt;
+        port = port * 10 + static_cast<unsigned>(c - '0');
+    }
+    std::string host = listen.substr(0, colon);
+    if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+    return std::pair{host, port};
+}
+
+/// Could two TCP listeners on these hosts collide? Equal, a wildcard, or localhost's names.
+bool hosts_overlap(const std::string& a, const std::string& b) {
+    const auto wildcard = [](const std::string& h) { return h.empty() || h == "0.0.0.0" || h == "::"; };
+    const auto local = [](const std::string& h) { return h == "localhost" || h == "127.0.0.1" || h == "::1"; };
+    return a == b || wildcard(a) || wildcard(b) || (local(a) && local(b));
+}
+
+/// metrics.listen must not take a port a receive listener binds on an overlapping address: the
+/// second bind would fail at start (or, with SO_REUSEPORT, share the port and mix the streams).
+void check_metrics_port(const Config& config, ConfigErrors& errors) {
+    const auto metrics = split_listen(config.metrics.listen);
+    if (!metrics || !hosts_overlap(metrics->first, config.receive.listen)) return;
+    const auto clash = [&](unsigned port, const char* key) {
+        if (port != 0 && port == metrics->second)
+            errors.add("metrics.listen", "port " + std::to_string(port) + " is also " + key + " on " +
+                                             config.receive.listen + ": give the metrics endpoint its own port");
+    };
+    clash(config.receive.tcp_port, "receive.tcp_port");
+    if (!config.receive.tls_cert_file.empty()) clash(config.receive.tls_port, "receive.tls_port");
+}
+
+}  // namespace
+
 std::optional<Config> load_config_text(const std::string& text, const std::string& origin, ConfigErrors& errors,
                                        ConfigScope scope) {
     toml::table root;
@@ -391,6 +431,7 @@ std::optional<Config> load_config_text(const std::string& text, const std::strin
         errors.add("azure.drain_timeout_ms", "must be less than runtime.shutdown_timeout_ms (" +
                                                  std::to_string(config.runtime.shutdown_timeout_ms) +
                                                  "), which bounds the whole shutdown");
+    check_metrics_port(config, errors);
     rename_aliases();
     if (!errors.empty()) return std::nullopt;
     return config;

@@ -114,6 +114,35 @@ TEST(Config, TheSenderDrainMustFitInTheShutdownTime) {
     EXPECT_TRUE(has_error(errors, "azure.drain_timeout_ms: must be less than runtime.shutdown_timeout_ms")) << all(errors);
 }
 
+// The metrics endpoint and a receive listener on one TCP port: refused before start, not a
+// bind failure (or, with SO_REUSEPORT, one port serving both) at start.
+TEST(Config, TheMetricsPortMustNotBeAReceivePort) {
+    ConfigErrors errors;
+    EXPECT_FALSE(load_config_text(azure_minimal + "[receive]\ntcp_port = 9514\n", "<test>", errors));
+    EXPECT_TRUE(has_error(errors, "metrics.listen: port 9514 is also receive.tcp_port")) << all(errors);
+
+    errors = {};
+    EXPECT_FALSE(load_config_text(azure_minimal + "[receive]\nlisten = \"::\"\ntcp_port = 6514\n"
+                                                  "[metrics]\nlisten = \"[::1]:6514\"\n",
+                                  "<test>", errors));
+    EXPECT_TRUE(has_error(errors, "metrics.listen: port 6514 is also receive.tcp_port")) << all(errors);
+
+    errors = {};
+    EXPECT_FALSE(load_config_text(azure_minimal + "[receive]\ntls_port = 9514\ntls_cert_file = \"/nonexistent.pem\"\n"
+                                                  "tls_key_file = \"/nonexistent.key\"\n",
+                                  "<test>", errors));
+    EXPECT_TRUE(has_error(errors, "metrics.listen: port 9514 is also receive.tls_port")) << all(errors);
+
+    // Other addresses, UDP, or TLS off: no clash.
+    for (const std::string extra :
+         {"[receive]\nlisten = \"10.0.0.5\"\ntcp_port = 9514\n", "[receive]\nudp_port = 9514\n",
+          "[receive]\ntls_port = 9514\n", "[receive]\ntcp_port = 9514\n[metrics]\nlisten = \"\"\n"}) {
+        errors = {};
+        load_config_text(azure_minimal + extra, "<test>", errors);
+        EXPECT_FALSE(has_error(errors, "metrics.listen")) << extra << all(errors);
+    }
+}
+
 TEST(Config, ReportsTomlSyntaxErrorsWithLineAndColumn) {
     ConfigErrors errors;
     EXPECT_FALSE(load_config_text("[receive]\nudp_port = = 3\n", "cefd.toml", errors));
