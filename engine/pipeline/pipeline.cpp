@@ -11,6 +11,7 @@
 #include "engine/log.h"
 #include "engine/record.h"
 #include "engine/runtime/threads.h"
+#include "stages/receive/engine_choice.h"
 
 namespace cefd {
 namespace {
@@ -96,6 +97,10 @@ Result<std::unique_ptr<Pipeline>> Pipeline::build(const Config& config) {
     // One lane per worker: receive -> ring -> parse -> dedupe -> batch -> spool.
     const unsigned lanes = c.runtime.workers != 0 ? c.runtime.workers
                                                   : static_cast<unsigned>(std::max<std::size_t>(1, allowed_cores().size()));
+    // receive.engine = "auto": measured (or remembered from an earlier start in the spool
+    // directory) once, here, before any lane opens; every lane then runs the same engine.
+    if (c.receive.engine == ReceiveConfig::Engine::automatic)
+        (void)receive::automatic_engine(c.receive, c.spool.dir + "/" + std::string(Spool::receive_engine_file));
     for (unsigned i = 0; i < lanes; ++i) {
         Lane& lane = p->lanes_.emplace_back(c, i, *p->spool_);
         auto receiver = Receiver::open(c.receive, i, lane.ring, lanes);

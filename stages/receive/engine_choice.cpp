@@ -3,6 +3,7 @@
 #include <netinet/in.h>
 #include <pthread.h>
 #include <sys/socket.h>
+#include <sys/utsname.h>
 #include <time.h>
 
 #include <algorithm>
@@ -10,6 +11,9 @@
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
+#include <ctime>
+#include <optional>
 #include <thread>
 #include <vector>
 
@@ -207,33 +211,133 @@ EngineChoice decide_engine(std::span<const double> uring_us, std::span<const dou
     return choice;
 }
 
-const EngineChoice& automatic_engine(const ReceiveConfig& config) {
-    static const EngineChoice choice = [&] {
-        EngineChoice fallback;
-        if (const Status& probe = probe_uring(); !probe.ok()) {
-            fallback.why = "auto: io_uring unusable here (" + probe.error().message + "), so recvmmsg";
-            return fallback;
-        }
-        const std::int64_t started = monotonic_ns();
-        constexpr std::uint32_t datagrams = 8'192;  // 32 ms per round at 256k/s
-        std::vector<double> uring;
-        std::vector<double> recvmmsg;
-        for (int round = 0; round < 2; ++round) {
-            for (const auto engine : {ReceiveConfig::Engine::io_uring, ReceiveConfig::Engine::recvmmsg}) {
-                auto cost = measure_engine(engine, config, datagrams);
-                if (!cost) {
-                    fallback.why = "auto: calibration failed (" + cost.error().describe() + "), so recvmmsg";
-                    return fallback;
-                }
-                (engine == ReceiveConfig::Engine::io_uring ? uring : recvmmsg)
-                    .push_back(cost.value().us_per_datagram());
+namespace {
+
+// What a measurement depends on: the kernel, the CPU, and the buffer settings the engines ran with.
+std::string machine_key(const ReceiveConfig& config) {
+    utsname names{};
+    std::string kernel = ::uname(&names) == 0 ? names.release : "unknown";
+    std::string cpu = "unknown";
+    if (std::FILE* file = std::fopen("/proc/cpuinfo", "r")) {
+        char line[256];
+        while (std::fgets(line, sizeof line, file) != nullptr) {
+            const std::string_view text = line;
+            if (!text.starts_with("model name")) continue;
+            const auto colon = text.find(':');
+            if (colon != std::string_view::npos) {
+                cpu = std::string(text.substr(colon + 1));
+                while (!cpu.empty() && (cpu.front() == ' ' || cpu.front() == '\t')) cpu.erase(0, 1);
+                while (!cpu.empty() && (cpu.back() == '\n' || cpu.back() == ' ')) cpu.pop_back();
             }
+            break;
         }
-        EngineChoice decided = decide_engine(uring, recvmmsg);
-        decided.why = "auto: measured in " + std::to_string((monotonic_ns() - started) / 1'000'000) +
-                      " ms at start: " + decided.why;
-        return decided;
-    }();
+        std::fclose(file);
+    }
+    return "kernel " + kernel + "; cpu " + cpu + "; cpus " + std::to_string(std::thread::hardware_concurrency()) +
+           "; buffers_per_core " + std::to_string(config.buffers_per_core) + "; rcvbuf " +
+           std::to_string(std::min(config.rcvbuf_bytes, receive_buffer_cap()));
+}
+
+std::string utc_now() {
+    const std::time_t now = std::time(nullptr);
+    std::tm tm{};
+    ::gmtime_r(&now, &tm);
+    char text[32];
+    std::strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    return text;
+}
+
+// The choice in `path` if it was measured with `key`; nullopt when absent, stale or unreadable.
+std::optional<EngineChoice> read_remembered(const std::string& path, const std::string& key) {
+    std::FILE* file = std::fopen(path.c_str(), "r");
+    if (file == nullptr) return std::nullopt;
+    std::string file_key, engine, why, measured;
+    char buffer[1024];
+    while (std::fgets(buffer, sizeof buffer, file) != nullptr) {
+        std::string line = buffer;
+        if (!line.empty() && line.back() == '\n') line.pop_back();
+        const auto equals = line.find('=');
+        if (line.starts_with("#") || equals == std::string::npos) continue;
+        const std::string name = line.substr(0, equals);
+        std::string value = line.substr(equals + 1);
+        if (name == "key") file_key = std::move(value);
+        if (name == "engine") engine = std::move(value);
+        if (name == "why") why = std::move(value);
+        if (name == "measured") measured = std::move(value);
+    }
+    std::fclose(file);
+    if (file_key != key || why.empty() || measured.empty()) return std::nullopt;
+    EngineChoice choice;
+    if (engine == "io_uring") {
+        choice.engine = ReceiveConfig::Engine::io_uring;
+    } else if (engine == "recvmmsg") {
+        choice.engine = ReceiveConfig::Engine::recvmmsg;
+    } else {
+        return std::nullopt;
+    }
+    choice.why = "auto: measured at " + measured + " on this kernel and CPU, remembered in " + path + ": " + why +
+                 " (delete the file to measure again)";
+    return choice;
+}
+
+void remember(const std::string& path, const std::string& key, const EngineChoice& choice, const std::string& why) {
+    const std::string temporary = path + ".tmp";
+    std::FILE* file = std::fopen(temporary.c_str(), "w");
+    bool ok = file != nullptr;
+    if (ok) {
+        ok = std::fprintf(
+                 file,
+                 "# receive.engine = \"auto\": the engine measured cheaper at start, reused while key= matches.\n"
+                 "# Delete this file to measure again at the next start.\n"
+                 "key=%s\nengine=%s\nwhy=%s\nmeasured=%s\n",
+                 key.c_str(), engine_word(choice.engine), why.c_str(), utc_now().c_str()) > 0;
+        ok = std::fclose(file) == 0 && ok;
+    }
+    if (ok && std::rename(temporary.c_str(), path.c_str()) == 0) return;
+    const int error = errno;
+    std::remove(temporary.c_str());
+    CEFD_LOG(warn, "receive: cannot remember the measured engine in %s (%s); the next start measures again",
+             path.c_str(), std::strerror(error));
+}
+
+}  // namespace
+
+EngineChoice choose_automatic_engine(const ReceiveConfig& config, const std::string& state_file) {
+    EngineChoice fallback;
+    if (const Status& probe = probe_uring(); !probe.ok()) {
+        fallback.why = "auto: io_uring unusable here (" + probe.error().message + "), so recvmmsg";
+        return fallback;
+    }
+    const std::string key = machine_key(config);
+    if (!state_file.empty())
+        if (auto remembered = read_remembered(state_file, key)) return *std::move(remembered);
+    const std::int64_t started = monotonic_ns();
+    constexpr std::uint32_t datagrams = 8'192;  // 32 ms per round at 256k/s
+    std::vector<double> uring;
+    std::vector<double> recvmmsg;
+    for (int round = 0; round < 2; ++round) {
+        for (const auto engine : {ReceiveConfig::Engine::io_uring, ReceiveConfig::Engine::recvmmsg}) {
+            auto cost = measure_engine(engine, config, datagrams);
+            if (!cost) {
+                fallback.why = "auto: calibration failed (" + cost.error().describe() + "), so recvmmsg";
+                return fallback;
+            }
+            (engine == ReceiveConfig::Engine::io_uring ? uring : recvmmsg).push_back(cost.value().us_per_datagram());
+        }
+    }
+    EngineChoice decided = decide_engine(uring, recvmmsg);
+    const std::string figures = decided.why;
+    decided.why =
+        "auto: measured in " + std::to_string((monotonic_ns() - started) / 1'000'000) + " ms at start: " + figures;
+    if (!state_file.empty()) {
+        remember(state_file, key, decided, figures);
+        decided.why += "; remembered in " + state_file;
+    }
+    return decided;
+}
+
+const EngineChoice& automatic_engine(const ReceiveConfig& config, const std::string& state_file) {
+    static const EngineChoice choice = choose_automatic_engine(config, state_file);
     return choice;
 }
 

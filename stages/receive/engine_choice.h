@@ -5,9 +5,11 @@
 // does not guess: once per process, before the lanes open, it runs each engine on a private
 // loopback socket (127.0.0.1, an ephemeral port; the configured ports are not touched), sends it
 // the same ~850-byte CEF datagrams paced at 256k/s, and takes the receive thread's CPU time per
-// datagram, alternating the engines over two rounds each (about 0.2 s in all). io_uring is chosen
+// datagram, alternating the engines over two rounds each (about 0.25 s in all). io_uring is chosen
 // only if it is at least 10% cheaper in every round; otherwise recvmmsg, the engine that needs
-// nothing of the kernel beyond epoll. The start-up line gives both figures.
+// nothing of the kernel beyond epoll. The start-up line gives both figures. The result is kept in
+// the spool directory (RECEIVE-ENGINE) and reused while the kernel, CPU and buffer settings are the
+// same, so restarts do not leave the ports closed for the measurement.
 #pragma once
 
 #include <cstdint>
@@ -45,8 +47,15 @@ struct EngineChoice {
 /// verdict. Pure, for tests.
 EngineChoice decide_engine(std::span<const double> uring_us, std::span<const double> recvmmsg_us);
 
-/// What "auto" runs in this process: probes io_uring, measures both engines once (the first
-/// call, with its config's buffer settings) and returns the same choice to every later call.
-const EngineChoice& automatic_engine(const ReceiveConfig& config);
+/// What "auto" runs: probes io_uring and measures both engines. With `state_file`, a choice
+/// measured before with the same kernel, CPU and buffer settings (its key= line) is read from it
+/// instead, so a restart binds its ports without the 0.25 s of measuring; a new measurement is
+/// written to it (a failure to write is logged, not fatal). Delete the file to measure again.
+EngineChoice choose_automatic_engine(const ReceiveConfig& config, const std::string& state_file = {});
+
+/// choose_automatic_engine once per process: the first call decides (Pipeline::build makes it,
+/// with the spool directory's RECEIVE-ENGINE file, before any lane opens); every later call,
+/// whatever its arguments, returns the same choice.
+const EngineChoice& automatic_engine(const ReceiveConfig& config, const std::string& state_file = {});
 
 }  // namespace cefd::receive

@@ -49,6 +49,7 @@ Status Spool::Impl::open() {
         while (const dirent* entry = ::readdir(dir)) {
             const std::string_view name = entry->d_name;
             if (name == "." || name == ".." || name == "LOCK" || name == "IDS" || name == "corrupt") continue;
+            if (name == receive_engine_file) continue;
             // The spool directory may be a file system's root; fsck owns lost+found.
             if (name == "lost+found") continue;
             std::uint64_t seq = 0;

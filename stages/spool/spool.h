@@ -25,6 +25,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include "engine/batch_types.h"
 #include "engine/config/config_errors.h"
@@ -92,6 +93,10 @@ class Spool final : public BatchSink, public BatchSource {
 public:
     static Result<std::unique_ptr<Spool>> open(const SpoolConfig& config);
     ~Spool() override;
+
+    /// A file in the spool directory that is not the spool's but is left alone by recovery:
+    /// the receive engine that receive.engine = "auto" measured (stages/receive/engine_choice.h).
+    static constexpr std::string_view receive_engine_file = "RECEIVE-ENGINE";
 
     bool accept(SealedBatch&& batch) override;
     std::optional<SpooledBatch> next(std::int64_t timeout_ns) override;

@@ -25,12 +25,14 @@ std::string engine_config(const TempDir& dir, int port, const std::string& engin
 
 /// Starts cefd with `engine`; returns its stderr once it is running (or has exited), and the
 /// /metrics page it served while running in `metrics` (if given).
-std::string start_up_log(const std::string& engine, int* exit_code, std::string* metrics = nullptr) {
-    TempDir dir;
+std::string start_up_log(const TempDir& dir, const std::string& engine, int* exit_code,
+                         std::string* metrics = nullptr) {
     const int port = free_port();
     const int metrics_port = free_port();
     write_file(dir.file("cefd.toml"), engine_config(dir, port, engine, metrics_port));
-    Process cefd({cefd_binary(), "run", "--config", dir.file("cefd.toml")}, dir.path(), "cefd");
+    static int starts = 0;  // each start its own log file in `dir`
+    Process cefd({cefd_binary(), "run", "--config", dir.file("cefd.toml")}, dir.path(),
+                 "cefd-" + std::to_string(++starts));
     const bool up = wait_until(std::chrono::seconds(20), [&] {
         return cefd.err().find("running") != std::string::npos || !cefd.running();
     });
@@ -44,6 +46,11 @@ std::string start_up_log(const std::string& engine, int* exit_code, std::string*
         *exit_code = cefd.wait(std::chrono::seconds(5));
     }
     return cefd.err();
+}
+
+std::string start_up_log(const std::string& engine, int* exit_code, std::string* metrics = nullptr) {
+    TempDir dir;
+    return start_up_log(dir, engine, exit_code, metrics);
 }
 
 int count(const std::string& text, const std::string& what) {
@@ -79,6 +86,36 @@ TEST(EngineAuto, AutoNamesTheEngineItMeasuredAndRuns) {
     // Every lane runs the named engine.
     EXPECT_EQ(engine_in_metrics(metrics, 0), named) << metrics;
     EXPECT_EQ(engine_in_metrics(metrics, 1), named) << metrics;
+}
+
+/// The engine a start-up line names ("" if none).
+std::string named_engine(const std::string& err) {
+    const std::string key = "receive engine: ";
+    const std::size_t at = err.find(key);
+    if (at == std::string::npos) return "";
+    return err.substr(at + key.size(), err.find(' ', at + key.size()) - at - key.size());
+}
+
+// A restart reuses the engine measured at the first start (the spool directory's RECEIVE-ENGINE),
+// and the spool leaves that file alone (it moved any other stray file to corrupt/).
+TEST(EngineAuto, ARestartRunsTheEngineMeasuredBeforeWithoutMeasuring) {
+    TempDir dir;
+    int code = -1;
+    const std::string first = start_up_log(dir, "auto", &code);
+    EXPECT_EQ(code, 0) << first;
+    if (first.find("io_uring unusable here") != std::string::npos) GTEST_SKIP() << "nothing is measured here";
+    EXPECT_EQ(count(first, "(auto: measured in "), 1) << first;
+    EXPECT_EQ(count(first, "remembered in " + dir.file("spool") + "/RECEIVE-ENGINE"), 1) << first;
+
+    std::string metrics;
+    const std::string second = start_up_log(dir, "auto", &code, &metrics);
+    EXPECT_EQ(code, 0) << second;
+    EXPECT_EQ(count(second, "(auto: measured in "), 0) << second;
+    EXPECT_EQ(count(second, "on this kernel and CPU, remembered in " + dir.file("spool") + "/RECEIVE-ENGINE"), 1)
+        << second;
+    EXPECT_EQ(named_engine(second), named_engine(first)) << second;
+    EXPECT_EQ(engine_in_metrics(metrics, 0), named_engine(first)) << metrics;
+    EXPECT_NE(metrics.find("\ncefd_spool_unknown_files_total 0\n"), std::string::npos) << metrics;
 }
 
 TEST(EngineAuto, ForcedRecvmmsgNamesRecvmmsg) {

@@ -75,6 +75,50 @@ TEST_P(MeasureEngine, CountsWhatItReceivesAndItsCpu) {
 INSTANTIATE_TEST_SUITE_P(Engines, MeasureEngine, ::testing::Values(Engine::io_uring, Engine::recvmmsg),
                          [](const auto& info) { return info.param == Engine::io_uring ? "io_uring" : "recvmmsg"; });
 
+// A restart on the same machine reads the engine measured before instead of measuring again.
+TEST(ChooseAutomaticEngine, RemembersTheMeasurementAndReusesItWhileTheKeyMatches) {
+    if (!probe_uring().ok()) GTEST_SKIP() << "io_uring unusable: nothing is measured";
+    test::TempDir dir;
+    const std::string state = dir.file("RECEIVE-ENGINE");
+    const EngineChoice measured = choose_automatic_engine(ReceiveConfig{}, state);
+    EXPECT_NE(measured.why.find("measured in "), std::string::npos) << measured.why;
+    EXPECT_NE(measured.why.find("remembered in " + state), std::string::npos) << measured.why;
+    const std::string written = test::read_file(state);
+    const std::string name = measured.engine == Engine::io_uring ? "io_uring" : "recvmmsg";
+    EXPECT_NE(written.find("\nengine=" + name + "\n"), std::string::npos) << written;
+
+    // The file decides: make it name the other engine, and the next choice follows it.
+    const std::string other = name == "io_uring" ? "recvmmsg" : "io_uring";
+    std::string edited = written;
+    edited.replace(edited.find("\nengine=" + name), name.size() + 8, "\nengine=" + other);
+    test::write_file(state, edited, 0644);
+    const EngineChoice remembered = choose_automatic_engine(ReceiveConfig{}, state);
+    EXPECT_EQ(remembered.engine, name == "io_uring" ? Engine::recvmmsg : Engine::io_uring) << remembered.why;
+    EXPECT_NE(remembered.why.find("remembered in " + state), std::string::npos) << remembered.why;
+    EXPECT_NE(remembered.why.find(" vs recvmmsg "), std::string::npos) << remembered.why;
+    EXPECT_EQ(remembered.why.find("measured in "), std::string::npos) << remembered.why;
+
+    // Other buffer settings: a different key, so it measures again and rewrites the file.
+    ReceiveConfig fewer_buffers;
+    fewer_buffers.buffers_per_core = 64;
+    const EngineChoice again = choose_automatic_engine(fewer_buffers, state);
+    EXPECT_NE(again.why.find("measured in "), std::string::npos) << again.why;
+    EXPECT_NE(test::read_file(state).find("buffers_per_core 64"), std::string::npos);
+}
+
+TEST(ChooseAutomaticEngine, AGarbledFileIsMeasuredAgainAndAnUnwritableOneIsNotFatal) {
+    if (!probe_uring().ok()) GTEST_SKIP() << "io_uring unusable: nothing is measured";
+    test::TempDir dir;
+    const std::string state = dir.file("RECEIVE-ENGINE");
+    test::write_file(state, std::string("key=\xff\x00garbage\nengine=fastest\n", 30), 0644);
+    const EngineChoice choice = choose_automatic_engine(ReceiveConfig{}, state);
+    EXPECT_NE(choice.why.find("measured in "), std::string::npos) << choice.why;
+    EXPECT_NE(test::read_file(state).find("\nmeasured="), std::string::npos);
+
+    const EngineChoice nowhere = choose_automatic_engine(ReceiveConfig{}, dir.file("missing/RECEIVE-ENGINE"));
+    EXPECT_NE(nowhere.why.find("measured in "), std::string::npos) << nowhere.why;
+}
+
 TEST(AutomaticEngine, MeasuresOnceAndSaysWhy) {
     const EngineChoice& first = automatic_engine(ReceiveConfig{});
     const EngineChoice& second = automatic_engine(ReceiveConfig{});
