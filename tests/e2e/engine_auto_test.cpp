@@ -12,13 +12,14 @@
 namespace cefd::test {
 namespace {
 
-/// A config that `run` accepts without Azure (auth none, a dead endpoint), with `engine`.
+/// A config that `run` accepts without Azure (auth none, a dead endpoint), with `engine`; it
+/// waits 0.2 s, not 10, for that endpoint when stopped.
 std::string engine_config(const TempDir& dir, int port, const std::string& engine, int metrics_port) {
     return "[runtime]\nworkers = 2\n[receive]\nudp_port = " + std::to_string(port) +
            "\ntcp_port = " + std::to_string(port) + "\nengine = \"" + engine + "\"\n[spool]\ndir = \"" +
            dir.file("spool") +
            "\"\n[azure]\nauth = \"none\"\nendpoint = \"https://127.0.0.1:1\"\n"
-           "dcr_id = \"dcr-00000000000000000000000000000000\"\ndead_letter_dir = \"" +
+           "dcr_id = \"dcr-00000000000000000000000000000000\"\ndrain_timeout_ms = 200\ndead_letter_dir = \"" +
            dir.file("dl") + "\"\n[metrics]\nlog_interval_s = 0\nlisten = \"127.0.0.1:" + std::to_string(metrics_port) +
            "\"\n";
 }
