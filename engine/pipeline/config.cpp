@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include <algorithm>
 #include <bit>
 #include <fstream>
 #include <functional>
@@ -22,6 +23,7 @@
 #include <toml++/toml.h>
 
 #include "engine/log.h"
+#include "engine/pipeline/check_startup.h"
 #include "engine/pipeline/config_keys.h"
 
 namespace cefd {
@@ -335,21 +337,6 @@ void MetricsConfig::validate(ConfigErrors& errors) const {
 
 namespace {
 
-/// "host:port" or "[v6]:port" split into the host (brackets removed) and the port; nullopt when
-/// the port is not a number.
-std::optional<std::pair<std::string, unsigned>> split_listen(const std::string& listen) {
-    const auto colon = listen.rfind(':');
-    if (colon == std::string::npos || colon + 1 >= listen.size()) return std::nullopt;
-    unsigned port = 0;
-    for (char c : listen.substr(colon + 1)) {
-        if (c < '0' || c > '9' || port > 65'535) return std::nullopt;
-        port = port * 10 + static_cast<unsigned>(c - '0');
-    }
-    std::string host = listen.substr(0, colon);
-    if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
-    return std::pair{host, port};
-}
-
 /// Could two TCP listeners on these hosts collide? Equal, a wildcard, or localhost's names.
 bool hosts_overlap(const std::string& a, const std::string& b) {
     const auto wildcard = [](const std::string& h) { return h.empty() || h == "0.0.0.0" || h == "::"; };
@@ -357,18 +344,20 @@ bool hosts_overlap(const std::string& a, const std::string& b) {
     return a == b || wildcard(a) || wildcard(b) || (local(a) && local(b));
 }
 
-/// metrics.listen must not take a port a receive listener binds on an overlapping address: the
-/// second bind would fail at start (or, with SO_REUSEPORT, share the port and mix the streams).
+/// metrics.listen must not take a port a receive TCP/TLS listener binds on an overlapping address:
+/// the second bind would fail at start (or, with SO_REUSEPORT, share the port and mix the streams).
+/// The listeners are check-config's own list (listeners_of); tcp_port against tls_port is
+/// ReceiveConfig::validate's.
 void check_metrics_port(const Config& config, ConfigErrors& errors) {
-    const auto metrics = split_listen(config.metrics.listen);
-    if (!metrics || !hosts_overlap(metrics->first, config.receive.listen)) return;
-    const auto clash = [&](unsigned port, const char* key) {
-        if (port != 0 && port == metrics->second)
-            errors.add("metrics.listen", "port " + std::to_string(port) + " is also " + key + " on " +
-                                             config.receive.listen + ": give the metrics endpoint its own port");
-    };
-    clash(config.receive.tcp_port, "receive.tcp_port");
-    if (!config.receive.tls_cert_file.empty()) clash(config.receive.tls_port, "receive.tls_port");
+    const std::vector<Listener> listeners = listeners_of(config);
+    const auto metrics =
+        std::find_if(listeners.begin(), listeners.end(), [](const Listener& l) { return l.key == "metrics.listen"; });
+    if (metrics == listeners.end()) return;
+    for (const Listener& other : listeners)
+        if (&other != &*metrics && !other.udp && other.port == metrics->port &&
+            hosts_overlap(metrics->host, other.host))
+            errors.add("metrics.listen", "port " + std::to_string(other.port) + " is also " + other.key + " on " +
+                                             other.host + ": give the metrics endpoint its own port");
 }
 
 }  // namespace

@@ -81,12 +81,13 @@ Result<std::unique_ptr<Receiver>> Receiver::open(const ReceiveConfig& config, un
                                                  ByteRing& ring, unsigned lanes) {
     // engine = "auto": the engine measured cheaper per datagram on this machine at start
     // (engine_choice.h), the same for every lane. A forced io_uring that cannot run fails here.
-    const bool automatic = config.engine == ReceiveConfig::Engine::automatic;
-    const receive::EngineChoice* choice = automatic ? &receive::automatic_engine(config) : nullptr;
-    const bool use_uring = automatic ? choice->engine == ReceiveConfig::Engine::io_uring
-                                     : config.engine == ReceiveConfig::Engine::io_uring;
-    const char* why = automatic ? choice->why.c_str() : "configured";
-    if (use_uring && !automatic) {
+    bool use_uring = config.engine == ReceiveConfig::Engine::io_uring;
+    const char* why = "configured";
+    if (config.engine == ReceiveConfig::Engine::automatic) {
+        const receive::EngineChoice& choice = receive::automatic_engine(config);
+        use_uring = choice.engine == ReceiveConfig::Engine::io_uring;
+        why = choice.why.c_str();
+    } else if (use_uring) {
         const Status& probe = receive::probe_uring();
         if (!probe.ok())
             return Error{Errc::uring_unavailable, probe.error().sys,
