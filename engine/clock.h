@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <ctime>
+#include <string>
 
 namespace cefd {
 
@@ -17,6 +18,16 @@ inline std::int64_t monotonic_ns() noexcept {
     timespec ts{};
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return static_cast<std::int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
+}
+
+/// `seconds` since the epoch as "YYYY-MM-DDTHH:MM:SSZ" (UTC), to the second: how cefd writes a
+/// time a person or Azure reads outside the rows (check, dead letters, remembered measurements).
+inline std::string utc_iso8601(std::time_t seconds) {
+    std::tm tm{};
+    ::gmtime_r(&seconds, &tm);
+    char text[32];
+    std::strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    return text;
 }
 
 }  // namespace cefd

@@ -4,6 +4,7 @@
 #include <ctime>
 #include <optional>
 
+#include "engine/clock.h"
 #include "engine/pipeline/check_steps.h"
 #include "stages/send/assertion.h"
 #include "stages/send/token.h"
@@ -66,11 +67,7 @@ CheckStep ingestion_step(const AzureConfig& azure, const AzureTarget& target, co
     const std::string step = "ingestion " + target.dcr_id + "/" + target.stream;
     const std::string url = target.endpoint + "/dataCollectionRules/" + target.dcr_id + "/streams/" + target.stream +
                             "?api-version=2023-01-01";
-    char now[40];
-    const std::time_t t = std::time(nullptr);
-    std::tm tm{};
-    ::gmtime_r(&t, &tm);
-    std::strftime(now, sizeof now, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    const std::string now = utc_iso8601(std::time(nullptr));
     const std::string body = std::string("[{\"TimeGenerated\":\"") + now +
                              "\",\"DeviceVendor\":\"cefd\",\"DeviceProduct\":\"cefd check\",\"Activity\":\"cefd check "
                              "direct request\",\"AdditionalExtensions\":\"cefdCheckMarker=" + marker + "\"}]";

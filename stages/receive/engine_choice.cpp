@@ -238,15 +238,6 @@ std::string machine_key(const ReceiveConfig& config) {
            std::to_string(std::min(config.rcvbuf_bytes, receive_buffer_cap()));
 }
 
-std::string utc_now() {
-    const std::time_t now = std::time(nullptr);
-    std::tm tm{};
-    ::gmtime_r(&now, &tm);
-    char text[32];
-    std::strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%SZ", &tm);
-    return text;
-}
-
 // The choice in `path` if it was measured with `key`; nullopt when absent, stale or unreadable.
 std::optional<EngineChoice> read_remembered(const std::string& path, const std::string& key) {
     std::FILE* file = std::fopen(path.c_str(), "r");
@@ -290,7 +281,7 @@ void remember(const std::string& path, const std::string& key, const EngineChoic
                  "# receive.engine = \"auto\": the engine measured cheaper at start, reused while key= matches.\n"
                  "# Delete this file to measure again at the next start.\n"
                  "key=%s\nengine=%s\nwhy=%s\nmeasured=%s\n",
-                 key.c_str(), engine_word(choice.engine), why.c_str(), utc_now().c_str()) > 0;
+                 key.c_str(), engine_word(choice.engine), why.c_str(), utc_iso8601(std::time(nullptr)).c_str()) > 0;
         ok = std::fclose(file) == 0 && ok;
     }
     if (ok && std::rename(temporary.c_str(), path.c_str()) == 0) return;

@@ -72,8 +72,7 @@ Status write_dead_letter(const std::string& dir, const SealedBatch& batch, const
     gmtime_r(&seconds, &tm);
     char stamp[32];
     std::strftime(stamp, sizeof stamp, "%Y%m%dT%H%M%SZ", &tm);
-    char iso[40];
-    std::strftime(iso, sizeof iso, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    const std::string iso = utc_iso8601(seconds);
     const std::string base = dir + "/" + stamp + "-" + letter.request_id;
 
     const auto json = gunzip_body(batch.body, batch.json_bytes);

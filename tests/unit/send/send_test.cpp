@@ -271,6 +271,14 @@ TEST(Sender, DeadLetters403WithMetadata) {
     const std::string meta = test::read_file(files[1]);
     EXPECT_NE(meta.find("\"status\":403"), std::string::npos) << meta;
     EXPECT_NE(meta.find(azure.last_request_id()), std::string::npos) << meta;
+    // When it was written, as UTC ISO 8601 to the second.
+    const auto time_at = meta.find("\"time\":\"");
+    ASSERT_NE(time_at, std::string::npos) << meta;
+    const std::string time = meta.substr(time_at + 8, 20);
+    EXPECT_EQ(time.size(), 20U) << meta;
+    EXPECT_TRUE(time[4] == '-' && time[7] == '-' && time[10] == 'T' && time[13] == ':' && time[16] == ':' &&
+                time[19] == 'Z')
+        << time;
     const std::string compressed = test::read_file(files[0]);
     std::string json(ZSTD_getFrameContentSize(compressed.data(), compressed.size()), '\0');
     json.resize(ZSTD_decompress(json.data(), json.size(), compressed.data(), compressed.size()));
