@@ -64,24 +64,56 @@ constexpr std::array<char, 256> make_escapes() {
 }
 constexpr std::array<char, 256> escapes = make_escapes();
 
+#if defined(__SSE2__)
+/// One bit per byte of `v` that needs an escape (below 0x20, '"', '\\', DEL).
+inline unsigned escape_mask(__m128i v) noexcept {
+    const __m128i control = _mm_cmpeq_epi8(_mm_min_epu8(v, _mm_set1_epi8(0x1F)), v);  // unsigned < 0x20
+    const __m128i special =
+        _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('"')), _mm_cmpeq_epi8(v, _mm_set1_epi8('\\'))),
+                     _mm_cmpeq_epi8(v, _mm_set1_epi8(0x7F)));
+    return static_cast<unsigned>(_mm_movemask_epi8(_mm_or_si128(control, special)));
+}
+
+/// `width` (4 or 8) bytes at `p` in the low lanes of a vector, read without passing p + width.
+template <std::size_t width>
+inline __m128i load_low(const char* p) noexcept {
+    if constexpr (width == 8) {
+        return _mm_loadl_epi64(reinterpret_cast<const __m128i*>(p));
+    } else {
+        std::int32_t v;
+        std::memcpy(&v, p, sizeof v);
+        return _mm_cvtsi32_si128(v);
+    }
+}
+
+/// The last n (width <= n < 2 * width) bytes of a run: two overlapping loads of `width` bytes,
+/// stored the same way if neither needs an escape. False (nothing written) otherwise.
+template <std::size_t width>
+inline bool copy_short_clean(const char* p, std::size_t n, char* out) noexcept {
+    const __m128i head = load_low<width>(p);
+    const __m128i tail = load_low<width>(p + n - width);
+    constexpr unsigned lanes = (1U << width) - 1;
+    if (((escape_mask(head) | escape_mask(tail)) & lanes) != 0) return false;
+    char bytes[2 * width];
+    std::memcpy(bytes, &head, width);
+    std::memcpy(bytes + width, &tail, width);
+    std::memcpy(out, bytes, width);
+    std::memcpy(out + n - width, bytes + width, width);
+    return true;
+}
+#endif
+
 /// Copies the bytes of [p, end) up to the first one that needs an escape to `out` (advanced
 /// past them) and returns a pointer to that byte, or `end`.
 inline const char* copy_clean_run(const char* p, const char* const end, char*& out) noexcept {
 #if defined(__SSE2__)
-    const __m128i below_space = _mm_set1_epi8(0x1F);
-    const __m128i quote = _mm_set1_epi8('"');
-    const __m128i backslash = _mm_set1_epi8('\\');
-    const __m128i del = _mm_set1_epi8(0x7F);
     while (end - p >= 16) {
         const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
         // All 16 bytes are stored, even those past the run: 16 input bytes remain, each writes
         // at least one output byte, so the store stays inside this string's own output, and
         // what follows the run is written over by the escape and the rest of the value.
         _mm_storeu_si128(reinterpret_cast<__m128i*>(out), v);
-        const __m128i control = _mm_cmpeq_epi8(_mm_min_epu8(v, below_space), v);  // unsigned < 0x20
-        const __m128i special = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, backslash)),
-                                             _mm_cmpeq_epi8(v, del));
-        const auto mask = static_cast<unsigned>(_mm_movemask_epi8(_mm_or_si128(control, special)));
+        const unsigned mask = escape_mask(v);
         if (mask != 0) {
             const auto clean = static_cast<std::size_t>(__builtin_ctz(mask));
             out += clean;
@@ -89,6 +121,13 @@ inline const char* copy_clean_run(const char* p, const char* const end, char*& o
         }
         p += 16;
         out += 16;
+    }
+    // Fewer than 16 bytes left (most values: addresses, ports, names): two overlapping 8- or
+    // 4-byte loads when none needs an escape; the byte loop below only for 1-3 bytes or an escape.
+    const auto n = static_cast<std::size_t>(end - p);
+    if (n >= 8 ? copy_short_clean<8>(p, n, out) : n >= 4 && copy_short_clean<4>(p, n, out)) {
+        out += n;
+        return end;
     }
 #endif
     while (p < end && escapes[static_cast<unsigned char>(*p)] == 0) *out++ = *p++;

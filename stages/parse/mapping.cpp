@@ -2,6 +2,7 @@
 
 #include <array>
 #include <bit>
+#include <cstring>
 #include <limits>
 
 namespace cefd {
@@ -178,11 +179,39 @@ std::optional<std::int64_t> parse_iso(std::string_view s) noexcept {
 
 }  // namespace
 
+namespace {
+
+/// a == b for two keys of the same length `n`, inline instead of a call to memcmp (which was
+/// 12 % of the parse kernel): overlapping 8- or 4-byte loads, every one inside both keys.
+inline bool same_bytes(const char* a, const char* b, std::size_t n) noexcept {
+    const auto load8 = [](const char* p) {
+        std::uint64_t v;
+        std::memcpy(&v, p, sizeof v);
+        return v;
+    };
+    const auto load4 = [](const char* p) {
+        std::uint32_t v;
+        std::memcpy(&v, p, sizeof v);
+        return v;
+    };
+    if (n >= 8) {
+        for (std::size_t i = 0; i + 8 < n; i += 8)
+            if (load8(a + i) != load8(b + i)) return false;
+        return load8(a + n - 8) == load8(b + n - 8);
+    }
+    if (n >= 4) return load4(a) == load4(b) && load4(a + n - 4) == load4(b + n - 4);
+    for (std::size_t i = 0; i < n; ++i)
+        if (a[i] != b[i]) return false;
+    return true;
+}
+
+}  // namespace
+
 std::optional<Column> column_for_cef_key(std::string_view key) noexcept {
     std::size_t slot = key_hash(key) & (key_slots - 1);
     // Bounded: the table is never full, so an empty slot ends every probe.
-    while (!key_table[slot].key.empty()) {
-        if (key_table[slot].key == key) return key_table[slot].column;
+    for (const KeySlot* s = &key_table[slot]; !s->key.empty(); s = &key_table[slot]) {
+        if (s->key.size() == key.size() && same_bytes(s->key.data(), key.data(), key.size())) return s->column;
         slot = (slot + 1) & (key_slots - 1);
     }
     return std::nullopt;

@@ -42,6 +42,26 @@ TEST(CefMapping, LeavesLongFormsUnknownKeysAndOtherCaseUnmapped) {
     EXPECT_FALSE(column_for_cef_key(""));
 }
 
+TEST(CefMapping, AKeyWithAnyOneByteChangedOrCutShortIsNotThatKey) {
+    // The lookup compares keys by word-sized loads: each byte of each length must still count.
+    for (std::size_t i = 0; i < column_count; ++i) {
+        const std::string_view key = columns[i].cef_key;
+        if (key.empty() || key.find(':') != std::string_view::npos) continue;
+        const auto column = column_for_cef_key(key);
+        ASSERT_TRUE(column) << key;
+        for (std::size_t at = 0; at < key.size(); ++at) {
+            std::string changed(key);
+            changed[at] = static_cast<char>(changed[at] ^ 0x01);
+            const auto found = column_for_cef_key(changed);
+            EXPECT_TRUE(!found || *found != *column) << key << " changed at " << at << ": " << changed;
+            const std::string_view cut = key.substr(0, at);
+            const auto shorter = column_for_cef_key(cut);
+            EXPECT_TRUE(!shorter || *shorter != *column) << key << " cut to " << cut;
+        }
+        EXPECT_NE(column_for_cef_key(std::string(key) + "x"), column) << key;
+    }
+}
+
 TEST(CefNumbers, AcceptsIntegersInRangeAndNormalisesThem) {
     EXPECT_EQ(checked_integer("443", INT32_MIN, INT32_MAX), "443");
     EXPECT_EQ(checked_integer(" 443  ", INT32_MIN, INT32_MAX), "443");
