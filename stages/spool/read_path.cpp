@@ -9,10 +9,29 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <utility>
 
 #include "engine/log.h"
 
 namespace cefd {
+
+/// Reads `entry`'s body back from its segment and checks its CRC. False: damaged (counted,
+/// logged, set aside and acknowledged here).
+bool Spool::Impl::read_body_locked(std::uint64_t id, const Entry& entry, Segment& segment,
+                                   std::vector<std::byte>& body) {
+    body.resize(entry.header.body_bytes);
+    const bool read_ok = read_exact_at(segment.fd.get(), body.data(), body.size(), entry.offset + header_bytes);
+    if (read_ok && spool::crc32c(body) == entry.header.body_crc32c) return true;
+    if (!read_ok) bump(stats_.read_errors);
+    bump(stats_.corrupt_records);
+    CEFD_LOG_EVERY(log_every_s, error,
+                   "spool: batch %llu in segment %llu is damaged (%s); skipped, segment copied to corrupt/",
+                   static_cast<unsigned long long>(id), static_cast<unsigned long long>(entry.seq),
+                   read_ok ? "bad checksum" : std::strerror(errno));
+    quarantine_copy_locked(segment);
+    ack_locked(id);
+    return false;
+}
 
 std::optional<SpooledBatch> Spool::Impl::next(std::int64_t timeout_ns) {
     Lock lock(mutex_);
@@ -41,20 +60,11 @@ std::optional<SpooledBatch> Spool::Impl::next(std::int64_t timeout_ns) {
         Segment& segment = segments_.at(entry.seq);
         SpooledBatch out;
         out.id = id;
-        out.batch.body.resize(entry.header.body_bytes);
-        const bool read_ok = read_exact_at(segment.fd.get(), out.batch.body.data(),
-                                           out.batch.body.size(), entry.offset + header_bytes);
-        if (!read_ok || spool::crc32c(out.batch.body) != entry.header.body_crc32c) {
-            if (!read_ok) bump(stats_.read_errors);
-            bump(stats_.corrupt_records);
-            CEFD_LOG_EVERY(log_every_s, error,
-                           "spool: batch %llu in segment %llu is damaged (%s); skipped, segment "
-                           "copied to corrupt/",
-                           static_cast<unsigned long long>(id), static_cast<unsigned long long>(entry.seq),
-                           read_ok ? "bad checksum" : std::strerror(errno));
-            quarantine_copy_locked(segment);
-            ack_locked(id);
-            continue;
+        if (!entry.body.empty()) {
+            out.batch.body = std::exchange(entry.body, {});
+            bump(stats_.batches_from_memory);
+        } else if (!read_body_locked(id, entry, segment, out.batch.body)) {
+            continue;  // damaged: counted and acknowledged
         }
         out.batch.rows = entry.header.rows;
         out.batch.json_bytes = entry.header.json_bytes;

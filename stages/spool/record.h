@@ -49,7 +49,8 @@
 // Writing: header and body go out in one pwritev() at the segment's end; if it fails or is
 // short, the segment is truncated back to where the record began. The record is visible to the
 // sender only after the write (and, with fsync = "batch", the fdatasync) returned. Checksums
-// are computed when a record is written and verified when it is read back for the sender.
+// are computed when a record is written and verified whenever it is read back (a body the
+// sender gets from memory, SpoolConfig::handoff_batches, is not read back).
 //
 // Recovery (Spool::open), per segment in sequence order:
 //   - A header is valid if magic, version, header CRC match and the body fits inside the file.

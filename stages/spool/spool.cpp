@@ -132,6 +132,8 @@ void Spool::register_metrics(MetricsRegistry& registry) const {
         {"spool_corrupt_acks_total", "Ack logs found damaged or missing", &s.corrupt_acks},
         {"spool_read_errors_total", "Failed reads of a record", &s.read_errors},
         {"spool_batches_spilled_total", "Overflow mode: batches written to disk", &s.batches_spilled},
+        {"spool_batches_from_memory_total", "Always mode: batches handed to the sender from memory, not read back",
+         &s.batches_from_memory},
         {"spool_fsyncs_total", "fdatasync calls on segments and ack logs", &s.fsyncs},
         {"spool_unknown_files_total", "Files with names that are not a spool file's, moved to corrupt/",
          &s.unknown_files},

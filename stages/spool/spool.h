@@ -12,7 +12,8 @@
 // fsync = "batch" the fdatasync runs under it, so lanes take turns on the disk.
 //
 // Memory: an index entry per unacknowledged record (~100 bytes); bodies are read back from disk
-// (pread, page cache) when next() hands them out, never kept. In mode "overflow" at most
+// (pread, page cache) when next() hands them out, except in mode "always" the last few written
+// while the sender keeps up (handoff_batches), which it gets from memory. In mode "overflow" at most
 // overflow_memory_batches bodies wait in memory, plus a copy of each one the sender holds.
 //
 // Full (max_bytes): see WhenFull. Every batch that is not stored is counted (dropped_batches,
@@ -58,6 +59,10 @@ struct SpoolConfig {
     std::uint32_t segment_bytes = 64 * 1024 * 1024;
     /// mode = "overflow": batches waiting in memory before new ones spill to disk.
     std::uint32_t overflow_memory_batches = 8;
+    /// mode = "always": while at most this many batches wait for the sender, a new batch's body
+    /// also stays in memory after it is written, and next() hands that copy out instead of
+    /// reading the record back (pread + CRC). 0: every body is read back. Not a config key.
+    std::uint32_t handoff_batches = 4;
     /// Damaged files kept in dir/corrupt/; the oldest are removed beyond this.
     std::uint32_t corrupt_files_max = 32;
 
@@ -77,6 +82,7 @@ struct SpoolStats {
     Counter corrupt_acks{0};       // ack logs found torn, damaged or missing (causes duplicates)
     Counter read_errors{0};        // pread failed on a record (also counted in corrupt_records)
     Counter batches_spilled{0};    // mode = overflow: written to disk instead of memory
+    Counter batches_from_memory{0};  // mode = always: handed out from memory, not read back
     Counter fsyncs{0};             // fdatasync calls on segments and ack logs (several writers: add())
     Counter unknown_files{0};      // files at open whose names are not a spool file's: moved to corrupt/
     Counter segment_start_errors{0};  // a new segment could not be created (EMFILE...): appended to the active one

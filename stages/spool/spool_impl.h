@@ -115,6 +115,9 @@ private:
         bool in_flight = false;
         bool replayed = false;
         bool replay_counted = false;
+        // mode always: the body as written, until next() hands it out (handoff_batches). Only
+        // records in ready_ hold one, so at most handoff_batches bodies are kept.
+        std::vector<std::byte> body;
     };
     enum class Drop : std::uint8_t { oldest, newest, block_timeout, too_large, write_error };
 
@@ -141,6 +144,7 @@ private:
     bool drop_oldest_segment_locked();
     void delete_segment_locked(std::uint64_t seq, bool count_drops);
     void ack_locked(std::uint64_t id);
+    bool read_body_locked(std::uint64_t id, const Entry& entry, Segment& segment, std::vector<std::byte>& body);
     /// Counts `batches` dropped batches holding `rows` rows, then logs (at most every 10 s).
     void count_drop_locked(Drop reason, std::uint64_t rows, std::uint64_t batches = 1);
     void note_write_error_locked(int error, const char* what);

@@ -210,7 +210,14 @@ bool Spool::Impl::accept(SealedBatch&& batch) {
         if (stored) bump(stats_.batches_spilled);
         return stored;
     }
-    return store_locked(lock, id, batch, StoreOptions{});
+    if (!store_locked(lock, id, batch, StoreOptions{})) return false;
+    // The sender keeps up (few batches wait): it gets this body from memory, not from the disk.
+    // Every record holding a body is in ready_, and one is added only while ready_ is this
+    // short, so at most handoff_batches bodies are held.
+    if (ready_.size() <= config_.handoff_batches) {
+        if (auto it = entries_.find(id); it != entries_.end()) it->second.body = std::move(batch.body);
+    }
+    return true;
 }
 
 

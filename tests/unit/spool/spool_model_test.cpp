@@ -19,7 +19,8 @@ struct ModelRecord {
     std::uint32_t attempts = 0;
     bool in_flight = false;
     bool replayed = false;
-    bool corrupt = false;
+    bool corrupt = false;    // its body on disk is damaged
+    bool in_memory = false;  // mode always: the spool still holds the body as written
     std::uint64_t id = 0;  // learnt when first handed out
     std::optional<SpooledBatch> batch_holder;  // what the "sender" holds while in flight
 };
@@ -46,13 +47,19 @@ std::optional<RecordLocation> find_by_created(const std::string& dir, std::int64
     return std::nullopt;
 }
 
-void run_model(SpoolConfig::Mode mode, std::uint64_t seed, int steps) {
+/// Percent of steps per operation; damage takes the rest.
+struct Mix {
+    unsigned accept = 30, next = 28, ack = 20, release = 10, restart = 6;
+};
+
+void run_model(SpoolConfig::Mode mode, std::uint64_t seed, int steps, std::uint32_t handoff_batches = 0, Mix mix = {}) {
     SCOPED_TRACE("model seed " + std::to_string(seed) + " (rerun with SPOOL_MODEL_SEED=" +
                  std::to_string(seed) + ")");
     TempDir tmp;
     SpoolConfig config = small_config(tmp.path());
     config.mode = mode;
     config.overflow_memory_batches = 3;
+    config.handoff_batches = handoff_batches;
     auto open = [&] {
         auto spool = Spool::open(config);
         EXPECT_TRUE(spool.ok());
@@ -65,8 +72,10 @@ void run_model(SpoolConfig::Mode mode, std::uint64_t seed, int steps) {
     std::uint64_t acked = 0;
     std::uint64_t corrupt_seen = 0;
     std::uint64_t replayed_seen = 0;
+    std::uint64_t from_memory = 0;
     struct {
-        int delivered = 0, acks = 0, releases = 0, restarts = 0, damages = 0, damaged_skipped = 0;
+        int delivered = 0, acks = 0, releases = 0, restarts = 0, damages = 0, damaged_skipped = 0, from_memory = 0,
+            damaged_from_memory = 0;
     } done;
 
     auto pick_in_flight = [&]() -> std::optional<std::uint64_t> {
@@ -80,13 +89,19 @@ void run_model(SpoolConfig::Mode mode, std::uint64_t seed, int steps) {
     for (int step = 0; step < steps; ++step) {
         const unsigned op = static_cast<unsigned>(rng() % 100);
         std::string what;
-        if (op < 30) {
+        const unsigned to_next = mix.accept + mix.next, to_ack = to_next + mix.ack, to_release = to_ack + mix.release,
+                       to_restart = to_release + mix.restart;
+        if (op < mix.accept) {
             const std::uint64_t s = next_seed++;
             const std::size_t body = 50 + rng() % 1500;
             what = "accept " + std::to_string(s);
             ASSERT_TRUE(spool->accept(make_batch(s, body))) << "step " << step;
-            model[s] = ModelRecord{.body_bytes = body};
-        } else if (op < 58) {
+            // mode always: the body stays in memory while at most handoff_batches wait.
+            std::size_t waiting = 1;
+            for (const auto& [_, r] : model) waiting += r.in_flight ? 0 : 1;
+            model[s] = ModelRecord{.body_bytes = body,
+                                   .in_memory = mode == SpoolConfig::Mode::always && waiting <= config.handoff_batches};
+        } else if (op < to_next) {
             what = "next";
             auto got = spool->next(0);
             // The model: the oldest record not in flight; damaged ones on the way are skipped.
@@ -96,7 +111,7 @@ void run_model(SpoolConfig::Mode mode, std::uint64_t seed, int steps) {
                     ++it;
                     continue;
                 }
-                if (it->second.corrupt) {
+                if (it->second.corrupt && !it->second.in_memory) {
                     ++corrupt_seen;
                     ++done.damaged_skipped;
                     it = model.erase(it);
@@ -119,12 +134,18 @@ void run_model(SpoolConfig::Mode mode, std::uint64_t seed, int steps) {
                 }
                 r.id = got->id;
                 r.in_flight = true;
+                if (r.in_memory) {
+                    ++from_memory;
+                    ++done.from_memory;
+                    if (r.corrupt) ++done.damaged_from_memory;  // the copy in memory is intact
+                }
+                r.in_memory = false;  // handed out: a release reads it back from the disk
                 ++done.delivered;
                 // batches_replayed counts the first hand-out after a restart only.
                 if (got->replayed && r.attempts == 0) ++replayed_seen;
                 r.batch_holder = std::move(*got);
             }
-        } else if (op < 78) {
+        } else if (op < to_ack) {
             const auto s = pick_in_flight();
             if (!s) continue;
             what = "ack " + std::to_string(*s);
@@ -132,7 +153,7 @@ void run_model(SpoolConfig::Mode mode, std::uint64_t seed, int steps) {
             model.erase(*s);
             ++acked;
             ++done.acks;
-        } else if (op < 88) {
+        } else if (op < to_release) {
             const auto s = pick_in_flight();
             if (!s) continue;
             what = "release " + std::to_string(*s);
@@ -142,7 +163,7 @@ void run_model(SpoolConfig::Mode mode, std::uint64_t seed, int steps) {
             r.in_flight = false;
             ++r.attempts;
             ++done.releases;
-        } else if (op < 94) {
+        } else if (op < to_restart) {
             what = "restart";
             ++done.restarts;
             spool.reset();
@@ -150,8 +171,10 @@ void run_model(SpoolConfig::Mode mode, std::uint64_t seed, int steps) {
             acked = 0;
             corrupt_seen = 0;
             replayed_seen = 0;
+            from_memory = 0;
             for (auto& [s, r] : model) {
                 r.in_flight = false;
+                r.in_memory = false;
                 r.attempts = 0;
                 r.replayed = true;
                 r.batch_holder.reset();
@@ -175,15 +198,22 @@ void run_model(SpoolConfig::Mode mode, std::uint64_t seed, int steps) {
         ASSERT_EQ(read(spool->stats().batches_acked), acked);
         ASSERT_EQ(read(spool->stats().corrupt_records), corrupt_seen);
         ASSERT_EQ(read(spool->stats().batches_replayed), replayed_seen);
+        ASSERT_EQ(read(spool->stats().batches_from_memory), from_memory);
         ASSERT_EQ(read(spool->stats().dropped_batches), 0U);
     }
 
     // The run exercised what it claims to (a fixed seed makes these stable).
-    EXPECT_GT(done.delivered, 300);
-    EXPECT_GT(done.acks, 200);
-    EXPECT_GT(done.releases, 50);
-    EXPECT_GT(done.restarts, 50);
-    EXPECT_GT(done.damaged_skipped, 10);
+    // (at least a third of each operation's expected share)
+    const auto share = [&](unsigned percent) { return static_cast<int>(steps * percent / 300); };
+    EXPECT_GT(done.delivered, share(mix.next));
+    EXPECT_GT(done.acks, share(mix.ack));
+    EXPECT_GT(done.releases, share(mix.release));
+    EXPECT_GT(done.restarts, share(mix.restart));
+    EXPECT_GT(done.damaged_skipped, 5);
+    if (mode == SpoolConfig::Mode::always && handoff_batches > 0) {
+        EXPECT_GT(done.from_memory, 100) << "handed out from memory";
+        EXPECT_GT(done.damaged_from_memory, 3) << "damaged on disk, delivered intact from memory";
+    }
 
     // Drain: everything left is delivered exactly as the model says, then the disk is clean.
     for (auto& [s, r] : model) {
@@ -206,6 +236,13 @@ std::uint64_t model_seed(std::uint64_t fallback) {
 }
 
 TEST(SpoolModel, AlwaysModeMatchesTheModel) { run_model(SpoolConfig::Mode::always, model_seed(20'240'601), 3'000); }
+
+TEST(SpoolModel, AlwaysModeHandingBodiesOverFromMemoryMatchesTheModel) {
+    // A sender that mostly keeps up (more hand-outs and acks, few restarts), so many bodies are
+    // handed over from memory, some of them damaged on disk meanwhile.
+    run_model(SpoolConfig::Mode::always, model_seed(31), 3'000, 4,
+              Mix{.accept = 25, .next = 36, .ack = 27, .release = 4, .restart = 2});
+}
 
 TEST(SpoolModel, OverflowModeMatchesTheModel) {
     run_model(SpoolConfig::Mode::overflow, model_seed(77), 3'000);

@@ -921,6 +921,50 @@ TEST(SpoolOverflow, SpillsWhenTheSenderFallsBehindOrFails) {
 
 // --- threads and metrics -----------------------------------------------------------------
 
+TEST(SpoolHandoff, ASenderThatKeepsUpGetsTheBodyAsWrittenALaggingOneReadsItBack) {
+    TempDir tmp;
+    SpoolConfig config = small_config(tmp.path());
+    config.handoff_batches = 2;
+    auto spool = open_spool(config);
+    for (std::uint64_t seed = 1; seed <= 4; ++seed) ASSERT_TRUE(spool->accept(make_batch(seed, 500)));
+    EXPECT_EQ(read(spool->stats().batches_written), 4U) << "always mode: every batch is on disk";
+    // Damage every copy on disk: 1 and 2 came while at most two waited, so the sender gets
+    // them from memory, intact; 3 and 4 came later and are read back, so they are caught.
+    for (std::uint64_t id = 1; id <= 4; ++id) {
+        const auto record = find_record(tmp.path(), id);
+        ASSERT_TRUE(record) << id;
+        flip_byte(record->path, record->offset + spool::header_bytes + 10);
+    }
+    auto first = spool->next(no_wait);
+    auto second = spool->next(no_wait);
+    ASSERT_TRUE(first && second);
+    EXPECT_TRUE(same_batch(first->batch, make_batch(1, 500)));
+    EXPECT_TRUE(same_batch(second->batch, make_batch(2, 500)));
+    EXPECT_EQ(read(spool->stats().batches_from_memory), 2U);
+    EXPECT_FALSE(spool->next(no_wait)) << "3 and 4 are damaged on disk";
+    EXPECT_EQ(read(spool->stats().corrupt_records), 2U);
+    // A batch the sender gives back is read from the disk next time: its copy there is damaged.
+    spool->release(std::move(*second));
+    EXPECT_FALSE(spool->next(no_wait));
+    EXPECT_EQ(read(spool->stats().corrupt_records), 3U);
+    spool->ack(first->id);
+    EXPECT_EQ(spool->pending(), 0U);
+}
+
+TEST(SpoolHandoff, ZeroReadsEveryBodyBack) {
+    TempDir tmp;
+    SpoolConfig config = small_config(tmp.path());
+    config.handoff_batches = 0;
+    auto spool = open_spool(config);
+    ASSERT_TRUE(spool->accept(make_batch(1, 500)));
+    const auto record = find_record(tmp.path(), 1);
+    ASSERT_TRUE(record);
+    flip_byte(record->path, record->offset + spool::header_bytes + 10);
+    EXPECT_FALSE(spool->next(no_wait));
+    EXPECT_EQ(read(spool->stats().corrupt_records), 1U);
+    EXPECT_EQ(read(spool->stats().batches_from_memory), 0U);
+}
+
 TEST(Spool, ManyLanesAcceptWhileTheSenderDrains) {
     TempDir tmp;
     auto spool = open_spool(small_config(tmp.path()));
