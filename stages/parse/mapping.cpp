@@ -8,7 +8,7 @@
 namespace cefd {
 namespace {
 
-// ---- key table: open addressing over FNV-1a, built at compile time ----
+// ---- key table: open addressing over a five-byte hash, built at compile time ----
 
 // Five bytes and the length, not every byte: a byte-by-byte hash is a chain of multiplies as
 // long as the key, and the lookup runs for every key of every message. These positions tell
@@ -24,10 +24,15 @@ constexpr std::uint32_t key_hash(std::string_view key) noexcept {
     return (h * 0x85EBCA6BU) >> 16;
 }
 
+// 4 bytes per slot, the keys' bytes packed after the slots: the whole table is ~3.4 KiB (54
+// cache lines) instead of 512 string_views (12 KiB) pointing into the column list, so in the
+// pipeline, where each row's JSON pushes it out of L1, fewer lines come back per row.
 struct KeySlot {
-    std::string_view key;
+    std::uint16_t at = 0;   // offset of the key in KeyTable::bytes
+    std::uint8_t size = 0;  // 0: empty slot
     Column column{};
 };
+static_assert(sizeof(KeySlot) == 4);
 constexpr std::size_t key_slots = 512;  // about 3.5x the 140-odd keys: probes stay short
 static_assert(std::has_single_bit(key_slots));
 
@@ -37,22 +42,42 @@ constexpr bool is_legacy(Column c) noexcept {
            c == Column::DeviceCustomNumber3;
 }
 
-constexpr std::array<KeySlot, key_slots> make_key_table() {
-    std::array<KeySlot, key_slots> table{};
-    // CommonSecurityLog columns only: the Syslog table's are filled from the syslog header.
+// CommonSecurityLog columns only: the Syslog table's are filled from the syslog header.
+constexpr bool has_cef_key(std::size_t i) noexcept {
+    const std::string_view key = columns[i].cef_key;
+    return !key.empty() && !key.starts_with("header:") && !key.starts_with("syslog:") &&
+           !is_legacy(static_cast<Column>(i));
+}
+
+constexpr std::size_t key_bytes_total() noexcept {
+    std::size_t total = 0;
+    for (std::size_t i = 0; i < common_security_log_column_count; ++i)
+        if (has_cef_key(i)) total += columns[i].cef_key.size();
+    return total;
+}
+
+struct KeyTable {
+    std::array<KeySlot, key_slots> slots{};
+    std::array<char, key_bytes_total()> bytes{};
+};
+static_assert(key_bytes_total() <= std::numeric_limits<std::uint16_t>::max());
+
+constexpr KeyTable make_key_table() {
+    KeyTable table{};
+    std::size_t used = 0;
     for (std::size_t i = 0; i < common_security_log_column_count; ++i) {
-        const ColumnInfo& column = columns[i];
-        const auto c = static_cast<Column>(i);
-        if (column.cef_key.empty() || column.cef_key.starts_with("header:") ||
-            column.cef_key.starts_with("syslog:") || is_legacy(c))
-            continue;
-        std::size_t slot = key_hash(column.cef_key) & (key_slots - 1);
-        while (!table[slot].key.empty()) slot = (slot + 1) & (key_slots - 1);
-        table[slot] = {column.cef_key, c};
+        if (!has_cef_key(i)) continue;
+        const std::string_view key = columns[i].cef_key;
+        if (key.size() > std::numeric_limits<std::uint8_t>::max()) throw "CEF key too long for the table";
+        std::size_t slot = key_hash(key) & (key_slots - 1);
+        while (table.slots[slot].size != 0) slot = (slot + 1) & (key_slots - 1);
+        table.slots[slot] = {static_cast<std::uint16_t>(used), static_cast<std::uint8_t>(key.size()),
+                             static_cast<Column>(i)};
+        for (const char c : key) table.bytes[used++] = c;
     }
     return table;
 }
-constexpr std::array<KeySlot, key_slots> key_table = make_key_table();
+alignas(64) constexpr KeyTable key_table = make_key_table();
 
 constexpr bool is_digit(char c) noexcept { return c >= '0' && c <= '9'; }
 
@@ -210,8 +235,9 @@ inline bool same_bytes(const char* a, const char* b, std::size_t n) noexcept {
 std::optional<Column> column_for_cef_key(std::string_view key) noexcept {
     std::size_t slot = key_hash(key) & (key_slots - 1);
     // Bounded: the table is never full, so an empty slot ends every probe.
-    for (const KeySlot* s = &key_table[slot]; !s->key.empty(); s = &key_table[slot]) {
-        if (s->key.size() == key.size() && same_bytes(s->key.data(), key.data(), key.size())) return s->column;
+    for (const KeySlot* s = &key_table.slots[slot]; s->size != 0; s = &key_table.slots[slot]) {
+        if (s->size == key.size() && same_bytes(key_table.bytes.data() + s->at, key.data(), key.size()))
+            return s->column;
         slot = (slot + 1) & (key_slots - 1);
     }
     return std::nullopt;
