@@ -10,10 +10,10 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
-#include <fstream>
 
 #include "engine/pipeline/check_startup.h"
 #include "engine/pipeline/check_steps.h"
+#include "engine/sysctl.h"
 #include "engine/unique_fd.h"
 #include "stages/receive/engine.h"
 
@@ -29,12 +29,7 @@ std::string human_bytes(std::uint64_t bytes) {
 }
 
 /// A sysctl as a number, or -1 when it cannot be read.
-long long read_sysctl(const char* path) {
-    std::ifstream in(path);
-    long long value = -1;
-    if (!(in >> value)) return -1;
-    return value;
-}
+long long sysctl_or_minus_one(const char* path) { return read_sysctl(path).value_or(-1); }
 
 }  // namespace
 
@@ -79,7 +74,7 @@ CheckStep sysctl_step(const Config& config) {
     std::string message;
     std::string hint;
     bool warn = false;
-    const long long rmem_max = read_sysctl("/proc/sys/net/core/rmem_max");
+    const long long rmem_max = sysctl_or_minus_one("/proc/sys/net/core/rmem_max");
     if (config.receive.udp_port != 0 && rmem_max >= 0) {
         message += "net.core.rmem_max=" + std::to_string(rmem_max);
         if (rmem_max < static_cast<long long>(config.receive.rcvbuf_bytes)) {
@@ -90,7 +85,7 @@ CheckStep sysctl_step(const Config& config) {
                    " and make it permanent with deploy/99-cefd.conf in /etc/sysctl.d";
         }
     }
-    const long long backlog = read_sysctl("/proc/sys/net/core/netdev_max_backlog");
+    const long long backlog = sysctl_or_minus_one("/proc/sys/net/core/netdev_max_backlog");
     if (config.receive.udp_port != 0 && backlog >= 0) {
         message += std::string(message.empty() ? "" : "; ") + "net.core.netdev_max_backlog=" + std::to_string(backlog);
         if (backlog < 10'000) {
@@ -99,7 +94,7 @@ CheckStep sysctl_step(const Config& config) {
             if (hint.empty()) hint = "install deploy/99-cefd.conf in /etc/sysctl.d and run sysctl --system";
         }
     }
-    const long long somaxconn = read_sysctl("/proc/sys/net/core/somaxconn");
+    const long long somaxconn = sysctl_or_minus_one("/proc/sys/net/core/somaxconn");
     if (config.receive.tcp_port != 0 && somaxconn >= 0)
         message += std::string(message.empty() ? "" : "; ") + "net.core.somaxconn=" + std::to_string(somaxconn);
     if (message.empty()) message = "no UDP or TCP listener";

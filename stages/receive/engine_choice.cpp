@@ -19,6 +19,7 @@
 
 #include "engine/clock.h"
 #include "engine/log.h"
+#include "engine/sysctl.h"
 #include "engine/unique_fd.h"
 #include "stages/receive/engine.h"
 
@@ -63,12 +64,8 @@ Result<std::uint16_t> free_loopback_udp_port() {
 
 // net.core.rmem_max, or the kernel's default for it when /proc cannot say.
 std::uint32_t receive_buffer_cap() {
-    unsigned long long cap = 212'992;
-    if (std::FILE* file = std::fopen("/proc/sys/net/core/rmem_max", "r")) {
-        if (std::fscanf(file, "%llu", &cap) != 1) cap = 212'992;
-        std::fclose(file);
-    }
-    return static_cast<std::uint32_t>(std::clamp<unsigned long long>(cap, 65'536, 1u << 30));
+    const long long cap = read_sysctl("/proc/sys/net/core/rmem_max").value_or(212'992);
+    return static_cast<std::uint32_t>(std::clamp<long long>(cap, 65'536, 1LL << 30));
 }
 
 const char* engine_word(ReceiveConfig::Engine engine) {
