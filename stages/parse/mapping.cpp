@@ -202,10 +202,6 @@ std::optional<std::int64_t> parse_iso(std::string_view s) noexcept {
            ms_of_day - std::int64_t{offset} * 60'000;
 }
 
-}  // namespace
-
-namespace {
-
 /// a == b for two keys of the same length `n`, inline instead of a call to memcmp (which was
 /// 12 % of the parse kernel): overlapping 8- or 4-byte loads, every one inside both keys.
 inline bool same_bytes(const char* a, const char* b, std::size_t n) noexcept {
