@@ -28,6 +28,7 @@ Intake::Intake(const ReceiveConfig& receive, unsigned lane_index, unsigned lanes
                ReceiveStats& lane_stats, std::atomic<bool>& reload_requested)
     : config(receive),
       lane(lane_index),
+      name(lane_index == calibration_lane ? "engine calibration" : "lane " + std::to_string(lane_index)),
       stats(lane_stats),
       datagram_limit(std::min(receive.datagram_bytes_max, message_bytes_max(ring))),
       frame_limit(std::min(receive.max_frame_bytes, message_bytes_max(ring))),
@@ -38,9 +39,9 @@ Intake::Intake(const ReceiveConfig& receive, unsigned lane_index, unsigned lanes
       reload_requested_(reload_requested) {
     if (datagram_limit < receive.datagram_bytes_max || frame_limit < receive.max_frame_bytes)
         CEFD_LOG(warn,
-                 "receive: lane %u ring of %zu bytes takes messages up to %u bytes; datagrams and "
+                 "receive: %s ring of %zu bytes takes messages up to %u bytes; datagrams and "
                  "TCP frames are limited to that (raise runtime.ring_bytes)",
-                 lane, ring.capacity(), message_bytes_max(ring));
+                 name.c_str(), ring.capacity(), message_bytes_max(ring));
 }
 
 Result<UniqueFd> open_udp_socket(const Intake& intake) {
@@ -86,6 +87,7 @@ void Intake::on_datagram(const sockaddr* peer, std::string_view payload, bool tr
 
 void Intake::flush(UdpBatch& batch) noexcept {
     ReceiveStats& s = stats;
+    const bool warn_drops = lane != calibration_lane;
     if (batch.datagrams != 0) {
         bump(s.datagrams, batch.datagrams);
         bump(s.bytes, batch.bytes);
@@ -93,26 +95,28 @@ void Intake::flush(UdpBatch& batch) noexcept {
     if (batch.empty != 0) bump(s.empty, batch.empty);
     if (batch.oversize != 0) {
         bump(s.oversize, batch.oversize);
-        CEFD_LOG_EVERY(10, warn,
-                       "receive: lane %u dropped UDP datagrams over %u bytes "
-                       "(receive_oversize_total=%llu; raise receive.datagram_bytes_max)",
-                       lane, datagram_limit,
-                       static_cast<unsigned long long>(read(s.oversize)));
+        if (warn_drops)
+            CEFD_LOG_EVERY(10, warn,
+                           "receive: %s dropped UDP datagrams over %u bytes "
+                           "(receive_oversize_total=%llu; raise receive.datagram_bytes_max)",
+                           name.c_str(), datagram_limit, static_cast<unsigned long long>(read(s.oversize)));
     }
     if (batch.ring_full != 0) {
         bump(s.ring_full, batch.ring_full);
-        CEFD_LOG_EVERY(10, warn,
-                       "receive: lane %u ring full, UDP datagrams dropped "
-                       "(receive_ring_full_total=%llu): the worker is behind",
-                       lane, static_cast<unsigned long long>(read(s.ring_full)));
+        if (warn_drops)
+            CEFD_LOG_EVERY(10, warn,
+                           "receive: %s ring full, UDP datagrams dropped "
+                           "(receive_ring_full_total=%llu): the worker is behind",
+                           name.c_str(), static_cast<unsigned long long>(read(s.ring_full)));
     }
     // SO_RXQ_OVFL reports the socket's running total, so the counter follows the largest seen.
     if (batch.kernel_drops > read(s.kernel_drops)) {
         s.kernel_drops.store(batch.kernel_drops, std::memory_order_relaxed);
-        CEFD_LOG_EVERY(10, warn,
-                       "receive: lane %u kernel dropped UDP datagrams before they were read "
-                       "(receive_kernel_drops_total=%u): raise receive.rcvbuf_bytes or add lanes",
-                       lane, batch.kernel_drops);
+        if (warn_drops)
+            CEFD_LOG_EVERY(10, warn,
+                           "receive: %s kernel dropped UDP datagrams before they were read "
+                           "(receive_kernel_drops_total=%u): raise receive.rcvbuf_bytes or add lanes",
+                           name.c_str(), batch.kernel_drops);
     }
     if (batch.datagrams != 0) ring_.notify();
     batch = {};

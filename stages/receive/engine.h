@@ -60,6 +60,12 @@ struct UdpBatch {
     }
 };
 
+/// The lane number `receive.engine = "auto"`'s calibration opens its engine with (no real lane
+/// has it). Its log lines name "engine calibration", not a lane, and it does not warn about
+/// drops: the calibration counts them itself (EngineCost::lost), and a warning from it would use
+/// up the once-per-10-s allowance of the call site that a real lane's first drop needs.
+inline constexpr unsigned calibration_lane = ~0U;
+
 /// The lane's output: config, limits, ring, stats. Owned by the engine; the receive thread only.
 class Intake {
 public:
@@ -84,6 +90,7 @@ public:
 
     const ReceiveConfig config;
     const unsigned lane;
+    const std::string name;  // "lane 2", or "engine calibration": for log lines
     ReceiveStats& stats;
     const std::uint32_t datagram_limit;  // datagram_bytes_max, or less if the ring cannot take it
     const std::uint32_t frame_limit;     // max_frame_bytes, likewise

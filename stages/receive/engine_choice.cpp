@@ -108,8 +108,9 @@ Result<EngineCost> measure_engine(ReceiveConfig::Engine engine, const ReceiveCon
     for (auto record = ring.front(); !record.empty(); record = ring.front()) ring.pop();
     ReceiveStats stats;
     std::atomic<bool> reload{false};
-    auto opened = engine == ReceiveConfig::Engine::io_uring ? open_uring_engine(c, 0, 1, ring, stats, reload)
-                                                            : open_recvmmsg_engine(c, 0, 1, ring, stats, reload);
+    auto opened = engine == ReceiveConfig::Engine::io_uring
+                      ? open_uring_engine(c, calibration_lane, 1, ring, stats, reload)
+                      : open_recvmmsg_engine(c, calibration_lane, 1, ring, stats, reload);
     if (!opened) return opened.error();
     std::unique_ptr<Engine> receiver = std::move(opened).value();
 
@@ -167,6 +168,7 @@ Result<EngineCost> measure_engine(ReceiveConfig::Engine engine, const ReceiveCon
     settle(warm);
     const std::uint64_t written_before = read(stats.datagrams);
     const std::uint64_t accounted_before = accounted();
+    const std::uint64_t lost_before = read(stats.kernel_drops) + read(stats.ring_full);
     const std::int64_t cpu_before = thread_cpu_ns(clock);
 
     EngineCost cost;
@@ -188,6 +190,7 @@ Result<EngineCost> measure_engine(ReceiveConfig::Engine engine, const ReceiveCon
     settle(accounted_before + cost.sent);
     cost.cpu_ns = thread_cpu_ns(clock) - cpu_before;
     cost.written = read(stats.datagrams) - written_before;
+    cost.lost = read(stats.kernel_drops) + read(stats.ring_full) - lost_before;
     thread.request_stop();
     thread.join();
     if (cost.written == 0)
@@ -303,6 +306,8 @@ EngineChoice choose_automatic_engine(const ReceiveConfig& config, const std::str
     constexpr std::uint32_t datagrams = 8'192;  // 32 ms per round at 256k/s
     std::vector<double> uring;
     std::vector<double> recvmmsg;
+    std::uint64_t sent = 0;
+    std::uint64_t lost = 0;
     for (int round = 0; round < 2; ++round) {
         for (const auto engine : {ReceiveConfig::Engine::io_uring, ReceiveConfig::Engine::recvmmsg}) {
             auto cost = measure_engine(engine, config, datagrams);
@@ -311,10 +316,16 @@ EngineChoice choose_automatic_engine(const ReceiveConfig& config, const std::str
                 return fallback;
             }
             (engine == ReceiveConfig::Engine::io_uring ? uring : recvmmsg).push_back(cost.value().us_per_datagram());
+            sent += cost.value().sent;
+            lost += cost.value().lost;
         }
     }
     EngineChoice decided = decide_engine(uring, recvmmsg);
-    const std::string figures = decided.why;
+    std::string figures = decided.why;
+    // Costs are per datagram written, so drops do not bias them; but they say the buffer is small.
+    if (lost != 0)
+        figures += "; the calibration's socket lost " + std::to_string(lost) + " of " + std::to_string(sent) +
+                   " datagrams (receive.rcvbuf_bytes, capped by net.core.rmem_max)";
     decided.why =
         "auto: measured in " + std::to_string((monotonic_ns() - started) / 1'000'000) + " ms at start: " + figures;
     if (!state_file.empty()) {

@@ -25,6 +25,7 @@ namespace cefd::receive {
 struct EngineCost {
     std::uint64_t sent = 0;     // datagrams sent to it
     std::uint64_t written = 0;  // datagrams it wrote to the ring
+    std::uint64_t lost = 0;     // datagrams the kernel or the ring dropped (counted, never logged)
     std::int64_t cpu_ns = 0;    // its receive thread's CPU time over the round
     [[nodiscard]] double us_per_datagram() const noexcept {
         return written == 0 ? 0.0 : static_cast<double>(cpu_ns) / 1000.0 / static_cast<double>(written);

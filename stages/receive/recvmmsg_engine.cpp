@@ -102,7 +102,7 @@ public:
             }
             const int ready = ::epoll_wait(epoll_fd_.get(), events, events_max, wait_ms());
             if (ready < 0 && errno != EINTR)
-                CEFD_LOG_EVERY(10, error, "receive: lane %u epoll_wait failed: %s", intake_.lane,
+                CEFD_LOG_EVERY(10, error, "receive: %s epoll_wait failed: %s", intake_.name.c_str(),
                                std::strerror(errno));
             now_ns_ = wall_clock_ns();
             monotonic_now_ns_ = monotonic_ns();
@@ -170,7 +170,7 @@ private:
                                             MSG_DONTWAIT, nullptr);
             if (received < 0) {
                 if (errno != EAGAIN && errno != EINTR)
-                    CEFD_LOG_EVERY(10, error, "receive: lane %u recvmmsg failed: %s", intake_.lane,
+                    CEFD_LOG_EVERY(10, error, "receive: %s recvmmsg failed: %s", intake_.name.c_str(),
                                    std::strerror(errno));
                 return;
             }

@@ -257,8 +257,7 @@ public:
 
     void run(std::stop_token stop) override {
         if (const int rc = ring_.enable(); rc < 0) {
-            CEFD_LOG(error, "receive: lane %u cannot enable its io_uring: %s", intake_.lane,
-                     std::strerror(-rc));
+            CEFD_LOG(error, "receive: %s cannot enable its io_uring: %s", intake_.name.c_str(), std::strerror(-rc));
             return;
         }
         if (udp_fd_.valid()) arm_udp();
@@ -281,8 +280,8 @@ public:
                                                             busy ? wait_batch_ : 1, &timeout,
                                                             nullptr);
             if (rc < 0 && rc != -ETIME && rc != -EINTR && rc != -EBUSY)
-                CEFD_LOG_EVERY(10, error, "receive: lane %u io_uring wait failed: %s",
-                               intake_.lane, std::strerror(-rc));
+                CEFD_LOG_EVERY(10, error, "receive: %s io_uring wait failed: %s", intake_.name.c_str(),
+                               std::strerror(-rc));
             now_ns_ = wall_clock_ns();
             monotonic_now_ns_ = monotonic_ns();
             table_.set_clock(now_ns_, monotonic_now_ns_);
@@ -380,7 +379,7 @@ private:
                 // buffer (or dropped them, which SO_RXQ_OVFL reports). Re-armed this pass.
                 bump(intake_.stats.no_buffers);
             } else {
-                CEFD_LOG_EVERY(10, error, "receive: lane %u UDP recvmsg failed: %s", intake_.lane,
+                CEFD_LOG_EVERY(10, error, "receive: %s UDP recvmsg failed: %s", intake_.name.c_str(),
                                std::strerror(-cqe.res));
             }
             return;
