@@ -128,7 +128,9 @@ TEST(Sender, RefreshesAShortLivedTokenAheadOfExpiry) {
     test::MemorySource source;
     RunningSender sender(config_for(azure, dir), source);
     for (int wave = 0; wave < 3; ++wave) {
-        add_batches(source, "w" + std::to_string(wave) + "-", 1, 10);
+        std::string prefix = "w";  // not "w" + to_string(wave): GCC 12 warns falsely (-Wrestrict)
+        prefix += std::to_string(wave) + "-";
+        add_batches(source, prefix, 1, 10);
         ASSERT_TRUE(test::wait_until(10s, [&] { return source.acked() == static_cast<std::size_t>(wave + 1); }));
         const std::size_t issued = azure.tokens_issued();
         ASSERT_TRUE(test::wait_until(10s, [&] { return azure.tokens_issued() > issued; }));
