@@ -182,8 +182,12 @@ Status check_dir_writable(const std::string& dir) {
         }
         if (errno != ENOENT && errno != ENOTDIR) return Error{Errc::io, errno, "cannot stat " + path};
         const auto slash = path.rfind('/');
-        if (slash == std::string::npos) path = ".";
-        else path = slash == 0 ? "/" : path.substr(0, slash);
+        // Each a new string moved in: assigning the literal in place draws a false -Wrestrict
+        // from GCC 12.
+        if (slash == std::string::npos)
+            path = std::string(".");
+        else
+            path = slash == 0 ? std::string("/") : path.substr(0, slash);
     }
 }
 

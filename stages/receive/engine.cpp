@@ -85,8 +85,9 @@ void Intake::on_datagram(const sockaddr* peer, std::string_view payload, bool tr
     batch.bytes += payload.size();
 }
 
-void Intake::flush(UdpBatch& batch) noexcept {
+void Intake::flush(UdpBatch& batch, int udp_fd) noexcept {
     ReceiveStats& s = stats;
+    if (udp_fd >= 0 && batch.seen() != 0) batch.kernel_drops = udp_socket_drops(udp_fd);
     const bool warn_drops = lane != calibration_lane;
     if (batch.datagrams != 0) {
         bump(s.datagrams, batch.datagrams);
@@ -109,7 +110,7 @@ void Intake::flush(UdpBatch& batch) noexcept {
                            "(receive_ring_full_total=%llu): the worker is behind",
                            name.c_str(), static_cast<unsigned long long>(read(s.ring_full)));
     }
-    // SO_RXQ_OVFL reports the socket's running total, so the counter follows the largest seen.
+    // The kernel keeps the socket's running total, so the counter follows the largest seen.
     if (batch.kernel_drops > read(s.kernel_drops)) {
         s.kernel_drops.store(batch.kernel_drops, std::memory_order_relaxed);
         if (warn_drops)

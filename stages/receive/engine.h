@@ -53,7 +53,7 @@ struct UdpBatch {
     std::uint64_t oversize = 0;
     std::uint64_t ring_full = 0;
     std::uint64_t empty = 0;
-    std::uint32_t kernel_drops = 0;
+    std::uint32_t kernel_drops = 0;  // the socket's running total (udp_socket_drops), set by flush
     /// Every datagram seen this pass, kept or not.
     [[nodiscard]] std::uint64_t seen() const noexcept {
         return datagrams + oversize + empty + ring_full;
@@ -83,7 +83,9 @@ public:
     void on_datagram(const sockaddr* peer, std::string_view payload, bool truncated,
                      std::int64_t now_ns, UdpBatch& batch) noexcept;
     /// Adds a pass's UDP counts to the stats (and logs drops, rate-limited); resets `batch`.
-    void flush(UdpBatch& batch) noexcept;
+    /// After a pass that saw datagrams, reads the kernel's drop count of `udp_fd` (-1: none): a
+    /// socket can only have dropped while it was full, and the pass that follows reads it.
+    void flush(UdpBatch& batch, int udp_fd) noexcept;
 
     /// True once per Receiver::request_reload(); the caller reloads.
     bool take_reload_request() noexcept;

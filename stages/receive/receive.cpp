@@ -161,7 +161,7 @@ void Receiver::register_metrics(MetricsRegistry& registry) const {
          &stats_.no_buffers},
         {"receive_ring_full_total", "UDP datagrams dropped because the lane ring was full",
          &stats_.ring_full},
-        {"receive_kernel_drops_total", "UDP datagrams the kernel dropped (SO_RXQ_OVFL)",
+        {"receive_kernel_drops_total", "UDP datagrams the kernel dropped: socket buffer full (SO_MEMINFO)",
          &stats_.kernel_drops},
         {"receive_tcp_accepted_total", "TCP connections accepted", &stats_.tcp_accepted},
         {"receive_tcp_rejected_total",

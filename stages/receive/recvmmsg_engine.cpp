@@ -41,7 +41,6 @@ constexpr std::int64_t wait_idle_ns = 50'000'000;  // stop requests are seen wit
 constexpr std::int64_t coalesce_ns = 1'000'000;       // the most a busy lane adds to latency
 constexpr std::int64_t coalesce_long_ns = 3'000'000;  // ... when the socket buffer is large
 constexpr int coalesce_long_rcvbuf = 4 << 20;         // usable bytes (usable_receive_buffer)
-constexpr std::size_t control_bytes = CMSG_SPACE(sizeof(std::uint32_t)) + 16;
 
 class RecvmmsgEngine final : public Engine, private ConnectionDriver {
 public:
@@ -61,7 +60,6 @@ public:
                 return Error{Errc::io, errno, "receive: epoll_ctl for UDP"};
             const std::uint32_t limit = intake_.datagram_limit;
             payloads_.resize(std::size_t{datagrams_per_call} * limit);
-            controls_.resize(std::size_t{datagrams_per_call} * control_bytes);
             names_.resize(datagrams_per_call);
             iovecs_.resize(datagrams_per_call);
             messages_.resize(datagrams_per_call);
@@ -71,7 +69,6 @@ public:
                 msg.msg_name = &names_[i];
                 msg.msg_iov = &iovecs_[i];
                 msg.msg_iovlen = 1;
-                msg.msg_control = controls_.data() + std::size_t{i} * control_bytes;
             }
         }
         if (intake_.config.tcp_port != 0) {
@@ -126,7 +123,7 @@ public:
             // delayed.
             const std::uint64_t seen = batch_.seen();
             coalesce = only_udp && seen != 0 && seen < datagrams_per_call && !table_.any_paused();
-            intake_.flush(batch_);
+            intake_.flush(batch_, udp_fd_.valid() ? udp_fd_.get() : -1);
             listener_.rewatch_if_due(monotonic_now_ns_);
             if (!serve_streams(intake_, table_, tls_.get(), tls_ready)) coalesce = false;
         }
@@ -163,7 +160,6 @@ private:
         for (unsigned call = 0; call < calls_per_event_max; ++call) {
             for (auto& message : messages_) {
                 message.msg_hdr.msg_namelen = sizeof(sockaddr_storage);
-                message.msg_hdr.msg_controllen = control_bytes;
                 message.msg_hdr.msg_flags = 0;
             }
             const int received = ::recvmmsg(udp_fd_.get(), messages_.data(), datagrams_per_call,
@@ -175,14 +171,7 @@ private:
                 return;
             }
             for (int i = 0; i < received; ++i) {
-                msghdr& msg = messages_[static_cast<std::size_t>(i)].msg_hdr;
-                for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
-                    if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SO_RXQ_OVFL) {
-                        std::uint32_t drops = 0;
-                        std::memcpy(&drops, CMSG_DATA(c), sizeof drops);
-                        batch_.kernel_drops = std::max(batch_.kernel_drops, drops);
-                    }
-                }
+                const msghdr& msg = messages_[static_cast<std::size_t>(i)].msg_hdr;
                 const std::string_view payload(static_cast<const char*>(msg.msg_iov->iov_base),
                                                messages_[static_cast<std::size_t>(i)].msg_len);
                 const auto* peer = msg.msg_namelen != 0 ? static_cast<const sockaddr*>(msg.msg_name)
@@ -240,7 +229,6 @@ private:
     Completion listener_completion_{Completion::Kind::listener};
     Completion tls_completion_{Completion::Kind::tls};
     std::vector<char> payloads_;
-    std::vector<char> controls_;
     std::vector<sockaddr_storage> names_;
     std::vector<iovec> iovecs_;
     std::vector<mmsghdr> messages_;

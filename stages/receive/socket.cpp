@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <linux/filter.h>
+#include <linux/sock_diag.h>
 #include <netinet/in.h>
 
 #include <atomic>
@@ -96,15 +97,19 @@ Result<UniqueFd> open_udp_socket(const ListenAddress& address, std::uint32_t rcv
                                  const std::string& text) {
     UniqueFd fd{::socket(address.family, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0)};
     if (!fd.valid()) return Error{Errc::io, errno, "receive: UDP socket for " + text};
-    if (auto status = set_common_options(fd.get(), address.family, text); !status)
-        return status.error();
-    const int one = 1;
-    // The kernel then attaches its running drop count to every datagram as a cmsg.
-    if (::setsockopt(fd.get(), SOL_SOCKET, SO_RXQ_OVFL, &one, sizeof one) != 0)
-        return Error{Errc::io, errno, "receive: SO_RXQ_OVFL on " + text};
+    if (auto status = set_common_options(fd.get(), address.family, text); !status) return status.error();
     set_receive_buffer(fd.get(), rcvbuf_bytes, text);
     if (::bind(fd.get(), address.get(), address.length) != 0) return bind_error("UDP", text, errno);
     return fd;
+}
+
+std::uint32_t udp_socket_drops(int fd) noexcept {
+    std::uint32_t meminfo[SK_MEMINFO_VARS] = {};
+    socklen_t length = sizeof meminfo;
+    if (::getsockopt(fd, SOL_SOCKET, SO_MEMINFO, meminfo, &length) != 0 ||
+        length <= SK_MEMINFO_DROPS * sizeof meminfo[0])
+        return 0;
+    return meminfo[SK_MEMINFO_DROPS];
 }
 
 namespace {

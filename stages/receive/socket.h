@@ -4,7 +4,7 @@
 // listener on the same port and the kernel spreads senders over lanes. "::" is dual-stack
 // (IPV6_V6ONLY off), so IPv4 senders arrive as ::ffff:a.b.c.d and SourceAddress unmaps them.
 // UDP sockets get SO_RCVBUF from the config (read back; capped sizes are logged once with the
-// sysctl that lifts the cap) and SO_RXQ_OVFL, whose cmsg carries the kernel's drop count.
+// sysctl that lifts the cap); udp_socket_drops reads the kernel's drop count for one.
 #pragma once
 
 #include <sys/socket.h>
@@ -33,9 +33,13 @@ struct ListenAddress {
     }
 };
 
-/// A bound UDP socket with SO_REUSEPORT, SO_RCVBUF (`rcvbuf_bytes`) and SO_RXQ_OVFL.
+/// A bound UDP socket with SO_REUSEPORT and SO_RCVBUF (`rcvbuf_bytes`).
 Result<UniqueFd> open_udp_socket(const ListenAddress& address, std::uint32_t rcvbuf_bytes,
                                  const std::string& text);
+/// How many datagrams the kernel has dropped on `fd` since it was opened (its buffer was full):
+/// SO_MEMINFO's SK_MEMINFO_DROPS, the counter SO_RXQ_OVFL would attach to every datagram. One
+/// getsockopt per receive pass instead of a control message per datagram. 0 when unreadable.
+std::uint32_t udp_socket_drops(int fd) noexcept;
 /// The receive buffer the kernel granted `fd`, in usable bytes (SO_RCVBUF reads back twice the
 /// figure); 0 when it cannot be read.
 int usable_receive_buffer(int fd) noexcept;

@@ -1,10 +1,10 @@
 // stages/receive/uring_engine.cpp: the io_uring receive engine.
 //
 // UDP: one multishot IORING_OP_RECVMSG per lane socket, reading into a provided-buffer ring
-// (buffers_per_core buffers, each an io_uring_recvmsg_out header + sender address + SO_RXQ_OVFL
-// cmsg + datagram_bytes_max payload). Each datagram is copied into the lane ring and its buffer
-// goes back to the buffer ring at once. -ENOBUFS (all buffers in use) ends the multishot; it is
-// counted and re-armed.
+// (buffers_per_core buffers, each an io_uring_recvmsg_out header + sender address +
+// datagram_bytes_max payload; the kernel's drop count is read once per pass, udp_socket_drops).
+// Each datagram is copied into the lane ring and its buffer goes back to the buffer ring at
+// once. -ENOBUFS (all buffers in use) ends the multishot; it is counted and re-armed.
 // TCP: a multishot accept on the lane listener (after EMFILE and the like it is re-armed only
 // after AcceptBackoff's 100 ms), then one single-shot recv per connection into the connection's
 // own buffer, re-armed after each completion. The lane's ConnectionTable frames, pauses (no recv
@@ -52,11 +52,10 @@ constexpr unsigned wait_batch_for(std::uint32_t buffers) noexcept {
     return std::clamp<unsigned>(buffers / 4, 1, wait_batch_max);
 }
 
-// Room in every provided buffer in front of the payload: the header the kernel writes, the
-// sender's address and the SO_RXQ_OVFL control message.
+// Room in every provided buffer in front of the payload: the header the kernel writes and the
+// sender's address.
 constexpr std::size_t name_bytes = sizeof(sockaddr_storage);
-constexpr std::size_t control_bytes = CMSG_SPACE(sizeof(std::uint32_t)) + 16;
-constexpr std::size_t header_bytes = sizeof(io_uring_recvmsg_out) + name_bytes + control_bytes;
+constexpr std::size_t header_bytes = sizeof(io_uring_recvmsg_out) + name_bytes;
 
 std::string uring_reason(int err) {
     switch (err) {
@@ -215,7 +214,6 @@ private:
 msghdr recvmsg_template() {
     msghdr msg{};
     msg.msg_namelen = name_bytes;
-    msg.msg_controllen = control_bytes;
     return msg;
 }
 
@@ -287,7 +285,7 @@ public:
             table_.set_clock(now_ns_, monotonic_now_ns_);
             tls_ready_ = false;
             last_pass = drain_completions();
-            intake_.flush(batch_);
+            intake_.flush(batch_, udp_fd_.valid() ? udp_fd_.get() : -1);
             if (udp_rearm_) arm_udp();
             if (accept_rearm_ && !accept_backoff_.resting(monotonic_now_ns_)) arm_accept();
             if (tls_rearm_) arm_tls();
@@ -376,7 +374,7 @@ private:
         if (cqe.res < 0) {
             if (cqe.res == -ENOBUFS) {
                 // Every provided buffer was in use: the kernel kept the datagrams in the socket
-                // buffer (or dropped them, which SO_RXQ_OVFL reports). Re-armed this pass.
+                // buffer (or dropped them, which udp_socket_drops counts). Re-armed this pass.
                 bump(intake_.stats.no_buffers);
             } else {
                 CEFD_LOG_EVERY(10, error, "receive: %s UDP recvmsg failed: %s", intake_.name.c_str(),
@@ -389,14 +387,6 @@ private:
         std::byte* buffer = buffers_.buffer(id);
         io_uring_recvmsg_out* out = io_uring_recvmsg_validate(buffer, cqe.res, &udp_msg_);
         if (out != nullptr) {
-            for (cmsghdr* c = io_uring_recvmsg_cmsg_firsthdr(out, &udp_msg_); c != nullptr;
-                 c = io_uring_recvmsg_cmsg_nexthdr(out, &udp_msg_, c)) {
-                if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SO_RXQ_OVFL) {
-                    std::uint32_t drops = 0;
-                    std::memcpy(&drops, CMSG_DATA(c), sizeof drops);
-                    batch_.kernel_drops = std::max(batch_.kernel_drops, drops);
-                }
-            }
             const auto* payload = static_cast<const char*>(io_uring_recvmsg_payload(out, &udp_msg_));
             const auto length = io_uring_recvmsg_payload_length(out, cqe.res, &udp_msg_);
             const bool truncated = (out->flags & MSG_TRUNC) != 0;

@@ -107,7 +107,7 @@ TEST(Calibration, DropsAreCountedAndNeitherLoggedAsALaneNorHidingALanesWarning) 
     UdpBatch batch;
     batch.kernel_drops = 7;
     testing::internal::CaptureStderr();
-    lane.flush(batch);
+    lane.flush(batch, -1);
     const std::string lane_log = testing::internal::GetCapturedStderr();
     EXPECT_NE(lane_log.find("receive: lane 0 kernel dropped UDP datagrams"), std::string::npos) << lane_log;
     EXPECT_EQ(read(stats.kernel_drops), 7u);

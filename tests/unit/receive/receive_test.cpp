@@ -297,6 +297,31 @@ TEST_P(ReceiverTest, FlowSpreadKeepsOneSenderOnOneLaneAndShortDatagramsArriveUnd
     ::close(fd);
 }
 
+// A socket buffer that overflows before the lane reads: every datagram sent is either received
+// or in receive_kernel_drops_total, exactly, and the count is there as soon as the lane has read
+// what the buffer kept (the kernel's counter is read once per pass, not carried per datagram).
+TEST_P(ReceiverTest, DatagramsTheKernelDroppedAreCountedExactly) {
+    config.rcvbuf_bytes = 4'096;  // the kernel's floor: a few datagrams of this size
+    Lane lane(config, 0);
+    ASSERT_TRUE(lane.ok()) << lane.error.describe();
+    const int fd = udp_sender();
+    const std::string datagram = spread_message(0) + std::string(600, 'k');
+    constexpr std::size_t sent = 300;
+    for (std::size_t i = 0; i < sent; ++i) send_to(fd, port, datagram);  // nobody reads yet
+    lane.start();
+    EXPECT_TRUE(wait_until(10s,
+                           [&] {
+                               lane.drain();
+                               return lane.got.size() + read(lane.stats().kernel_drops) >= sent;
+                           }))
+        << "received " << lane.got.size() << ", dropped " << read(lane.stats().kernel_drops);
+    EXPECT_GT(lane.got.size(), 0U);
+    EXPECT_GT(read(lane.stats().kernel_drops), 0U);
+    EXPECT_EQ(lane.got.size() + read(lane.stats().kernel_drops), sent);
+    EXPECT_EQ(read(lane.stats().datagrams), lane.got.size());
+    ::close(fd);
+}
+
 // With few provided buffers, a busy io_uring lane used to wait for 64 completions (or 1 ms)
 // per pass although 16 buffers can yield at most 16: it then took 16 datagrams per ms and the
 // kernel dropped the rest of a 50k/s stream. The wait is now sized to the buffers.
