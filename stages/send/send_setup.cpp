@@ -48,6 +48,10 @@ Status Sender::Impl::init() {
         curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, static_cast<long>(config_.request_timeout_ms));
         curl_easy_setopt(c, CURLOPT_TCP_KEEPALIVE, 1L);
         curl_easy_setopt(c, CURLOPT_POST, 1L);
+        // libcurl copies a POST body through this buffer (64 KiB by default) into SSL_write: a
+        // typical batch (~170 KiB gzipped) then goes in one pass instead of three. About 9 %
+        // less sender CPU at 100k/s for 256 KiB per slot (bench/README.md, "curl upload buffer").
+        curl_easy_setopt(c, CURLOPT_UPLOAD_BUFFERSIZE, 256L * 1024);
         curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, &curl_append_to_string);
         curl_easy_setopt(c, CURLOPT_WRITEDATA, &slot.response);
         curl_easy_setopt(c, CURLOPT_PRIVATE, &slot);

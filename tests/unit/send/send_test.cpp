@@ -230,6 +230,43 @@ TEST(Sender, RetriesAServerErrorBurst) {
     EXPECT_EQ(azure.distinct_rows(), 100U);
 }
 
+// A body far larger than libcurl's upload buffer (256 KiB, send_setup.cpp) goes in several
+// passes through it: every row still arrives once, and the body the server inflates is whole.
+TEST(Sender, DeliversABodyLargerThanTheUploadBuffer) {
+    test::FakeAzure azure;
+    test::TempDir dir;
+    test::MemorySource source;
+    // Rows padded with pseudo-random letters from a 64-symbol alphabet barely compress.
+    constexpr char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    std::uint64_t state = 0x9e3779b97f4a7c15ULL;
+    std::string json = "[";
+    constexpr std::uint32_t rows = 200;
+    for (std::uint32_t i = 0; i < rows; ++i) {
+        std::string noise(4'400, ' ');
+        for (char& c : noise) {
+            state = state * 6364136223846793005ULL + 1442695040888963407ULL;
+            c = alphabet[state >> 58];
+        }
+        if (i > 0) json += ',';
+        json += R"({"TimeGenerated":"2026-11-29T08:28:21.123456Z","DeviceVendor":"Darktrace","ExtID":"big-)" +
+                std::to_string(i) + R"(","Message":")" + noise + R"("})";
+    }
+    json += ']';
+    SealedBatch batch;
+    batch.body = gzip_body(json);
+    batch.rows = rows;
+    batch.json_bytes = static_cast<std::uint32_t>(json.size());
+    ASSERT_GT(batch.body.size(), 512U * 1024) << "the body must span several upload buffers";
+    ASSERT_LT(json.size(), 1U << 20);
+    source.add(std::move(batch));
+
+    RunningSender sender(config_for(azure, dir), source);
+    ASSERT_TRUE(test::wait_until(10s, [&] { return source.acked() == 1; }));
+    EXPECT_EQ(azure.rows(), rows);
+    EXPECT_EQ(azure.distinct_rows(), rows);
+    EXPECT_EQ(source.bad_acks(), 0U);
+}
+
 TEST(Sender, Splits413UntilEveryPartFits) {
     test::FakeAzure azure;
     test::TempDir dir;
