@@ -123,7 +123,7 @@ public:
             // delayed.
             const std::uint64_t seen = batch_.seen();
             coalesce = only_udp && seen != 0 && seen < datagrams_per_call && !table_.any_paused();
-            intake_.flush(batch_, udp_fd_.valid() ? udp_fd_.get() : -1);
+            intake_.flush(batch_, udp_fd());
             listener_.rewatch_if_due(monotonic_now_ns_);
             if (!serve_streams(intake_, table_, tls_.get(), tls_ready)) coalesce = false;
         }

@@ -285,7 +285,7 @@ public:
             table_.set_clock(now_ns_, monotonic_now_ns_);
             tls_ready_ = false;
             last_pass = drain_completions();
-            intake_.flush(batch_, udp_fd_.valid() ? udp_fd_.get() : -1);
+            intake_.flush(batch_, udp_fd());
             if (udp_rearm_) arm_udp();
             if (accept_rearm_ && !accept_backoff_.resting(monotonic_now_ns_)) arm_accept();
             if (tls_rearm_) arm_tls();
