@@ -185,7 +185,7 @@ void Receiver::register_metrics(MetricsRegistry& registry) const {
         {"receive_tcp_oversize_frames_total", "TCP frames over max_frame_bytes, cut",
          &stats_.tcp_oversize_frames},
         {"receive_tcp_bad_frames_total",
-         "Octet counts of 10-19 digits: the stream skipped to the next LF",
+         "Octet counts of 10-19 digits or over 16 MiB: the stream skipped to the next LF",
          &stats_.tcp_bad_frames},
         {"receive_tcp_idle_closed_total", "TCP connections closed by the idle timeout",
          &stats_.tcp_idle_closed},

@@ -149,6 +149,36 @@ TEST(TcpFraming, NineteenDigitCountBehindValidFramesLosesOnlyItsOwnLine) {
     EXPECT_EQ(h.framer.take_skipped().frames, 1U);
 }
 
+// A 9-digit count over the 16 MiB that any config allows is garbage: it used to cut one 64 KiB
+// frame out of the messages behind it and then skip ~1 GB of the stream, counted nowhere.
+TEST(TcpFraming, NineDigitCountOverTheLargestFrameResynchronisesOnTheNextLf) {
+    Harness h(65'536);
+    std::string stream = "999999999 <13>garbage count\n";
+    for (int i = 0; i < 100; ++i) stream += "<13>host CEF:0|V|P|1|s|n|5|cnt=" + std::to_string(i) + "\n";
+    h.feed(stream, true);
+    ASSERT_EQ(h.frames.size(), 100U);
+    for (int i = 0; i < 100; ++i) {
+        EXPECT_EQ(h.frames[i].bytes, "<13>host CEF:0|V|P|1|s|n|5|cnt=" + std::to_string(i));
+        EXPECT_EQ(h.frames[i].cut, Cut::none);
+    }
+    const Skipped skipped = h.framer.take_skipped();
+    EXPECT_EQ(skipped.frames, 1U);
+    EXPECT_EQ(skipped.bytes, std::string_view("999999999 <13>garbage count\n").size());
+}
+
+// The largest count a config can accept is still a count: cut to the limit, the rest skipped.
+TEST(TcpFraming, CountOfSixteenMiBIsStillACount) {
+    Harness h(1024);
+    const std::uint64_t count = std::uint64_t{16} << 20;
+    std::string stream = std::to_string(count) + " ";
+    stream.append(2048, 'x');
+    h.feed(stream);
+    ASSERT_EQ(h.frames.size(), 1U);
+    EXPECT_EQ(h.frames[0].cut, Cut::oversize);
+    EXPECT_EQ(h.framer.take_skipped().frames, 0U);
+    EXPECT_TRUE(h.framer.skipping());
+}
+
 TEST(TcpFraming, RefusedFrameStaysAtTheFront) {
     Harness h(1024);
     h.refuse_after = 1;
