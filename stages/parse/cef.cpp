@@ -109,7 +109,10 @@ CefStatus parse_cef_header(std::string_view text, CefHeader& out) noexcept {
         out.extension = {};
         return CefStatus::ok;
     }
+    // The same slide when the extension holds a '|' (legal unescaped in a value, e.g. a URL):
+    // Severity is then the extension's start up to it.
     out.severity = text.substr(from, pipe - from);
+    if (out.severity.find('=') != std::string_view::npos) return CefStatus::bad_header;
     out.extension = text.substr(pipe + 1);
     return CefStatus::ok;
 }

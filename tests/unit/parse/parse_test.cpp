@@ -286,6 +286,18 @@ TEST_F(ParserTest, RejectsBadCefHeaderWithItsReason) {
     EXPECT_EQ(parser_.stats().bad_cef_header.load(), 2U);
 }
 
+// The same missing field when the extension holds a '|' (legal in a value, e.g. a URL): the
+// extension's start up to it slid into Severity. It was a row with LogSeverity "rt=1 msg=a".
+TEST_F(ParserTest, RejectsAShortHeaderWhoseExtensionHoldsAPipe) {
+    EXPECT_EQ(parse("CEF:0|Mock-test|MOCK|common=event-format-test|end|TRAFFIC|rt=1 msg=a|b src=1.1.1.1").reason,
+              "bad_cef_header");
+    EXPECT_EQ(parser_.stats().bad_cef_header.load(), 1U);
+    // A full header whose extension holds a '|' is still a row, the '|' in its value.
+    ASSERT_EQ(parse(std::string(header) + "msg=a|b src=1.1.1.1").outcome, ParseOutcome::row);
+    EXPECT_EQ(get(Column::Message), "a|b");
+    EXPECT_EQ(get(Column::SourceIP), "1.1.1.1");
+}
+
 TEST_F(ParserTest, RejectsEmptyMessages) {
     EXPECT_EQ(parse("<134>Mar 14 09:15:02 host ").reason, "empty_message");
     EXPECT_EQ(parse("").reason, "empty_message");
