@@ -2,8 +2,10 @@
 #include <benchmark/benchmark.h>
 
 #include <cstring>
+#include <ctime>
 #include <fstream>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "engine/row/row_json.h"
@@ -117,6 +119,77 @@ void BM_Floor_Scan_Darktrace853(benchmark::State& state) {
     state.SetItemsProcessed(state.iterations());
 }
 BENCHMARK(BM_Floor_Scan_Darktrace853);
+
+// The same 853-byte lines the way the pipeline meets them, to split the in-situ cost (bench/README.md
+// "Where each microsecond goes": parse + map + encode costs ~1.7x this file's kernel there) into
+// its causes. Arg 0: lines in a fixed-seed random order instead of the 48-line cycle (what the
+// branch predictor can learn). Arg 1: each line read from its own place in a 16 MiB arena (the
+// lane's ring size) and each row appended to a 1 MiB buffer (the batch), instead of one hot
+// output; both as the worker does. Arg 2: a 2 ms sleep after every N lines (the worker's nap;
+// at 100k/s a lane's worker takes ~150 lines per wake-up), 0 = never.
+void BM_ParseEncode_Darktrace853_AsInPipeline(benchmark::State& state) {
+    const bool shuffled = state.range(0) != 0;
+    const bool spread = state.range(1) != 0;
+    const long nap_every = state.range(2);
+    const auto& lines = darktrace_853b();
+    constexpr std::size_t arena_bytes = std::size_t{16} << 20;
+    std::vector<char> arena(arena_bytes);
+    std::vector<std::string_view> order;
+    std::uint64_t x = 0x9E3779B97F4A7C15ull;  // xorshift64, fixed seed
+    for (std::size_t at = 0, n = 0;; ++n) {
+        std::size_t pick = n % lines.size();
+        if (shuffled) {
+            x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+            pick = static_cast<std::size_t>(x % lines.size());
+        }
+        const std::string& line = lines[pick];
+        if (!spread) {
+            if (n == 1 << 15) break;
+            order.emplace_back(line);
+            continue;
+        }
+        if (at + line.size() > arena_bytes) break;
+        std::memcpy(arena.data() + at, line.data(), line.size());
+        order.emplace_back(arena.data() + at, line.size());
+        at += (line.size() + 63) & ~std::size_t{63};
+    }
+    Parser parser(ParseConfig{.collector_host_name = "collector"});
+    Row row;
+    const MessageMeta meta = bench_meta();
+    constexpr std::size_t out_bytes = std::size_t{1} << 20;
+    std::vector<char> out(out_bytes + 65536);
+    std::size_t out_at = 0;
+    std::size_t bytes = 0;
+    std::size_t i = 0;
+    for (auto _ : state) {
+        const std::string_view line = order[i];
+        i = i + 1 == order.size() ? 0 : i + 1;
+        const ParseResult r = parser.parse(line, meta, row);
+        benchmark::DoNotOptimize(r);
+        if (r.outcome == ParseOutcome::row) {
+            char* end = write_row_json(row, out.data() + out_at);
+            benchmark::DoNotOptimize(end);
+            const auto written = static_cast<std::size_t>(end - out.data());
+            if (spread) out_at = written >= out_bytes ? 0 : written;
+        }
+        bytes += line.size();
+        if (nap_every != 0 && i % static_cast<std::size_t>(nap_every) == 0) {
+            const timespec nap{0, 2'000'000};
+            nanosleep(&nap, nullptr);
+        }
+    }
+    state.SetBytesProcessed(static_cast<std::int64_t>(bytes));
+    state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK(BM_ParseEncode_Darktrace853_AsInPipeline)
+    ->ArgNames({"shuffled", "spread", "nap_every"})
+    ->Args({0, 0, 0})
+    ->Args({1, 0, 0})
+    ->Args({0, 1, 0})
+    ->Args({1, 1, 0})
+    ->Args({1, 1, 150})
+    ->Args({1, 1, 1500})
+    ->Args({1, 1, 15000});
 
 void BM_EncodeOnly_Darktrace(benchmark::State& state) {
     const auto lines = load("tests/data/synthetic-darktrace-cef.log");
