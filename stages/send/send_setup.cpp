@@ -24,10 +24,18 @@ Sender::Impl::~Impl() {
 }
 
 /// targets_ from config_: the first target, then [[azure.targets]] in file order.
+/// A reload keeps a 429's pause on a target with the same endpoint and DCR: Azure's
+/// Retry-After still holds whatever the new config says (a rebuilt target used to start
+/// unpaused, and new batches went out inside the window).
 void Sender::Impl::build_targets() {
+    const std::vector<Target> previous = std::move(targets_);
     targets_.clear();
     targets_.push_back(make_target(config_.target, config_.max_in_flight));
     for (const auto& t : config_.extra_targets) targets_.push_back(make_target(t, config_.max_in_flight));
+    for (Target& target : targets_)
+        for (const Target& old : previous)
+            if (old.config.endpoint == target.config.endpoint && old.config.dcr_id == target.config.dcr_id)
+                target.paused_until_ns = old.paused_until_ns;
 }
 
 Status Sender::Impl::init() {

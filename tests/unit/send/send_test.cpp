@@ -57,6 +57,30 @@ void add_batches(test::MemorySource& source, const std::string& tag, int batches
     for (int b = 0; b < batches; ++b) source.add(test::make_batch(tag + std::to_string(b), rows));
 }
 
+// A 429's Retry-After pauses the target; a reload (here the same config, as after a rotated
+// secret file) must not lift it. It did: the rebuilt target went out with 3 more requests.
+// Found in review.
+TEST(Sender, AReloadKeepsTheRetryAfterPause) {
+    test::FakeAzure azure;
+    azure.set_always_for(test::FakeAzure::dcr, 429, 30);
+    test::TempDir dir;
+    test::MemorySource source;
+    AzureConfig config = config_for(azure, dir);
+    config.max_in_flight = 4;
+    config.drain_timeout_ms = 500;
+    source.add(test::make_batch("first", 5));
+    RunningSender sender(config, source);
+    ASSERT_TRUE(test::wait_until(10s, [&] { return read(sender.stats().throttled) == 1; }));
+    add_batches(source, "more", 3, 5);
+    std::this_thread::sleep_for(1s);
+    ASSERT_EQ(azure.requests_for(test::FakeAzure::dcr), 1U) << "paused by Retry-After: 30";
+    ASSERT_TRUE(sender.sender->reconfigure(config).ok());
+    ASSERT_TRUE(test::wait_until(5s, [&] { return sender.sender->reconfigurations() == 1; }));
+    std::this_thread::sleep_for(1500ms);
+    EXPECT_EQ(azure.requests_for(test::FakeAzure::dcr), 1U)
+        << "requests sent to a target inside its 30 s Retry-After after a reload";
+}
+
 TEST(Sender, DeliversEveryBatchWithClientSecret) {
     test::FakeAzure azure;
     test::TempDir dir;
