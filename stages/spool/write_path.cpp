@@ -142,7 +142,9 @@ bool Spool::Impl::store_locked(Lock& lock, std::uint64_t id, const SealedBatch& 
             if (reclaim_acked_active_locked()) continue;
             if (config_.when_full == SpoolConfig::WhenFull::drop_oldest) {
                 if (drop_oldest_segment_locked()) continue;
-                return refuse(Drop::too_large);
+                // Only the active segment is left and no new one could start (e.g. EMFILE):
+                // the policy could not make room, which is write_error, not one batch too large.
+                return refuse(Drop::write_error);
             }
             if (!may_block) return refuse(Drop::newest);
             if (space_cv_.wait_until(lock, deadline) == std::cv_status::timeout &&

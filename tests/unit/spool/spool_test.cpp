@@ -556,6 +556,32 @@ TEST(SpoolWhenFull, DropOldestKeepsTheNewest) {
     EXPECT_TRUE(same_batch(batches.front().batch, make_batch(dropped + 1, 1000)));
 }
 
+// drop_oldest with only the active segment left and no file descriptor for a new one: the
+// drops are write errors (the policy could not make room), not "too_large", which means one
+// batch bigger than max_bytes. They were counted as too_large. Found in review.
+TEST(SpoolWhenFull, DropOldestThatCannotStartASegmentCountsWriteErrors) {
+    TempDir tmp;
+    SpoolConfig config = full_config(tmp.path(), SpoolConfig::WhenFull::drop_oldest);
+    config.segment_bytes = 4096;
+    config.max_bytes = 8192;
+    auto spool = open_spool(config);
+    rlimit saved{};
+    ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &saved), 0);
+    rlimit low = saved;
+    low.rlim_cur = 256;  // so the loop below ends quickly whatever the hard limit
+    ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &low), 0);
+    std::vector<int> fds;
+    for (int fd; (fd = ::dup(0)) >= 0;) fds.push_back(fd);
+    int accepted = 0;
+    for (std::uint64_t i = 1; i <= 12; ++i) accepted += spool->accept(make_batch(i, 1000)) ? 1 : 0;
+    for (const int fd : fds) ::close(fd);
+    ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &saved), 0);
+    EXPECT_GT(read(spool->stats().segment_start_errors), 0U);
+    EXPECT_GT(read(spool->stats().dropped_batches), 0U);
+    EXPECT_EQ(read(spool->stats().dropped_too_large), 0U) << accepted << " accepted";
+    EXPECT_EQ(read(spool->stats().dropped_write_error), read(spool->stats().dropped_batches));
+}
+
 TEST(SpoolWhenFull, DropOldestForgetsBatchesTheSenderHolds) {
     TempDir tmp;
     auto spool = open_spool(full_config(tmp.path(), SpoolConfig::WhenFull::drop_oldest));
