@@ -379,8 +379,8 @@ bool ConnectionTable::deliver_frames(Connection& connection) noexcept {
         bump(s.tcp_skipped_bytes, skipped.bytes);
         if (skipped.frames != 0)
             CEFD_LOG_EVERY(10, warn,
-                           "receive: lane %u %s stream from %s out of sync (octet count over 9 "
-                           "digits or 16 MiB): skipped to the next LF "
+                           "receive: lane %u %s stream from %s out of sync (octet count over "
+                           "16 MiB): skipped to the next LF "
                            "(receive_tcp_skipped_bytes_total)",
                            intake_.lane, kind, connection.source.to_string().c_str());
     }

@@ -9,6 +9,7 @@
 #include "stages/receive/engine.h"
 #include "stages/receive/engine_choice.h"
 #include "stages/receive/socket.h"
+#include "stages/receive/tcp_framing.h"
 #include "stages/receive/tls.h"
 
 namespace cefd {
@@ -62,7 +63,7 @@ void ReceiveConfig::validate(ConfigErrors& errors) const {
     errors.check_range<std::uint32_t>("receive.rcvbuf_bytes", rcvbuf_bytes, 65'536,
                                       1024 * 1024 * 1024);
     errors.check_range<std::uint32_t>("receive.max_frame_bytes", max_frame_bytes, 2'048,
-                                      16 * 1024 * 1024);
+                                      receive::TcpFramer::frame_bytes_ceiling);
     errors.check_range<std::uint32_t>("receive.tcp_max_connections", tcp_max_connections, 1,
                                       1'000'000);
     errors.check_range<std::uint32_t>("receive.tcp_max_connections_per_source",
@@ -185,7 +186,7 @@ void Receiver::register_metrics(MetricsRegistry& registry) const {
         {"receive_tcp_oversize_frames_total", "TCP frames over max_frame_bytes, cut",
          &stats_.tcp_oversize_frames},
         {"receive_tcp_bad_frames_total",
-         "Octet counts of 10-19 digits or over 16 MiB: the stream skipped to the next LF",
+         "Octet counts over 16 MiB (9-19 digits): the stream skipped to the next LF",
          &stats_.tcp_bad_frames},
         {"receive_tcp_idle_closed_total", "TCP connections closed by the idle timeout",
          &stats_.tcp_idle_closed},

@@ -109,7 +109,7 @@ struct ReceiveStats {
     Counter tcp_closed{0};      // TCP connections closed (peer, idle, error)
     Counter tcp_frames{0};      // TCP frames written to the ring
     Counter tcp_oversize_frames{0};  // TCP frames over max_frame_bytes (cut, counted)
-    Counter tcp_bad_frames{0};  // octet count of 10-19 digits or over 16 MiB: to the next LF
+    Counter tcp_bad_frames{0};  // octet count over 16 MiB (9-19 digits): to the next LF
     Counter tcp_skipped_bytes{0};  // bytes skipped for tcp_bad_frames
     Counter tcp_idle_closed{0}; // connections closed by the idle timeout
     Counter empty{0};           // empty datagrams / TCP frames (health probes): not written

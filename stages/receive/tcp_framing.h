@@ -13,8 +13,9 @@
 //   - A frame longer than `frame_bytes_max` is delivered cut to that many bytes with
 //     Cut::oversize; the rest of it is skipped (by count, or up to the next LF), so the stream
 //     stays in sync.
-//   - A run of 10 to 19 digits followed by SP, or a count over 16 MiB (the largest
-//     receive.max_frame_bytes), cannot be a count we accept: the stream is out of sync. The framer resynchronises on the next LF: the bytes from the digits through
+//   - A count over `frame_bytes_ceiling` (16 MiB, the largest receive.max_frame_bytes; so
+//     every run of 9 to 19 digits followed by SP) cannot be a count we accept: the stream is
+//     out of sync. The framer resynchronises on the next LF: the bytes from the digits through
 //     that LF are skipped (not delivered), and take_skipped() reports one bad frame and the
 //     bytes skipped, so the frames behind it still arrive. A run of 20 or more digits is not
 //     a count at all: it starts a non-transparent frame.
@@ -40,12 +41,17 @@ enum class FrameStatus : std::uint8_t {
 
 /// Out-of-sync stretches the framer skipped since the last take_skipped().
 struct Skipped {
-    std::uint64_t frames = 0;  // bad octet counts (10-19 digits + SP, or over 16 MiB)
+    std::uint64_t frames = 0;  // bad octet counts (over frame_bytes_ceiling)
     std::uint64_t bytes = 0;   // bytes skipped for them: the digits through the next LF
 };
 
 class TcpFramer {
 public:
+    /// The largest frame_bytes_max (receive.max_frame_bytes is checked against it). A larger
+    /// octet count is garbage, not a frame to cut: trusting "999999999 " skipped ~1 GB of the
+    /// frames behind it, counted nowhere (found in review).
+    static constexpr std::uint32_t frame_bytes_ceiling = std::uint32_t{16} << 20;
+
     explicit TcpFramer(std::uint32_t frame_bytes_max) noexcept : max_(frame_bytes_max) {}
 
     /// Delivers every complete frame at the front of `pending` and removes it (and skipped
@@ -85,14 +91,15 @@ public:
                 // A run of scan_digits_max digits is never a count, whether or not the SP after
                 // it is in this read, so the same bytes frame the same across read boundaries.
                 if (digits < scan_digits_max && digits < pending.size() && pending[digits] == ' ') {
-                    if (digits > count_digits_max || count_of(pending, digits) > count_value_max) {
+                    const std::uint64_t count = count_of(pending, digits);  // < 20 digits: no overflow
+                    if (count > frame_bytes_ceiling) {
                         // Out of sync: resynchronise on the next LF (the skip at the loop top).
                         ++skipped_.frames;
                         skip_to_newline_ = true;
                         resyncing_ = true;
                         continue;
                     }
-                    step = octet_counted(pending, digits, eof, deliver);
+                    step = octet_counted(pending, digits, count, eof, deliver);
                 } else {
                     // Digits followed by anything else: a non-transparent frame (a timestamp).
                     step = newline_terminated(pending, eof, deliver);
@@ -122,12 +129,7 @@ public:
 
 private:
     enum class Step : std::uint8_t { consumed, incomplete, blocked };
-    static constexpr std::size_t count_digits_max = 9;  // counts up to 999,999,999 bytes
     static constexpr std::size_t scan_digits_max = 20;  // a longer digit run is not a count
-    // No config takes frames over 16 MiB (receive.max_frame_bytes' ceiling), so a larger count
-    // is garbage, not a message to cut: trusting it would skip up to ~1 GB of the frames
-    // behind it (found in review: "999999999 " swallowed every later frame, counted nowhere).
-    static constexpr std::uint64_t count_value_max = std::uint64_t{16} << 20;
     static std::uint64_t count_of(std::string_view pending, std::size_t digits) noexcept {
         std::uint64_t count = 0;
         for (std::size_t i = 0; i < digits; ++i)
@@ -147,8 +149,8 @@ private:
 
     // `incomplete` leaves `pending` untouched; `consumed` delivered the frame and removed it.
     template <class Deliver>
-    Step octet_counted(std::string_view& pending, std::size_t digits, bool eof, Deliver& deliver) {
-        const std::uint64_t count = count_of(pending, digits);
+    Step octet_counted(std::string_view& pending, std::size_t digits, std::uint64_t count, bool eof,
+                       Deliver& deliver) {
         const std::string_view body = pending.substr(digits + 1);
         if (count <= max_) {
             if (body.size() < count) {

@@ -169,8 +169,7 @@ TEST(TcpFraming, NineDigitCountOverTheLargestFrameResynchronisesOnTheNextLf) {
 // The largest count a config can accept is still a count: cut to the limit, the rest skipped.
 TEST(TcpFraming, CountOfSixteenMiBIsStillACount) {
     Harness h(1024);
-    const std::uint64_t count = std::uint64_t{16} << 20;
-    std::string stream = std::to_string(count) + " ";
+    std::string stream = std::to_string(TcpFramer::frame_bytes_ceiling) + " ";
     stream.append(2048, 'x');
     h.feed(stream);
     ASSERT_EQ(h.frames.size(), 1U);
