@@ -4,7 +4,6 @@
 // that the events arrive at the stand-in, that cefd is still running, and that the counter
 // naming the case moved. Senders other than the test's "legitimate" one bind other loopback
 // addresses (127.0.0.2 and up), so per-source limits can be exercised from one machine.
-#include <algorithm>
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <openssl/ssl.h>
@@ -151,7 +150,11 @@ TEST(HostileReceive, UdpGarbageIsCountedAndValidEventsAroundItArrive) {
         const char* counter;
     };
     std::string pairs;
-    for (int i = 0; i < 10'000; ++i) pairs += "k" + std::to_string(i % 10) + "=v ";
+    for (int i = 0; i < 10'000; ++i) {  // not "k" + to_string(...): GCC 12 warns falsely (-Wrestrict)
+        pairs += 'k';
+        pairs += std::to_string(i % 10);
+        pairs += "=v ";
+    }
     const std::vector<Case> cases = {
         {"empty datagram", "", "cefd_receive_empty_total"},
         {"64 KiB datagram", std::string(65'507, 'x'), "cefd_receive_oversize_total"},
@@ -214,12 +217,12 @@ TEST(HostileReceive, TcpLiesFloodsAndSlowSendersDoNotLockOthersOut) {
         ASSERT_TRUE(write_all(fd, "900 " + last));
         ::close(fd);
         expect_moved(cefd, "cefd_receive_tcp_partial_frames_total", partial);
-        // A count over the 16 MiB any config allows: out of sync, skipped like the 15 digits.
-        const double bad_after_fifteen = cefd.metric("cefd_receive_tcp_bad_frames_total");
+        // A count over the 16 MiB any config allows: out of sync, skipped like the 15 digits,
+        // so the bad frames move by 2.
         const int huge = connect_from(port);
         ASSERT_TRUE(write_all(huge, "999999999 not nearly that long"));
         ::close(huge);
-        expect_moved(cefd, "cefd_receive_tcp_bad_frames_total", std::max(bad + 1, bad_after_fifteen));
+        expect_moved(cefd, "cefd_receive_tcp_bad_frames_total", bad + 1);
         expect_moved(cefd, "cefd_receive_tcp_skipped_bytes_total", skipped);
     }
     {
@@ -227,7 +230,9 @@ TEST(HostileReceive, TcpLiesFloodsAndSlowSendersDoNotLockOthersOut) {
         const double oversize = cefd.metric("cefd_receive_tcp_oversize_frames_total");
         const int fd = connect_from(port);
         ASSERT_TRUE(write_all(fd, std::string(200'000, 'y')));
-        ASSERT_TRUE(write_all(fd, "\n" + valid_frame()));  // it ends, and the stream goes on
+        std::string rest = "\n";  // not "\n" + valid_frame(): GCC 12 warns falsely (-Wrestrict)
+        rest += valid_frame();
+        ASSERT_TRUE(write_all(fd, rest));  // it ends, and the stream goes on
         expect_moved(cefd, "cefd_receive_tcp_oversize_frames_total", oversize);
         ::close(fd);
     }
