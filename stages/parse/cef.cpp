@@ -99,21 +99,19 @@ CefStatus parse_cef_header(std::string_view text, CefHeader& out) noexcept {
         *field = text.substr(from, pipe - from);
         from = pipe + 1;
     }
+    // No '|' after Severity is fine when the line just ends there (trailing blanks trimmed).
     const std::size_t pipe = find_pipe(text, from);
     if (pipe == std::string_view::npos) {
-        // No '|' after Severity. Fine when the line just ends there; but "k=v" in this position
-        // means a field is missing and the extension slid into Severity.
         out.severity = text.substr(from);
         while (!out.severity.empty() && is_trailing_blank(out.severity.back())) out.severity.remove_suffix(1);
-        if (out.severity.find('=') != std::string_view::npos) return CefStatus::bad_header;
         out.extension = {};
-        return CefStatus::ok;
+    } else {
+        out.severity = text.substr(from, pipe - from);
+        out.extension = text.substr(pipe + 1);
     }
-    // The same slide when the extension holds a '|' (legal unescaped in a value, e.g. a URL):
-    // Severity is then the extension's start up to it.
-    out.severity = text.substr(from, pipe - from);
+    // "k=v" in Severity means a field is missing and the extension slid into it: up to its end,
+    // or up to a '|' in its values (legal unescaped, e.g. in a URL).
     if (out.severity.find('=') != std::string_view::npos) return CefStatus::bad_header;
-    out.extension = text.substr(pipe + 1);
     return CefStatus::ok;
 }
 
