@@ -131,7 +131,10 @@ Status Spool::Impl::open_new_segment_locked() {
     const std::uint64_t previous = active_seq_;
     if (previous != 0 && segments_.contains(previous)) {
         Segment& old = segments_.at(previous);
-        if (active_dirty_ && config_.fsync != SpoolConfig::Fsync::never) ::fdatasync(old.fd.get());
+        if (active_dirty_ && config_.fsync != SpoolConfig::Fsync::never) {
+            add(stats_.fsyncs);
+            if (::fdatasync(old.fd.get()) != 0) note_sync_error_locked(errno, "fsyncing a full segment");
+        }
     }
     active_dirty_ = false;
     Segment segment;

@@ -48,16 +48,23 @@ void Spool::Impl::fsync_loop(std::stop_token stop) {
                 }
             }
         }
+        bool all_synced = !fds.empty();
         for (const int fd : fds) {
-            if (fd < 0) continue;
+            if (fd < 0) {
+                all_synced = false;
+                continue;
+            }
             add(stats_.fsyncs);
             if (::fdatasync(fd) != 0) {
                 const int error = errno;
+                all_synced = false;
                 std::lock_guard lock(mutex_);
-                note_write_error_locked(error, "fsyncing");
+                note_sync_error_locked(error, "fsyncing");
             }
             ::close(fd);
         }
+        if (all_synced && sync_failing_.exchange(false, std::memory_order_relaxed))
+            CEFD_LOG(info, "spool: fdatasync in %s succeeds again", config_.dir.c_str());
     }
 }
 
@@ -109,9 +116,7 @@ std::size_t Spool::pending() const { return impl_->pending(); }
 const SpoolStats& Spool::stats() const noexcept { return impl_->stats_; }
 std::uint64_t Spool::bytes() const { return impl_->bytes(); }
 std::size_t Spool::unreadable_segments() const { return impl_->unreadable_segments(); }
-bool Spool::write_failing() const noexcept {
-    return impl_->write_failing_.load(std::memory_order_relaxed);
-}
+bool Spool::write_failing() const noexcept { return impl_->failing(); }
 
 void Spool::register_metrics(MetricsRegistry& registry) const {
     const SpoolStats& s = impl_->stats_;
@@ -163,7 +168,7 @@ void Spool::register_metrics(MetricsRegistry& registry) const {
     registry.add_gauge("spool_unreadable_segments", "Segments on disk that could not be opened at start", "",
                        [impl] { return static_cast<double>(impl->unreadable_segments()); });
     registry.add_gauge("spool_write_failing", "1 while spool writes fail (disk full or I/O error)", "",
-                       [impl] { return impl->write_failing_.load(std::memory_order_relaxed) ? 1.0 : 0.0; });
+                       [impl] { return impl->failing() ? 1.0 : 0.0; });
 }
 
 }  // namespace cefd

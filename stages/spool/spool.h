@@ -19,8 +19,8 @@
 // Full (max_bytes): see WhenFull. Every batch that is not stored is counted (dropped_batches,
 // dropped_rows, and a per-reason counter) and logged at most once per 10 s.
 // Disk errors (ENOSPC, EIO): counted (write_errors), the gauge spool_write_failing is 1 until a
-// write succeeds again; ENOSPC/EDQUOT are handled like a full spool, other errors drop only the
-// new batch (never stored ones). See README.md.
+// write succeeds again (after a failed fdatasync: until an fdatasync succeeds); ENOSPC/EDQUOT are handled like a full
+// spool, other errors drop only the new batch (never stored ones). See README.md.
 #pragma once
 
 #include <cstdint>
@@ -116,7 +116,8 @@ public:
     /// Segments found at open that could not be opened (permissions): their batches are on disk
     /// but not in pending() (the spool_unreadable_segments gauge).
     [[nodiscard]] std::size_t unreadable_segments() const;
-    /// True from a failed write until the next successful one (the spool_write_failing gauge).
+    /// True from a failed write until the next successful one, and from a failed fdatasync until
+    /// the next successful fdatasync (the spool_write_failing gauge).
     [[nodiscard]] bool write_failing() const noexcept;
     void register_metrics(MetricsRegistry& registry) const;
 

@@ -95,6 +95,12 @@ public:
 
     SpoolStats stats_;
     std::atomic<bool> write_failing_{false};
+    // Set by a failed background or rotation fdatasync; cleared only by a later fdatasync that
+    // succeeds. A successful write into the page cache proves nothing about the disk.
+    std::atomic<bool> sync_failing_{false};
+    bool failing() const noexcept {
+        return write_failing_.load(std::memory_order_relaxed) || sync_failing_.load(std::memory_order_relaxed);
+    }
 
 private:
     struct Segment {
@@ -148,6 +154,9 @@ private:
     /// Counts `batches` dropped batches holding `rows` rows, then logs (at most every 10 s).
     void count_drop_locked(Drop reason, std::uint64_t rows, std::uint64_t batches = 1);
     void note_write_error_locked(int error, const char* what);
+    /// A failed fdatasync whose data was already in place: counted and logged like a write
+    /// error, and spool_write_failing stays 1 until an fdatasync succeeds.
+    void note_sync_error_locked(int error, const char* what);
     void quarantine_copy_locked(const Segment& segment);
     void trim_corrupt_locked();
     void sync_dir_locked();

@@ -55,6 +55,13 @@ void Spool::Impl::note_write_error_locked(int error, const char* what) {
     }
 }
 
+void Spool::Impl::note_sync_error_locked(int error, const char* what) {
+    note_write_error_locked(error, what);
+    if (!sync_failing_.exchange(true, std::memory_order_relaxed))
+        CEFD_LOG(error, "spool: batches written to %s since the last good fdatasync may not survive a crash",
+                 config_.dir.c_str());
+}
+
 int Spool::Impl::append_record_locked(Segment& segment, std::uint64_t id, const RecordHeader& header,
                                       std::span<const std::byte> body, const StoreOptions& options) {
     const HeaderBytes bytes = spool::encode_header(header);
@@ -154,7 +161,8 @@ bool Spool::Impl::store_locked(Lock& lock, std::uint64_t id, const SealedBatch& 
         }
         const int rc = append_locked(id, batch, options);
         if (rc == 0) {
-            if (write_failing_.exchange(false, std::memory_order_relaxed))
+            if (write_failing_.exchange(false, std::memory_order_relaxed) &&
+                !sync_failing_.load(std::memory_order_relaxed))
                 CEFD_LOG(info, "spool: writes to %s succeed again", config_.dir.c_str());
             ready_cv_.notify_one();
             return true;

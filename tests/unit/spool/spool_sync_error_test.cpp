@@ -1,0 +1,106 @@
+// A disk whose fdatasync fails while writes into the page cache still succeed (EIO from a dying
+// device, or a thin-provisioned volume out of space). The spool must keep saying so
+// (spool_write_failing, and so /readyz) until an fdatasync succeeds again.
+#include <gtest/gtest.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <thread>
+
+#include "stages/spool/spool.h"
+#include "tests/support/support.h"
+#include "tests/unit/spool/spool_test_util.h"
+
+namespace {
+// While set, every fdatasync in this process fails with EIO. This definition is the one the
+// spool library (linked statically) calls, so the real syscall is made only when it is clear.
+std::atomic<bool> g_fdatasync_eio{false};
+}  // namespace
+
+extern "C" int fdatasync(int fd) {
+    if (g_fdatasync_eio.load()) {
+        errno = EIO;
+        return -1;
+    }
+    return static_cast<int>(::syscall(SYS_fdatasync, fd));
+}
+
+namespace cefd::test {
+namespace {
+
+struct FailingSyncs {
+    FailingSyncs() { g_fdatasync_eio = true; }
+    ~FailingSyncs() { g_fdatasync_eio = false; }
+    FailingSyncs(const FailingSyncs&) = delete;
+    FailingSyncs& operator=(const FailingSyncs&) = delete;
+};
+
+std::unique_ptr<Spool> open_spool(const SpoolConfig& config) {
+    auto spool = Spool::open(config);
+    if (!spool) ADD_FAILURE() << "open failed: " << spool.error().describe();
+    return spool ? std::move(spool).value() : nullptr;
+}
+
+// Polls for up to 5 s; the fsync thread runs every fsync_interval_ms.
+template <typename Predicate>
+bool eventually(Predicate predicate) {
+    for (int i = 0; i < 1000; ++i) {
+        if (predicate()) return true;
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    return predicate();
+}
+
+TEST(SpoolSyncErrors, AFailedIntervalSyncStaysVisibleUntilASyncSucceeds) {
+    TempDir tmp;
+    SpoolConfig config = small_config(tmp.path());
+    config.segment_bytes = 1 << 20;
+    config.fsync = SpoolConfig::Fsync::interval;
+    config.fsync_interval_ms = 10;
+    auto spool = open_spool(config);
+    ASSERT_NE(spool, nullptr);
+    {
+        FailingSyncs failing;
+        ASSERT_TRUE(spool->accept(make_batch(1)));
+        ASSERT_TRUE(eventually([&] { return spool->write_failing(); })) << "the fsync thread saw no EIO";
+        EXPECT_GT(read(spool->stats().write_errors), 0U);
+        // This write reaches the page cache and succeeds; the disk is no better for it.
+        ASSERT_TRUE(spool->accept(make_batch(2)));
+        EXPECT_TRUE(spool->write_failing()) << "a page-cache write cleared a failed fdatasync";
+        // Still failing after the next background sync of that write.
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        EXPECT_TRUE(spool->write_failing());
+    }
+    // The disk recovers: the next write is synced, and only that clears the alarm.
+    ASSERT_TRUE(spool->accept(make_batch(3)));
+    EXPECT_TRUE(eventually([&] { return !spool->write_failing(); })) << "a good fdatasync did not clear it";
+    // Nothing stored was lost on the way: all three batches come back.
+    for (std::uint64_t seed = 1; seed <= 3; ++seed) {
+        auto batch = spool->next(1'000'000'000);
+        ASSERT_TRUE(batch.has_value());
+        EXPECT_EQ(batch->batch.body, make_batch(seed).body);
+        spool->ack(batch->id);
+    }
+}
+
+TEST(SpoolSyncErrors, AFailedSyncOfAFullSegmentIsCountedAndShown) {
+    TempDir tmp;
+    SpoolConfig config = small_config(tmp.path());  // 4 KiB segments: a 2 KiB batch fills one
+    config.fsync = SpoolConfig::Fsync::interval;
+    config.fsync_interval_ms = 60'000;  // only the sync at rotation runs in this test
+    auto spool = open_spool(config);
+    ASSERT_NE(spool, nullptr);
+    FailingSyncs failing;
+    ASSERT_TRUE(spool->accept(make_batch(1, 3000)));
+    EXPECT_FALSE(spool->write_failing());
+    const auto errors = read(spool->stats().write_errors);
+    ASSERT_TRUE(spool->accept(make_batch(2, 3000)));  // starts a segment: syncs the full one
+    EXPECT_GT(read(spool->stats().write_errors), errors) << "the full segment's failed fdatasync went uncounted";
+    EXPECT_TRUE(spool->write_failing());
+}
+
+}  // namespace
+}  // namespace cefd::test
