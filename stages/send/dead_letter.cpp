@@ -39,8 +39,26 @@ Status write_atomically(const std::string& path, const void* data, std::size_t s
         p += n;
         left -= static_cast<std::size_t>(n);
     }
+    // On disk before the rename, and the rename on disk (sync_dir) before the caller acks the
+    // batch out of the spool: after a crash the batch is in one place or the other.
+    if (::fdatasync(fd) != 0) {
+        const int err = errno;
+        ::close(fd);
+        ::unlink(temporary.c_str());
+        return Error{Errc::io, err, "fdatasync " + temporary};
+    }
     ::close(fd);
     if (::rename(temporary.c_str(), path.c_str()) != 0) return Error{Errc::io, errno, "rename " + path};
+    return ok_status();
+}
+
+Status sync_dir(const std::string& dir) {
+    const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) return Error{Errc::io, errno, "open " + dir};
+    const int rc = ::fsync(fd);
+    const int err = errno;
+    ::close(fd);
+    if (rc != 0) return Error{Errc::io, err, "fsync " + dir};
     return ok_status();
 }
 
@@ -98,7 +116,8 @@ Status write_dead_letter(const std::string& dir, const SealedBatch& batch, const
             ",\"body_is_json\":" + (json ? "true" : "false") + ",\"response\":";
     append_json_string(meta, std::string_view(letter.response).substr(0, 4096));
     meta += "}\n";
-    return write_atomically(base + ".meta.json", meta.data(), meta.size());
+    if (auto s = write_atomically(base + ".meta.json", meta.data(), meta.size()); !s) return s;
+    return sync_dir(dir);
 }
 
 std::vector<std::string> list_dead_letters(const std::string& dir) {

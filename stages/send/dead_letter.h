@@ -7,7 +7,10 @@
 //   <UTC time>-<request id>.meta.json  {"status","request_id","time","endpoint","dcr_id",
 //                                       "stream","rows","json_bytes","response"} (response cut
 //                                       to 4 KiB)
-// Both are written to a temporary name and renamed, so a reader never sees half a file.
+// Both are written to a temporary name, fdatasync'd and renamed, and the directory is synced,
+// so a reader never sees half a file and a batch acked out of the spool after
+// write_dead_letter() returned ok survives a crash. Any failure returns an error (the caller
+// keeps the batch).
 // read_dead_letter() reads a pair back (for `cefd replay-dead-letter`), checking both ends.
 #pragma once
 
