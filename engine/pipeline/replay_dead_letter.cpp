@@ -2,6 +2,7 @@
 #include "engine/pipeline/replay_dead_letter.h"
 
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cstdio>
@@ -78,7 +79,14 @@ int replay_dead_letter_main(int argc, char** argv) {
     for (const auto& t : config->azure.extra_targets) syslog_streams.push_back(t.syslog_stream);
     const std::string replayed_dir = dir + "/replayed";
     const std::vector<std::string> letters = list_dead_letters(dir);
-    if (!letters.empty() && ::mkdir(replayed_dir.c_str(), 0700) != 0 && errno != EEXIST) {
+    if (!letters.empty() && ::mkdir(replayed_dir.c_str(), 0700) == 0) {
+        // Run with sudo: give replayed/ to the dead-letter directory's owner (the service user),
+        // as the spool does with its files, so a later run as that user can move files into it.
+        if (struct stat st{}; ::geteuid() == 0 && ::stat(dir.c_str(), &st) == 0 && st.st_uid != 0 &&
+                              ::chown(replayed_dir.c_str(), st.st_uid, st.st_gid) != 0)
+            std::fprintf(stderr, "cefd replay-dead-letter: cannot give %s to uid %u: %s\n", replayed_dir.c_str(),
+                         static_cast<unsigned>(st.st_uid), std::strerror(errno));
+    } else if (!letters.empty() && errno != EEXIST) {
         std::fprintf(stderr, "cefd replay-dead-letter: cannot create %s: %s\n", replayed_dir.c_str(), std::strerror(errno));
         return 1;
     }

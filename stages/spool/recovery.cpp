@@ -28,16 +28,26 @@ Status Spool::Impl::open() {
         return Error{Errc::io, rc, "spool: cannot create " + config_.dir};
     dir_fd_ = UniqueFd(::open(config_.dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
     if (!dir_fd_.valid()) return Error{Errc::io, errno, "spool: cannot open " + config_.dir};
+    if (struct stat st{}; ::geteuid() == 0 && ::fstat(dir_fd_.get(), &st) == 0 && st.st_uid != 0) {
+        adopt_owner_.emplace(st.st_uid, st.st_gid);
+        CEFD_LOG(info, "spool: running as root in %s, which uid %u owns: files created here are given to %u:%u",
+                 config_.dir.c_str(), static_cast<unsigned>(st.st_uid), static_cast<unsigned>(st.st_uid),
+                 static_cast<unsigned>(st.st_gid));
+    }
     lock_fd_ = UniqueFd(::open(path("LOCK").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
     if (!lock_fd_.valid()) return Error{Errc::io, errno, "spool: cannot create " + path("LOCK")};
+    adopt(lock_fd_.get());
     if (::flock(lock_fd_.get(), LOCK_EX | LOCK_NB) != 0) {
         // EWOULDBLOCK: another cefd (or a stale one still stopping) uses this directory.
         return Error{Errc::io, errno, "spool: " + config_.dir + " is in use by another process"};
     }
-    if (::mkdir(path("corrupt").c_str(), 0700) != 0 && errno != EEXIST)
+    if (::mkdir(path("corrupt").c_str(), 0700) == 0)
+        adopt(path("corrupt"));
+    else if (errno != EEXIST)
         return Error{Errc::io, errno, "spool: cannot create " + path("corrupt")};
     ids_fd_ = UniqueFd(::open(path("IDS").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
     if (!ids_fd_.valid()) return Error{Errc::io, errno, "spool: cannot create " + path("IDS")};
+    adopt(ids_fd_.get());
     const std::optional<std::uint64_t> id_floor = read_id_floor();
 
     std::set<std::uint64_t> segment_seqs;
@@ -322,6 +332,7 @@ void Spool::Impl::recover_segment(std::uint64_t seq) {
         const std::string temporary = ack_path + ".tmp";
         UniqueFd out(::open(temporary.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
         bool written = out.valid();
+        if (written) adopt(out.get());
         for (const std::uint64_t id : acked_list) {
             const AckBytes entry = spool::encode_ack(id);
             if (written && write_all(out.get(), entry.data(), entry.size()) != 0) written = false;
@@ -332,6 +343,8 @@ void Spool::Impl::recover_segment(std::uint64_t seq) {
     segment.ack_fd = UniqueFd(::open(ack_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600));
     if (!segment.ack_fd.valid())
         CEFD_LOG(error, "spool: cannot open %s (errno %d)", ack_path.c_str(), errno);
+    else
+        adopt(segment.ack_fd.get());
     disk_bytes_ += size;
     segments_.emplace(seq, std::move(segment));
 }

@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstdio>
+#include <cstring>
 
 #include "engine/clock.h"
 #include "engine/log.h"
@@ -127,6 +128,8 @@ Status Spool::Impl::open_new_segment_locked() {
         ::unlink(ack_path.c_str());
         return Error{Errc::io, error, "spool: cannot create " + segment_path};
     }
+    adopt(ack_fd.get());
+    adopt(fd.get());
     ++next_seq_;
     const std::uint64_t previous = active_seq_;
     if (previous != 0 && segments_.contains(previous)) {
@@ -221,12 +224,28 @@ void Spool::Impl::sync_dir_locked() {
     if (config_.fsync != SpoolConfig::Fsync::never) ::fsync(dir_fd_.get());
 }
 
+void Spool::Impl::adopt(int fd) const {
+    if (!adopt_owner_) return;
+    if (::fchown(fd, adopt_owner_->first, adopt_owner_->second) != 0)
+        CEFD_LOG_EVERY(log_every_s, error,
+                       "spool: cannot give a new file in %s to uid %u (%s): the service may not read it",
+                       config_.dir.c_str(), static_cast<unsigned>(adopt_owner_->first), std::strerror(errno));
+}
+
+void Spool::Impl::adopt(const std::string& name) const {
+    if (!adopt_owner_) return;
+    if (::chown(name.c_str(), adopt_owner_->first, adopt_owner_->second) != 0)
+        CEFD_LOG_EVERY(log_every_s, error, "spool: cannot give %s to uid %u (%s): the service may not read it",
+                       name.c_str(), static_cast<unsigned>(adopt_owner_->first), std::strerror(errno));
+}
+
 void Spool::Impl::quarantine_copy_locked(const Segment& segment) {
     if (config_.corrupt_files_max == 0) return;
     const std::string aside =
         path("corrupt/" + std::to_string(wall_clock_ns()) + "-" + file_name(segment.seq, "seg"));
     UniqueFd out(::open(aside.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
     if (!out.valid()) return;
+    adopt(out.get());
     loff_t in_offset = 0;
     std::uint64_t left = segment.bytes;
     // Bounded: each pass copies at least one byte or stops.

@@ -8,6 +8,8 @@
 // Every member function whose name ends in _locked runs with mutex_ held.
 #pragma once
 
+#include <sys/types.h>
+
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
@@ -160,6 +162,9 @@ private:
     void quarantine_copy_locked(const Segment& segment);
     void trim_corrupt_locked();
     void sync_dir_locked();
+    /// Gives a newly created file (fd) or directory (path) to adopt_owner_, if set.
+    void adopt(int fd) const;
+    void adopt(const std::string& path) const;
     void fsync_loop(std::stop_token stop);
     void spill_memory_locked(Lock& lock);
     /// Raises the id floor above `id` (writes and syncs IDS). Called before `id` is used.
@@ -201,6 +206,10 @@ private:
     std::uint64_t disk_bytes_ = 0;
     bool active_dirty_ = false;
     UniqueFd dir_fd_;
+    // Set when root opens a directory another user owns (`cefd replay-dead-letter` or `cefd check`
+    // run with sudo): every file and directory created is handed to that owner, so the service
+    // can still read what root wrote.
+    std::optional<std::pair<uid_t, gid_t>> adopt_owner_;
     UniqueFd lock_fd_;
     UniqueFd ids_fd_;                 // IDS, rewritten in place
     std::vector<std::byte> scratch_;  // recovery: one body at a time
