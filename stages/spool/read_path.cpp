@@ -29,6 +29,7 @@ bool Spool::Impl::read_body_locked(std::uint64_t id, const Entry& entry, Segment
                    static_cast<unsigned long long>(id), static_cast<unsigned long long>(entry.seq),
                    read_ok ? "bad checksum" : std::strerror(errno));
     quarantine_copy_locked(segment);
+    count_drop_locked(Drop::damaged, entry.header.rows);
     ack_locked(id);
     return false;
 }

@@ -239,8 +239,11 @@ void Spool::Impl::adopt(const std::string& name) const {
                        name.c_str(), static_cast<unsigned>(adopt_owner_->first), std::strerror(errno));
 }
 
-void Spool::Impl::quarantine_copy_locked(const Segment& segment) {
-    if (config_.corrupt_files_max == 0) return;
+void Spool::Impl::quarantine_copy_locked(Segment& segment) {
+    // One copy per segment: a second damaged record in it is in the copy already (or, if
+    // written after the copy, in the segment itself until it is deleted).
+    if (config_.corrupt_files_max == 0 || segment.quarantined) return;
+    segment.quarantined = true;
     const std::string aside =
         path("corrupt/" + std::to_string(wall_clock_ns()) + "-" + file_name(segment.seq, "seg"));
     UniqueFd out(::open(aside.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));

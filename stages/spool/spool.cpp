@@ -155,6 +155,7 @@ void Spool::register_metrics(MetricsRegistry& registry) const {
         {"block_timeout", &s.dropped_block_timeout},
         {"too_large", &s.dropped_too_large},
         {"write_error", &s.dropped_write_error},
+        {"damaged", &s.dropped_damaged},
     };
     for (const auto& d : drops) {
         registry.add("spool_drops_total", "Batches dropped, by reason",

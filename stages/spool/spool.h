@@ -93,6 +93,7 @@ struct SpoolStats {
     Counter dropped_block_timeout{0};  // when_full = block waited block_timeout_ms in vain
     Counter dropped_too_large{0};      // one batch larger than max_bytes or the record limit
     Counter dropped_write_error{0};    // a write failed: no room could be made, or not a full disk
+    Counter dropped_damaged{0};        // stored, but its body failed its CRC when read back
 };
 
 class Spool final : public BatchSink, public BatchSource {

@@ -114,6 +114,7 @@ private:
         std::uint32_t live = 0;          // records not acknowledged
         bool ack_dirty = false;          // acks written since the last fdatasync
         bool closed_for_appends = false; // a failed write left junk past `bytes`
+        bool quarantined = false;        // already copied to corrupt/ (once per segment)
     };
     struct Entry {
         std::uint64_t seq = 0;     // segment
@@ -127,7 +128,7 @@ private:
         // records in ready_ hold one, so at most handoff_batches bodies are kept.
         std::vector<std::byte> body;
     };
-    enum class Drop : std::uint8_t { oldest, newest, block_timeout, too_large, write_error };
+    enum class Drop : std::uint8_t { oldest, newest, block_timeout, too_large, write_error, damaged };
 
     using Lock = std::unique_lock<std::mutex>;
 
@@ -159,7 +160,7 @@ private:
     /// A failed fdatasync whose data was already in place: counted and logged like a write
     /// error, and spool_write_failing stays 1 until an fdatasync succeeds.
     void note_sync_error_locked(int error, const char* what);
-    void quarantine_copy_locked(const Segment& segment);
+    void quarantine_copy_locked(Segment& segment);
     void trim_corrupt_locked();
     void sync_dir_locked();
     /// Gives a newly created file (fd) or directory (path) to adopt_owner_, if set.

@@ -26,6 +26,10 @@ void Spool::Impl::count_drop_locked(Drop reason, std::uint64_t rows, std::uint64
             break;
         case Drop::too_large: bump(stats_.dropped_too_large, batches); name = "batch larger than the spool"; break;
         case Drop::write_error: bump(stats_.dropped_write_error, batches); name = "write error"; break;
+        case Drop::damaged:
+            bump(stats_.dropped_damaged, batches);
+            name = "damaged on disk";
+            break;
     }
     // Logged after counting, so the total includes every batch of a deleted segment.
     CEFD_LOG_EVERY(log_every_s, warn, "spool: dropped %llu batch(es) of %llu rows (%s); %llu batches so far",

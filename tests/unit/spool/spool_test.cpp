@@ -410,6 +410,49 @@ TEST(SpoolDamage, CorruptDirectoryIsCapped) {
     EXPECT_LE(count_files(tmp.file("corrupt")), 2U);
 }
 
+// Three damaged bodies in one segment: three lost batches, counted as drops with their rows, and
+// one copy of the segment in corrupt/ (each damaged record used to add another whole copy).
+TEST(SpoolDamage, DamagedBodiesAreCountedDropsAndTheirSegmentIsCopiedOnce) {
+    TempDir tmp;
+    SpoolConfig config = small_config(tmp.path());
+    config.segment_bytes = 1 << 20;
+    config.handoff_batches = 0;
+    {
+        auto spool = open_spool(config);
+        for (std::uint64_t seed = 1; seed <= 10; ++seed) ASSERT_TRUE(spool->accept(make_batch(seed, 2000)));
+    }
+    const auto segments = files_with_extension(tmp.path(), ".seg");
+    ASSERT_EQ(segments.size(), 1U);
+    std::uint64_t offset = 0;
+    std::uint64_t damaged_rows = 0;
+    for (int index = 0; index < 10; ++index) {
+        const int fd = ::open(segments[0].c_str(), O_RDONLY | O_CLOEXEC);
+        spool::HeaderBytes bytes;
+        ASSERT_EQ(::pread(fd, bytes.data(), bytes.size(), static_cast<off_t>(offset)),
+                  static_cast<ssize_t>(bytes.size()));
+        ::close(fd);
+        const auto header = spool::decode_header(bytes);
+        ASSERT_TRUE(header.has_value());
+        if (index % 3 == 2) {
+            flip_byte(segments[0], offset + spool::header_bytes + 100);
+            damaged_rows += header->rows;
+        }
+        offset += spool::header_bytes + header->body_bytes;
+    }
+    auto spool = open_spool(config);
+    int delivered = 0;
+    while (auto batch = spool->next(0)) {
+        ++delivered;
+        spool->ack(batch->id);
+    }
+    EXPECT_EQ(delivered, 7);
+    EXPECT_EQ(read(spool->stats().corrupt_records), 3U);
+    EXPECT_EQ(read(spool->stats().dropped_damaged), 3U);
+    EXPECT_EQ(read(spool->stats().dropped_batches), 3U);
+    EXPECT_EQ(read(spool->stats().dropped_rows), damaged_rows);
+    EXPECT_EQ(count_files(tmp.file("corrupt")), 1U);
+}
+
 // --- A segment that cannot be read at start ----------------------------------------------
 
 /// Clears CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH from this thread's effective set until
