@@ -35,13 +35,18 @@ void Sender::Impl::on_complete(Slot& slot, Work&& work, CURLcode rc) {
         return retry(std::move(work), now + backoff_ns(work.item.attempts));
     }
     const SealedBatch& batch = work.item.batch;
+    if (status >= 200 && status < 300) {  // accepted (not proof of storage: see the reference, 1.4)
+        // The spec says 204. Any other 2xx is still the server taking the batch: resending it
+        // would only make duplicates, forever.
+        if (status != 204 && status != 200)
+            CEFD_LOG_EVERY(60, warn, "send: HTTP %ld from %s (request id %s), expected 204; counted as delivered",
+                           status, target.config.endpoint.c_str(), id);
+        bump(stats_->delivered_batches);
+        bump(stats_->delivered_rows, batch.rows);
+        bump(stats_->delivered_bytes, batch.body.size());
+        return done(std::move(work));
+    }
     switch (status) {
-        case 200:
-        case 204:  // accepted (not proof of storage: see the reference, 1.4)
-            bump(stats_->delivered_batches);
-            bump(stats_->delivered_rows, batch.rows);
-            bump(stats_->delivered_bytes, batch.body.size());
-            return done(std::move(work));
         case 401:  // token missing, expired or for the wrong audience
             bump(stats_->unauthorized);
             if (!work.retried_401) {

@@ -254,6 +254,24 @@ TEST(Sender, RetriesAServerErrorBurst) {
     EXPECT_EQ(azure.distinct_rows(), 100U);
 }
 
+// A 2xx other than 204 (a proxy's 202, say) is the batch taken: it was retried, and so
+// resent (a duplicate) for as long as the answer stayed the same.
+TEST(Sender, AnyTwoHundredIsDelivered) {
+    test::FakeAzure azure;
+    azure.script({202, 201});
+    test::TempDir dir;
+    test::MemorySource source;
+    add_batches(source, "a", 2, 10);
+    AzureConfig config = config_for(azure, dir);
+    config.max_in_flight = 1;
+    RunningSender sender(config, source);
+    ASSERT_TRUE(test::wait_until(10s, [&] { return source.acked() == 2; }));
+    EXPECT_EQ(read(sender.stats().retries), 0U);
+    EXPECT_EQ(read(sender.stats().delivered_batches), 2U);
+    EXPECT_EQ(read(sender.stats().delivered_rows), 20U);
+    EXPECT_EQ(azure.requests(), 2U);
+}
+
 // A body far larger than libcurl's upload buffer (256 KiB, send_setup.cpp) goes in several
 // passes through it: every row still arrives once, and the body the server inflates is whole.
 TEST(Sender, DeliversABodyLargerThanTheUploadBuffer) {
