@@ -6,9 +6,10 @@
 # clang must build even when that compiler invents a new warning.
 set(CEFD_WARNINGS -Wall -Wextra -Wpedantic -Wno-missing-field-initializers)
 # GCC 12 at -O2/-O3 reports -Wrestrict inside libstdc++'s `"literal" + std::string` (GCC bug
-# 105329, fixed in GCC 13). It stays a warning, so the ci preset still builds on Debian 12.
+# 105329, fixed in GCC 13): a from-scratch build printed 11 of these false positives, enough to
+# hide a real warning among them. Off for GCC 12 only; GCC 13+ and clang still check it.
 if(CMAKE_CXX_COMPILER_ID STREQUAL "GNU" AND CMAKE_CXX_COMPILER_VERSION VERSION_LESS 13)
-  list(APPEND CEFD_WARNINGS -Wno-error=restrict)
+  list(APPEND CEFD_WARNINGS -Wno-restrict)
 endif()
 
 # cefd_library(NAME parse SRCS a.cpp DEPS cefd::engine) -> target cefd_parse, alias cefd::parse
