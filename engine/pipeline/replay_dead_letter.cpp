@@ -60,13 +60,38 @@ int replay_dead_letter_main(int argc, char** argv) {
         for (const auto& problem : errors.list()) std::fprintf(stderr, "  %s\n", problem.c_str());
         return 2;
     }
-    if (dir.empty()) dir = config->azure.dead_letter_dir;
+    const bool dir_named = !dir.empty();
+    if (!dir_named) dir = config->azure.dead_letter_dir;
     while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
+    // A typo in DIR, or a directory this user cannot list, must not read as "0 files, done".
+    // Only the configured directory may be missing: it appears with the first dead letter.
+    {
+        struct stat st {};
+        const char* problem = nullptr;
+        if (::stat(dir.c_str(), &st) != 0) {
+            if (!dir_named && errno == ENOENT) {
+                std::printf("replay-dead-letter: no dead letters (%s does not exist yet)\n", dir.c_str());
+                return 0;
+            }
+            problem = std::strerror(errno);
+        } else if (!S_ISDIR(st.st_mode)) {
+            problem = "not a directory";
+        } else if (::access(dir.c_str(), R_OK | W_OK | X_OK) != 0) {
+            problem = std::strerror(errno);
+        }
+        if (problem != nullptr) {
+            std::fprintf(stderr, "cefd replay-dead-letter: cannot use the directory %s: %s\n", dir.c_str(), problem);
+            return 2;
+        }
+    }
 
     // Durable before the file is moved: on disk, synced, whatever the running config says.
     SpoolConfig spool_config = config->spool;
     spool_config.mode = SpoolConfig::Mode::always;
     spool_config.fsync = SpoolConfig::Fsync::batch;
+    // Never make room by deleting batches that wait undelivered (drop_oldest, the default) for
+    // batches Azure refused once: a full spool refuses the letter, and the replay stops (exit 1).
+    spool_config.when_full = SpoolConfig::WhenFull::drop_newest;
     auto spool = Spool::open(spool_config);
     if (!spool) {
         // The usual cause is the lock: a running cefd owns this spool.
