@@ -6,6 +6,7 @@
 
 #include "engine/pipeline/config.h"
 #include "engine/pipeline/config_keys.h"
+#include "stages/send/diagnose.h"
 
 namespace cefd {
 
@@ -58,7 +59,12 @@ std::vector<ConfigChange> reload_changes(const Config& running, const Config& fi
     for (const ConfigKey& key : config_keys()) {
         std::string before = config_value_text(running, key);
         std::string after = config_value_text(file, key);
-        if (key.table == "azure" && key.name == "client_secret") {
+        if (key.table == "azure" && key.name == "proxy") {
+            // A proxy URL may carry user:password@: the diff reaches the journal.
+            if (before == after) continue;
+            before = toml_string(redact_url_password(running.azure.proxy));
+            after = toml_string(redact_url_password(file.azure.proxy));
+        } else if (key.table == "azure" && key.name == "client_secret") {
             // Printed as "***" either way; a new secret (inline or from client_secret_file) is a change.
             if (running.azure.client_secret.reveal() == file.azure.client_secret.reveal()) continue;
             before = "\"*** (old)\"";

@@ -15,6 +15,7 @@
 
 #include "engine/config/config_errors.h"
 #include "stages/send/assertion.h"
+#include "stages/send/diagnose.h"
 #include "stages/send/send.h"
 
 namespace cefd {
@@ -61,15 +62,17 @@ bool is_loopback_host(const std::string& host) {
 
 void check_url(ConfigErrors& errors, const std::string& key, const std::string& url, UrlRule rule,
                const char* what) {
+    // Messages reach check-config's output, the journal and a failed reload's log line.
+    const std::string shown = redact_url_password(url);
     const auto parsed = parse_url(url);
     if (!parsed) {
-        errors.add(key, "\"" + url + "\" is not a URL (" + what + ")");
+        errors.add(key, "\"" + shown + "\" is not a URL (" + what + ")");
         return;
     }
     // user@host hides the real host from a reader ("http://127.0.0.1@example.com" goes to
     // example.com) and puts a credential in the config: refused everywhere but the proxy.
     if (parsed->has_user && rule != UrlRule::proxy) {
-        errors.add(key, "must not contain user@ (" + url + " goes to " + parsed->host + ")");
+        errors.add(key, "must not contain user@ (" + shown + " goes to " + parsed->host + ")");
         return;
     }
     const bool loopback = is_loopback_host(parsed->host);
@@ -80,8 +83,9 @@ void check_url(ConfigErrors& errors, const std::string& key, const std::string& 
                parsed->scheme == "socks4a" || parsed->scheme == "socks5" || parsed->scheme == "socks5h";
     if (!fine)
         errors.add(key, rule == UrlRule::proxy
-                            ? "\"" + url + "\": the proxy must be an http://, https:// or socks5:// URL"
-                            : "\"" + url + "\" must be https:// (" + what + "); http:// only to 127.0.0.1, ::1 or localhost");
+                            ? "\"" + shown + "\": the proxy must be an http://, https:// or socks5:// URL"
+                            : "\"" + shown + "\" must be https:// (" + what +
+                                  "); http:// only to 127.0.0.1, ::1 or localhost");
 }
 
 }  // namespace

@@ -113,6 +113,17 @@ void redact_credentials(std::string& text) {
 
 }  // namespace
 
+std::string redact_url_password(std::string_view url) {
+    const std::size_t scheme = url.find("://");
+    const std::size_t start = scheme == std::string_view::npos ? 0 : scheme + 3;
+    const std::size_t end = std::min(url.size(), url.find_first_of("/?#", start));
+    const std::size_t at = url.substr(0, end).rfind('@');
+    if (at == std::string_view::npos || at < start) return std::string(url);
+    const std::size_t colon = url.substr(0, at).find(':', start);
+    if (colon == std::string_view::npos) return std::string(url);
+    return std::string(url.substr(0, colon + 1)) + "***" + std::string(url.substr(at));
+}
+
 std::string redact_secrets(std::string_view input, std::initializer_list<std::string_view> literals,
                            std::size_t max_bytes) {
     std::string text(input);

@@ -25,6 +25,10 @@ namespace cefd {
 std::string redact_secrets(std::string_view text, std::initializer_list<std::string_view> literals = {},
                            std::size_t max_bytes = 300);
 
+/// `url` with the password of a `user:password@` part replaced by *** (the user stays, so an
+/// operator can still tell which account): for proxy URLs in messages and the reload diff.
+std::string redact_url_password(std::string_view url);
+
 /// "AADSTS7000215 (the client secret is wrong or expired)" for a token error body that names
 /// a known code; "AADSTS12345" for an unknown one; "" when there is none.
 std::string explain_aad_error(std::string_view body);

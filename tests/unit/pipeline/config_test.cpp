@@ -143,6 +143,42 @@ TEST(Config, TheMetricsPortMustNotBeAReceivePort) {
     }
 }
 
+// azure.proxy may carry user:password@. A SIGHUP that changed it logged the reload diff with
+// both passwords, and a proxy with a wrong scheme put it in check-config's message. Found in
+// review.
+TEST(Config, AProxyPasswordNeverAppearsInTheReloadDiff) {
+    ConfigErrors errors;
+    auto running = load_config_text(azure_minimal + "proxy = \"http://svc:hunter2@proxy.corp:3128\"\n", "<a>", errors);
+    ASSERT_TRUE(running) << all(errors);
+    auto file = load_config_text(azure_minimal + "proxy = \"http://svc:hunter3@proxy2.corp:3128\"\n", "<b>", errors);
+    ASSERT_TRUE(file) << all(errors);
+    bool proxy_changed = false;
+    for (const ConfigChange& change : reload_changes(*running, *file)) {
+        proxy_changed = proxy_changed || change.key->full_name() == "azure.proxy";
+        EXPECT_EQ(change.running.find("hunter2"), std::string::npos)
+            << change.key->full_name() << ": " << change.running;
+        EXPECT_EQ(change.file.find("hunter3"), std::string::npos) << change.key->full_name() << ": " << change.file;
+        if (change.key->full_name() == "azure.proxy") {
+            EXPECT_NE(change.file.find("proxy2.corp"), std::string::npos) << change.file;
+        }
+    }
+    EXPECT_TRUE(proxy_changed);
+    // Only the password changed: still a change (a restart applies it), still hidden.
+    auto same_host =
+        load_config_text(azure_minimal + "proxy = \"http://svc:hunter4@proxy.corp:3128\"\n", "<c>", errors);
+    ASSERT_TRUE(same_host) << all(errors);
+    const auto changes = reload_changes(*running, *same_host);
+    ASSERT_EQ(changes.size(), 1U);
+    EXPECT_EQ(changes[0].file.find("hunter4"), std::string::npos) << changes[0].file;
+}
+
+TEST(Config, AProxyPasswordNeverAppearsInAConfigError) {
+    ConfigErrors errors;
+    EXPECT_FALSE(load_config_text(azure_minimal + "proxy = \"ftp://svc:hunter2@proxy.corp:3128\"\n", "<a>", errors));
+    EXPECT_NE(all(errors).find("azure.proxy"), std::string::npos) << all(errors);
+    EXPECT_EQ(all(errors).find("hunter2"), std::string::npos) << all(errors);
+}
+
 TEST(Config, ReportsTomlSyntaxErrorsWithLineAndColumn) {
     ConfigErrors errors;
     EXPECT_FALSE(load_config_text("[receive]\nudp_port = = 3\n", "cefd.toml", errors));

@@ -36,6 +36,16 @@ TEST(RedactSecrets, CutsLongTextAndKeepsItOnOneLine) {
     EXPECT_EQ(redact_secrets("ab\xC3\xA9", {}, 3), "ab...");
 }
 
+TEST(RedactUrlPassword, HidesThePasswordAndKeepsTheUserAndHost) {
+    EXPECT_EQ(redact_url_password("http://svc:hunter2@proxy.corp:3128"), "http://svc:***@proxy.corp:3128");
+    EXPECT_EQ(redact_url_password("socks5h://a:b:c@p:1080/x"), "socks5h://a:***@p:1080/x");
+    EXPECT_EQ(redact_url_password("svc:pw@proxy:3128"), "svc:***@proxy:3128");         // curl takes no scheme
+    EXPECT_EQ(redact_url_password("http://svc@proxy:3128"), "http://svc@proxy:3128");  // no password
+    EXPECT_EQ(redact_url_password("http://proxy:3128/a@b"), "http://proxy:3128/a@b");  // '@' in the path
+    EXPECT_EQ(redact_url_password("http://proxy:3128"), "http://proxy:3128");
+    EXPECT_EQ(redact_url_password(""), "");
+}
+
 TEST(ExplainAadError, NamesTheCodeAndItsUsualCause) {
     EXPECT_EQ(explain_aad_error(R"({"error":"invalid_client","error_description":"AADSTS7000215: Invalid client secret provided."})"),
               "AADSTS7000215 (the client secret is wrong: use the secret's value, not its id)");
