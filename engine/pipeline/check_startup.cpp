@@ -22,6 +22,8 @@
 #include <sstream>
 
 #include "engine/runtime/threads.h"
+#include "stages/receive/tls.h"
+#include "stages/send/send.h"
 
 namespace cefd {
 namespace {
@@ -272,6 +274,16 @@ std::string flock_holder(const std::string& path) {
     return {};
 }
 
+/// `message` is "table.key: problem" (the loaders name their key): added under that key, or
+/// under `table` when it names none.
+void add_keyed(ConfigErrors& errors, const std::string& table, const std::string& message) {
+    const std::size_t colon = message.find(": ");
+    if (message.starts_with(table + ".") && colon != std::string::npos)
+        errors.add(message.substr(0, colon), message.substr(colon + 2));
+    else
+        errors.add(table, message);
+}
+
 }  // namespace
 
 void check_startup(const Config& config, ConfigErrors& errors) {
@@ -291,6 +303,13 @@ void check_startup(const Config& config, ConfigErrors& errors) {
         errors.add(listener.key, text.substr(listener.key.size() + 2));
     }
     if (auto s = ensure_file_limit(config, false); !s) errors.add("runtime", s.error().message);
+    // The files can exist and be readable and still not load (not PEM, a key of another
+    // certificate): run would stop at start, so load them here as run does.
+    if (auto s = Sender::check_credentials(config.azure); !s) add_keyed(errors, "azure", s.error().message);
+    if (!config.receive.tls_cert_file.empty()) {
+        if (auto tls = receive::TlsContext::load(config.receive); !tls)
+            add_keyed(errors, "receive", tls.error().message);
+    }
 }
 
 Result<InstanceLock> InstanceLock::acquire(const Config& config) {

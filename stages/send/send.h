@@ -141,6 +141,9 @@ struct SendHealth {
 class Sender {
 public:
     static Result<std::unique_ptr<Sender>> create(const AzureConfig& config, BatchSource& source);
+    /// Loads the credentials create() would (the secret file, or the client certificate and
+    /// its key, matched) and drops them: for `cefd check-config`. The message starts with the key.
+    static Status check_credentials(const AzureConfig& config);
     ~Sender();
     Sender(const Sender&) = delete;
     Sender& operator=(const Sender&) = delete;

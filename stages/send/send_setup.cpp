@@ -145,6 +145,12 @@ Result<Sender::Impl::Credentials> Sender::Impl::load_credentials(const AzureConf
     return credentials;
 }
 
+Status Sender::check_credentials(const AzureConfig& config) {
+    auto credentials = Impl::load_credentials(config);
+    if (!credentials) return credentials.error();
+    return ok_status();
+}
+
 Result<std::unique_ptr<Sender>> Sender::create(const AzureConfig& config, BatchSource& source) {
     ConfigErrors errors;
     config.validate(errors);

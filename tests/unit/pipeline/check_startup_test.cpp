@@ -6,7 +6,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "engine/pipeline/config.h"
 #include "tests/support/support.h"
+#include "tests/unit/send/test_cert.h"
 
 namespace cefd {
 namespace {
@@ -67,6 +69,56 @@ TEST(DirWritable, AcceptsAMissingDirUnderAWritableOneAndRefusesOneUnderAFile) {
     auto status = check_dir_writable(dir.file("file") + "/spool");
     ASSERT_FALSE(status);
     EXPECT_NE(status.error().message.find("is not a directory"), std::string::npos) << status.error().message;
+}
+
+// Certificate files that exist and are readable but do not load: check-config said ok (it only
+// checked they were readable) and run then stopped at start, exit 2, so the unit's ExecStartPre
+// and a "check-config && systemctl enable --now" passed. Found in review.
+struct CertConfig {
+    test::TempDir dir;
+    test::CertFiles client = test::make_rsa_cert(dir.path(), "client");
+    test::CertFiles server = test::make_rsa_cert(dir.path(), "server");
+    std::string text(bool with_tls) const {
+        std::string out =
+            "[receive]\nlisten = \"127.0.0.1\"\nudp_port = " + std::to_string(with_tls ? 0 : test::free_port()) +
+            "\ntcp_port = 0\n";
+        if (with_tls)
+            out += "tls_port = " + std::to_string(test::free_port()) + "\ntls_cert_file = \"" + server.certificate +
+                   "\"\ntls_key_file = \"" + server.key + "\"\n";
+        return out + "[metrics]\nlisten = \"\"\n[spool]\ndir = \"" + dir.file("spool") +
+               "\"\n[azure]\nendpoint = \"https://x.westeurope-1.ingest.monitor.azure.com\"\n"
+               "dcr_id = \"dcr-0123456789abcdef0123456789abcdef\"\nauth = \"client_certificate\"\n"
+               "tenant_id = \"t\"\nclient_id = \"c\"\nclient_certificate_file = \"" +
+               client.certificate + "\"\nclient_key_file = \"" + client.key + "\"\ndead_letter_dir = \"" +
+               dir.file("dl") + "\"\n";
+    }
+    std::string problems(bool with_tls) const {
+        ConfigErrors errors;
+        auto config = load_config_text(text(with_tls), "<test>", errors);
+        if (!config) return "config did not load: " + (errors.list().empty() ? std::string() : errors.list()[0]);
+        check_startup(*config, errors);
+        std::string out;
+        for (const auto& e : errors.list()) out += e + "\n";
+        return out;
+    }
+};
+
+TEST(CheckStartup, LoadsTheCertificatesRunWouldLoad) {
+    CertConfig t;
+    EXPECT_EQ(t.problems(true), "") << "good files must pass";
+
+    test::write_file(t.client.certificate, "not a certificate\n", 0644);
+    EXPECT_NE(t.problems(false).find("azure.client_certificate_file: "), std::string::npos) << t.problems(false);
+
+    // The client key of another certificate.
+    CertConfig other;
+    test::write_file(other.client.key, test::read_file(other.server.key), 0600);
+    EXPECT_NE(other.problems(false).find("azure.client_key_file: "), std::string::npos) << other.problems(false);
+    EXPECT_NE(other.problems(false).find("is not the key"), std::string::npos) << other.problems(false);
+
+    CertConfig tls;
+    test::write_file(tls.server.certificate, "not a certificate\n", 0644);
+    EXPECT_NE(tls.problems(true).find("receive.tls_cert_file: "), std::string::npos) << tls.problems(true);
 }
 
 TEST(FileLimit, CountsConnectionsAndTwoDescriptorsPerSpoolSegment) {
