@@ -14,6 +14,7 @@
 #include <fstream>
 #include <functional>
 #include <initializer_list>
+#include <iterator>
 #include <limits>
 #include <set>
 #include <sstream>
@@ -230,6 +231,18 @@ bool world_readable(const std::string& path) {
 /// "errno 13: Permission denied", for messages about files.
 std::string errno_text(int error) { return "errno " + std::to_string(error) + ": " + std::strerror(error); }
 
+/// A hash of the named files' bytes (a missing or unreadable one counts as empty).
+std::uint64_t files_hash(std::initializer_list<std::string> paths) {
+    std::uint64_t hash = 1469598103934665603ULL;
+    for (const std::string& path : paths) {
+        if (path.empty()) continue;
+        std::ifstream in(path, std::ios::binary);
+        const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+        hash = (hash ^ std::hash<std::string>{}(bytes)) * 1099511628211ULL;
+    }
+    return hash;
+}
+
 /// Reads azure.client_secret_file. Each way it can fail gets its own message, with the errno
 /// and what to do, because the operator only sees this text.
 std::optional<std::string> read_secret_file(const std::string& path, ConfigErrors& e) {
@@ -317,6 +330,9 @@ void read_azure_extras(TableReader& r, const toml::table* table, AzureConfig& c,
         if (!c.client_secret.empty()) e.add("azure.client_secret_file", "set client_secret or client_secret_file, not both");
         if (auto secret = read_secret_file(c.client_secret_file, e)) c.client_secret = Secret(std::move(*secret));
     }
+    // Not checked here (the sender loads and checks them): only remembered, for reload.
+    if (!c.client_certificate_file.empty())
+        c.certificate_files_hash = files_hash({c.client_certificate_file, c.client_key_file});
 }
 
 }  // namespace

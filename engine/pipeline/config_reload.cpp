@@ -64,6 +64,11 @@ std::vector<ConfigChange> reload_changes(const Config& running, const Config& fi
             if (before == after) continue;
             before = toml_string(redact_url_password(running.azure.proxy));
             after = toml_string(redact_url_password(file.azure.proxy));
+        } else if (key.table == "azure" && key.name == "client_certificate_file" && before == after &&
+                   running.azure.certificate_files_hash != file.azure.certificate_files_hash) {
+            // Renewed in place (same path, new bytes in it or its key file): a change to apply.
+            before += " (old contents)";
+            after += " (new contents)";
         } else if (key.table == "azure" && key.name == "client_secret") {
             // Printed as "***" either way; a new secret (inline or from client_secret_file) is a change.
             if (running.azure.client_secret.reveal() == file.azure.client_secret.reveal()) continue;
@@ -86,6 +91,8 @@ void copy_config_value(Config& to, const Config& from, const ConfigKey& info) {
             else field(to) = field(source);
         },
         key_of(info).field);
+    if (info.table == "azure" && info.name == "client_certificate_file")
+        to.azure.certificate_files_hash = from.azure.certificate_files_hash;
 }
 
 }  // namespace cefd

@@ -68,6 +68,9 @@ struct AzureConfig {
     /// auth = "client_certificate": PEM RSA private key of that certificate, unencrypted; must
     /// not be readable by other users. Empty: the key is in client_certificate_file.
     std::string client_key_file;
+    /// A hash of the certificate and key files' bytes when the config was read (0: none read), so
+    /// a certificate renewed in place is a change on reload, not only a new path.
+    std::uint64_t certificate_files_hash = 0;
     /// Token scope for the Entra flows. The double slash is what Microsoft's own Logs Ingestion
     /// sample sends. US Gov: https://monitor.azure.us//.default; China: https://monitor.azure.cn//.default.
     std::string scope = "https://monitor.azure.com//.default";
