@@ -1,6 +1,6 @@
 // deploy/azure/collector.bicep: what cefd sends to. A data collection endpoint (DCE), a data
 // collection rule (DCR) whose Custom-CommonSecurityLog stream flows into CommonSecurityLog (and
-// whose Microsoft-Syslog stream flows into Syslog), and a user-assigned identity for the
+// whose Custom-Syslog stream flows into Syslog), and a user-assigned identity for the
 // collectors holding Monitoring Metrics Publisher on that DCR. collector.json is the same
 // template in ARM JSON, written by hand (tests/deploy/azure_templates_test.cpp checks that the
 // two agree, and that the stream names are cefd's defaults).
@@ -186,6 +186,25 @@ var commonSecurityLogColumns = [
   { name: 'TimeGenerated', type: 'datetime' }
 ]
 
+// Every Syslog column cefd may send (engine/row/columns.h: the columns in_table() gives
+// Table::syslog), typed as the Syslog table is. The Logs Ingestion API takes data only on a
+// declared stream, and declared names start with Custom-: rows enter as Custom-Syslog and the
+// data flow below maps them to Microsoft-Syslog.
+var syslogColumns = [
+  { name: 'CollectorHostName', type: 'string' }
+  { name: 'Computer', type: 'string' }
+  { name: 'EventTime', type: 'datetime' }
+  { name: 'Facility', type: 'string' }
+  { name: 'HostIP', type: 'string' }
+  { name: 'HostName', type: 'string' }
+  { name: 'ProcessID', type: 'int' }
+  { name: 'ProcessName', type: 'string' }
+  { name: 'SeverityLevel', type: 'string' }
+  { name: 'SourceSystem', type: 'string' }
+  { name: 'SyslogMessage', type: 'string' }
+  { name: 'TimeGenerated', type: 'datetime' }
+]
+
 resource identity 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-31' = {
   name: '${namePrefix}-collector'
   location: location
@@ -210,6 +229,9 @@ resource dcr 'Microsoft.Insights/dataCollectionRules@2022-06-01' = {
       'Custom-CommonSecurityLog': {
         columns: commonSecurityLogColumns
       }
+      'Custom-Syslog': {
+        columns: syslogColumns
+      }
     }
     destinations: {
       logAnalytics: [
@@ -227,7 +249,7 @@ resource dcr 'Microsoft.Insights/dataCollectionRules@2022-06-01' = {
         outputStream: 'Microsoft-CommonSecurityLog'
       }
       {
-        streams: [ 'Microsoft-Syslog' ]
+        streams: [ 'Custom-Syslog' ]
         destinations: [ 'sentinel' ]
         transformKql: 'source'
         outputStream: 'Microsoft-Syslog'

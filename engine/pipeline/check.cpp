@@ -43,7 +43,15 @@ std::vector<CheckStep> run_checks(const CheckOptions& options) {
         return steps;
     }
     const Config& config = *loaded;
-    steps.push_back({"config", Status_::pass, options.config_path + " is valid", ""});
+    if (errors.warnings().empty()) {
+        steps.push_back({"config", Status_::pass, options.config_path + " is valid", ""});
+    } else {
+        std::string message =
+            options.config_path + " is valid, with " + std::to_string(errors.warnings().size()) + " warning(s): ";
+        for (std::size_t i = 0; i < errors.warnings().size(); ++i) message += (i ? "; " : "") + errors.warnings()[i];
+        steps.push_back(
+            {"config", Status_::warn, message, "change the keys named; deploy/cefd.example.toml documents each"});
+    }
 
     steps.push_back(open_files_step(config));
     if (!options.running) listener_steps(config, steps);

@@ -158,13 +158,23 @@ Options parse_options(int argc, char** argv) {
     return options;
 }
 
-std::optional<Config> load_or_report(const std::string& path, ConfigScope scope = ConfigScope::all) {
+/// Loads `path`, printing every problem to stderr. Its warnings go into `warnings` when given
+/// (`run` logs them once its log level is set), else to stderr after the problems.
+std::optional<Config> load_or_report(const std::string& path, ConfigScope scope = ConfigScope::all,
+                                     std::vector<std::string>* warnings = nullptr) {
     ConfigErrors errors;
     auto config = load_config_file(path, errors, scope);
     if (!config) {
         std::fprintf(stderr, "cefd: %zu problem%s in %s:\n", errors.list().size(),
                      errors.list().size() == 1 ? "" : "s", path.c_str());
         for (const auto& problem : errors.list()) std::fprintf(stderr, "  %s\n", problem.c_str());
+    }
+    if (warnings != nullptr) {
+        *warnings = errors.warnings();
+    } else if (!errors.warnings().empty()) {
+        std::fprintf(stderr, "cefd: %zu warning%s for %s:\n", errors.warnings().size(),
+                     errors.warnings().size() == 1 ? "" : "s", path.c_str());
+        for (const auto& warning : errors.warnings()) std::fprintf(stderr, "  warning: %s\n", warning.c_str());
     }
     return config;
 }
@@ -255,6 +265,7 @@ void reload(Pipeline& p, const std::string& path) {
         for (const auto& problem : errors.list()) CEFD_LOG(error, "reload: %s", problem.c_str());
         return;
     }
+    for (const auto& warning : errors.warnings()) CEFD_LOG(warn, "reload: %s: %s", path.c_str(), warning.c_str());
     const Pipeline::ReloadReport report = p.reload_config(*file);
     for (const auto& key : report.needs_restart) CEFD_LOG(warn, "reload: needs restart: %s", key.c_str());
     if (!report.ok) {
@@ -277,9 +288,11 @@ int run(const Options& options) {
         std::fputs(usage_text, stderr);
         return 2;
     }
-    auto config = load_or_report(options.config_path);
+    std::vector<std::string> warnings;
+    auto config = load_or_report(options.config_path, ConfigScope::all, &warnings);
     if (!config) return 2;
     if (!options.log_level_set) log::set_level(config->runtime.log_level);
+    for (const auto& warning : warnings) CEFD_LOG(warn, "config: %s", warning.c_str());
 
     // Every thread inherits this mask, so only sigtimedwait() below sees these signals.
     sigset_t signals;

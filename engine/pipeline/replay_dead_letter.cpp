@@ -29,6 +29,12 @@ std::string leaf(const std::string& path) {
 
 }  // namespace
 
+std::vector<std::string> dead_letter_syslog_streams(const AzureConfig& azure) {
+    std::vector<std::string> streams{azure.target.syslog_stream, "Microsoft-Syslog"};
+    for (const auto& t : azure.extra_targets) streams.push_back(t.syslog_stream);
+    return streams;
+}
+
 int replay_dead_letter_main(int argc, char** argv) {
     std::string config_path;
     std::string dir;
@@ -100,8 +106,7 @@ int replay_dead_letter_main(int argc, char** argv) {
         return 2;
     }
 
-    std::vector<std::string> syslog_streams{config->azure.target.syslog_stream};
-    for (const auto& t : config->azure.extra_targets) syslog_streams.push_back(t.syslog_stream);
+    const std::vector<std::string> syslog_streams = dead_letter_syslog_streams(config->azure);
     const std::string replayed_dir = dir + "/replayed";
     const std::vector<std::string> letters = list_dead_letters(dir);
     if (!letters.empty() && ::mkdir(replayed_dir.c_str(), 0700) == 0) {

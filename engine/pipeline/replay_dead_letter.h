@@ -9,7 +9,18 @@
 // Prints one summary line: files, batches, rows, skipped (damaged, left in place).
 #pragma once
 
+#include <string>
+#include <vector>
+
+#include "stages/send/send.h"
+
 namespace cefd {
+
+/// The streams whose dead letters hold Syslog rows: every target's syslog_stream, and
+/// Microsoft-Syslog, the default before Custom-Syslog. Azure refused that stream (404), so
+/// dead letters naming it exist; without it here they would be replayed as CommonSecurityLog,
+/// where Azure drops every Syslog column without an error.
+std::vector<std::string> dead_letter_syslog_streams(const AzureConfig& azure);
 
 /// argv[0] is "replay-dead-letter". Exit codes: 0 all replayed (or nothing to do), 1 some were
 /// damaged or the spool refused one, 2 bad usage, a bad config or the spool is in use.

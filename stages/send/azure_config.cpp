@@ -101,6 +101,18 @@ void AzureConfig::validate(ConfigErrors& errors) const {
         errors.check(key + ".dcr_id", t.dcr_id.starts_with("dcr-") && t.dcr_id.size() == 36,
                      "must be the DCR's immutableId: dcr- followed by 32 hex digits");
         errors.check(key + ".stream", !t.stream.empty(), "must not be empty");
+        // Not an error: a DCR could in principle route it, and a config that worked must keep
+        // loading. But Azure refuses data on an undeclared stream (404), and only Custom-
+        // names can be declared, so such a stream dead-letters every batch sent to it.
+        const auto check_declared = [&](const char* name, const std::string& stream, const char* deployed) {
+            if (stream.empty() || stream.starts_with("Custom-")) return;
+            errors.warn(key + name, "\"" + stream +
+                                        "\": the Logs Ingestion API accepts only streams declared in the DCR, "
+                                        "which start with Custom-; deploy/azure declares " +
+                                        deployed);
+        };
+        check_declared(".stream", t.stream, "Custom-CommonSecurityLog");
+        check_declared(".syslog_stream", t.syslog_stream, "Custom-Syslog");
         errors.check_range<std::uint32_t>(key + ".weight", t.weight, 1, 1000);
         errors.check_range<std::uint32_t>(key + ".max_in_flight", t.max_in_flight, 0, 64);
     }

@@ -37,8 +37,9 @@ struct AzureTarget {
     std::string dcr_id;
     /// The DCR stream for CommonSecurityLog rows.
     std::string stream = "Custom-CommonSecurityLog";
-    /// The DCR stream for Syslog rows ([parse] non_cef = "syslog_table").
-    std::string syslog_stream = "Microsoft-Syslog";
+    /// The DCR stream for Syslog rows ([parse] non_cef = "syslog_table"). Like `stream`, a
+    /// declared stream (Custom-...): the DCR's data flow maps it to Microsoft-Syslog.
+    std::string syslog_stream = "Custom-Syslog";
     /// Share of new requests, relative to the other targets' weights.
     std::uint32_t weight = 1;
     /// Most requests in flight to this target at once; 0 = only azure.max_in_flight limits it.

@@ -1,8 +1,10 @@
 // deploy/azure/: the Bicep templates and their hand-written ARM JSON twins. No Bicep compiler
 // exists here, so this test is what keeps the two in step: same parameters (and which are
 // required), same resource types and API versions, same outputs, same DCR columns. It also ties
-// the templates to the code: the DCR's streams are the ones stages/send sends to by default, its
-// declared columns are engine/row/columns.h's, and the cloud-init config passes `cefd check-config`.
+// the templates to the code: the DCR's streams are the ones stages/send sends to by default (each
+// declared, as the Logs Ingestion API requires), its declared columns are engine/row/columns.h's
+// for each table, and the cloud-init config passes `cefd check-config`.
+#include <algorithm>
 #include <map>
 #include <regex>
 #include <set>
@@ -14,6 +16,7 @@
 #include <simdjson.h>
 
 #include "engine/row/columns.h"
+#include "engine/row/row.h"
 #include "stages/send/send.h"
 #include "tests/support/support.h"
 
@@ -37,8 +40,9 @@ struct BicepFile {
     std::map<std::string, std::string> params_type;
     std::set<std::string> resources;  // "type@apiVersion"
     std::set<std::string> outputs;
-    std::vector<std::pair<std::string, std::string>> columns;  // { name: 'X', type: 'y' } lines
-    std::vector<std::string> bad_lines;                        // quoting that would not compile
+    // { name: 'X', type: 'y' } lines, by the `var name = [` they are in.
+    std::map<std::string, std::vector<std::pair<std::string, std::string>>> columns;
+    std::vector<std::string> bad_lines;  // quoting that would not compile
 };
 
 BicepFile read_bicep(const std::string& name) {
@@ -47,6 +51,8 @@ BicepFile read_bicep(const std::string& name) {
     const std::regex resource(R"(^resource \w+ '([^@']+)@([^']+)' = )");
     const std::regex output(R"(^output (\w+) \w+ = )");
     const std::regex column(R"(^  \{ name: '(\w+)', type: '(\w+)' \}$)");
+    const std::regex array_var(R"(^var (\w+) = \[$)");
+    std::string in_var;
     // A single-quoted Bicep string holds no bare quote: ' inside must be written \'.
     const std::regex description(R"(^@description\('((?:[^'\\]|\\.)*)'\)$)");
     for (const std::string& line : test::read_lines(test::source_path("deploy/azure/" + name))) {
@@ -58,8 +64,12 @@ BicepFile read_bicep(const std::string& name) {
             file.resources.insert(m[1].str() + "@" + m[2].str());
         } else if (std::regex_search(line, m, output)) {
             file.outputs.insert(m[1]);
+        } else if (std::regex_search(line, m, array_var)) {
+            in_var = m[1];
+        } else if (line == "]") {
+            in_var.clear();
         } else if (std::regex_search(line, m, column)) {
-            file.columns.emplace_back(m[1], m[2]);
+            file.columns[in_var].emplace_back(m[1], m[2]);
         } else if (line.rfind("@description(", 0) == 0 && !std::regex_match(line, description)) {
             file.bad_lines.push_back(line);
         }
@@ -136,12 +146,20 @@ TEST(AzureTemplates, VmssBicepAndJsonAgree) { expect_same_interface("vmss"); }
 
 TEST(AzureTemplates, DcrStreamsAreTheOnesCefdSendsTo) {
     const AzureTarget defaults;
-    ASSERT_EQ(defaults.stream.rfind("Custom-", 0), 0u)
-        << "the Logs Ingestion API accepts only declared Custom- streams";
     const ArmTemplate arm("collector.json");
     const object properties = obj(arm.resource("Microsoft.Insights/dataCollectionRules")["properties"]);
-    EXPECT_EQ(properties["streamDeclarations"][defaults.stream].error(), simdjson::SUCCESS)
-        << defaults.stream << " is not declared";
+    // Every stream cefd posts to by default: the Logs Ingestion API takes data only on a stream
+    // declared in streamDeclarations, and declared names start with Custom-.
+    std::set<std::string> declared;
+    for (const auto field : obj(properties["streamDeclarations"])) declared.insert(std::string(field.key));
+    const std::string bicep = azure_file("collector.bicep");
+    for (const std::string& stream : {defaults.stream, defaults.syslog_stream}) {
+        EXPECT_EQ(stream.rfind("Custom-", 0), 0u) << stream << ": the Logs Ingestion API accepts only Custom- streams";
+        EXPECT_TRUE(declared.count(stream)) << stream << " is not declared in collector.json";
+        EXPECT_NE(bicep.find("    '" + stream + "': {"), std::string::npos)
+            << stream << " is not declared in collector.bicep";
+    }
+    for (const std::string& stream : declared) EXPECT_EQ(stream.rfind("Custom-", 0), 0u) << stream;
     std::set<std::string> destinations;
     for (const element d : arr(properties["destinations"]["logAnalytics"])) destinations.insert(str(d["name"]));
     std::map<std::string, std::string> flows;  // input stream -> output stream
@@ -153,15 +171,24 @@ TEST(AzureTemplates, DcrStreamsAreTheOnesCefdSendsTo) {
     }
     EXPECT_EQ(flows[defaults.stream], "Microsoft-CommonSecurityLog");
     EXPECT_EQ(flows[defaults.syslog_stream], "Microsoft-Syslog");
+    EXPECT_EQ(flows.size(), declared.size()) << "a data flow from a stream that is not declared";
     EXPECT_NE(str(properties["dataCollectionEndpointId"]).find("Microsoft.Insights/dataCollectionEndpoints"),
               std::string::npos);
 
-    const std::string bicep = azure_file("collector.bicep");
     for (const std::string& stream : {defaults.stream, defaults.syslog_stream}) {
         EXPECT_NE(bicep.find("streams: [ '" + stream + "' ]"), std::string::npos)
             << stream << " not in collector.bicep";
     }
     EXPECT_NE(bicep.find("outputStream: 'Microsoft-CommonSecurityLog'"), std::string::npos);
+    EXPECT_NE(bicep.find("outputStream: 'Microsoft-Syslog'"), std::string::npos);
+}
+
+const char* type_name(ColumnType type) {
+    return type == ColumnType::string  ? "string"
+           : type == ColumnType::int_  ? "int"
+           : type == ColumnType::long_ ? "long"
+           : type == ColumnType::real  ? "real"
+                                       : "datetime";
 }
 
 TEST(AzureTemplates, DcrDeclaresEveryColumnCefdSends) {
@@ -171,22 +198,47 @@ TEST(AzureTemplates, DcrDeclaresEveryColumnCefdSends) {
     for (std::size_t i = 0; i < common_security_log_column_count; ++i) {
         const ColumnInfo& c = columns[i];
         if (c.name.front() == '_' || c.name == "TenantId" || c.name == "Type") continue;
-        const char* type = c.type == ColumnType::string  ? "string"
-                           : c.type == ColumnType::int_  ? "int"
-                           : c.type == ColumnType::long_ ? "long"
-                           : c.type == ColumnType::real  ? "real"
-                                                         : "datetime";
-        expected.emplace_back(std::string(c.name), type);
+        expected.emplace_back(std::string(c.name), type_name(c.type));
     }
     const ArmTemplate arm("collector.json");
     std::vector<std::pair<std::string, std::string>> in_json;
     for (const element c : arr(arm.root()["variables"]["commonSecurityLogColumns"]))
         in_json.emplace_back(str(c["name"]), str(c["type"]));
     EXPECT_EQ(in_json, expected) << "collector.json columns differ from engine/row/columns.h";
-    EXPECT_EQ(read_bicep("collector.bicep").columns, expected) << "collector.bicep columns differ";
+    EXPECT_EQ(read_bicep("collector.bicep").columns["commonSecurityLogColumns"], expected)
+        << "collector.bicep columns differ";
     EXPECT_EQ(str(arm.resource("Microsoft.Insights/dataCollectionRules")["properties"]["streamDeclarations"]
                                                                         [AzureTarget{}.stream]["columns"]),
               "[variables('commonSecurityLogColumns')]");
+    EXPECT_NE(azure_file("collector.bicep")
+                  .find("    'Custom-CommonSecurityLog': {\n        columns: commonSecurityLogColumns\n"),
+              std::string::npos);
+}
+
+TEST(AzureTemplates, DcrDeclaresEverySyslogColumnCefdSends) {
+    // The columns the encoder may write for a Syslog row (in_table), as the Syslog table types
+    // them. Sorted: the templates list them alphabetically, as the table reference does.
+    std::vector<std::pair<std::string, std::string>> expected;
+    for (std::size_t i = 0; i < column_count; ++i) {
+        const ColumnInfo& c = columns[i];
+        if (in_table(static_cast<Column>(i), Table::syslog))
+            expected.emplace_back(std::string(c.name), type_name(c.type));
+    }
+    std::sort(expected.begin(), expected.end());
+    ASSERT_EQ(expected.size(), syslog_column_count);
+    const ArmTemplate arm("collector.json");
+    std::vector<std::pair<std::string, std::string>> in_json;
+    for (const element c : arr(arm.root()["variables"]["syslogColumns"]))
+        in_json.emplace_back(str(c["name"]), str(c["type"]));
+    EXPECT_EQ(in_json, expected) << "collector.json syslogColumns differ from engine/row/columns.h";
+    EXPECT_EQ(read_bicep("collector.bicep").columns["syslogColumns"], expected)
+        << "collector.bicep syslogColumns differ";
+    EXPECT_EQ(str(arm.resource("Microsoft.Insights/dataCollectionRules")["properties"]["streamDeclarations"]
+                                                                        [AzureTarget{}.syslog_stream]["columns"]),
+              "[variables('syslogColumns')]");
+    EXPECT_NE(azure_file("collector.bicep")
+                  .find("    '" + AzureTarget{}.syslog_stream + "': {\n        columns: syslogColumns\n"),
+              std::string::npos);
 }
 
 TEST(AzureTemplates, CollectorIdentityIsMonitoringMetricsPublisherOnTheDcr) {

@@ -41,8 +41,8 @@ void replace_all(std::string& text, const std::string& from, const std::string& 
         text.replace(at, from.size(), to);
 }
 
-TEST(CheckConfig, AcceptsTheDocumentedExampleConfig) {
-    TempDir dir;
+/// deploy/cefd.example.toml made runnable here: its secret file, dirs and ports the test's own.
+std::string runnable_example(const TempDir& dir) {
     std::string example = read_file(source_path("deploy/cefd.example.toml"));
     const std::string secret_path = "/etc/cefd/client-secret";
     example.replace(example.find(secret_path), secret_path.size(), dir.file("client-secret"));
@@ -51,9 +51,31 @@ TEST(CheckConfig, AcceptsTheDocumentedExampleConfig) {
     replace_all(example, "= 5514", "= " + std::to_string(free_port()));
     replace_all(example, "127.0.0.1:9514\"", "127.0.0.1:" + std::to_string(free_port(false)) + "\"");
     write_file(dir.file("client-secret"), "s3cret\n", 0600);
+    return example;
+}
+
+TEST(CheckConfig, AcceptsTheDocumentedExampleConfig) {
+    TempDir dir;
+    write_file(dir.file("cefd.toml"), runnable_example(dir));
+    std::string out;
+    EXPECT_EQ(run_command(cefd_binary() + " check-config --config " + dir.file("cefd.toml") + " 2>&1", &out), 0) << out;
+    EXPECT_EQ(out.find("warning"), std::string::npos) << out;
+}
+
+// A config from before Custom-Syslog: still valid (exit 0), with a warning that Azure refuses
+// the stream.
+TEST(CheckConfig, WarnsAboutAStreamTheDcrCannotDeclare) {
+    TempDir dir;
+    std::string example = runnable_example(dir);
+    replace_all(example, "syslog_stream = \"Custom-Syslog\"", "syslog_stream = \"Microsoft-Syslog\"");
     write_file(dir.file("cefd.toml"), example);
     std::string out;
     EXPECT_EQ(run_command(cefd_binary() + " check-config --config " + dir.file("cefd.toml") + " 2>&1", &out), 0) << out;
+    EXPECT_NE(out.find("warning: azure.syslog_stream: \"Microsoft-Syslog\": the Logs Ingestion API accepts only "
+                       "streams declared in the DCR, which start with Custom-; deploy/azure declares Custom-Syslog"),
+              std::string::npos)
+        << out;
+    EXPECT_NE(out.find(": ok"), std::string::npos) << out;
 }
 
 TEST(CheckConfig, RefusesAnInlineSecretInAWorldReadableConfig) {

@@ -28,7 +28,7 @@ constexpr const char* usage =
     "  --ready-file FILE        written once listening: the base URL and a newline\n"
     "  --tenant-id T --client-id C --client-secret S\n"
     "  --dcr-id ID              repeatable (default dcr-00000000000000000000000000000000)\n"
-    "  --stream NAME            repeatable (default Custom-CommonSecurityLog, Microsoft-Syslog)\n"
+    "  --stream NAME            repeatable (default Custom-CommonSecurityLog, Custom-Syslog)\n"
     "  --forbid-dcr ID          repeatable: that DCR answers 403 OperationFailed\n"
     "  --audience URL           monitor resource (default https://monitor.azure.com; scope URL/.default)\n"
     "  --client-cert FILE       PEM: client assertions must be signed by its key\n"

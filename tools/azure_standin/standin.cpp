@@ -42,7 +42,7 @@ Standin::~Standin() {
 
 Result<std::unique_ptr<Standin>> Standin::create(StandinOptions options) {
     if (options.dcr_ids.empty()) options.dcr_ids.push_back("dcr-00000000000000000000000000000000");
-    if (options.streams.empty()) options.streams = {"Custom-CommonSecurityLog", "Microsoft-Syslog"};
+    if (options.streams.empty()) options.streams = {"Custom-CommonSecurityLog", "Custom-Syslog"};
     if (options.cert_dir.empty()) {
         options.cert_dir = std::filesystem::path(options.out_path).parent_path().string();
         if (options.cert_dir.empty()) options.cert_dir = ".";

@@ -54,7 +54,7 @@ struct StandinOptions {
     std::string client_id = "cefd-test-client";
     std::string client_secret = "cefd-test-secret";
     std::vector<std::string> dcr_ids;  // default: dcr-000...0
-    std::vector<std::string> streams;  // default: Custom-CommonSecurityLog, Microsoft-Syslog
+    std::vector<std::string> streams;  // default: Custom-CommonSecurityLog, Custom-Syslog
     /// DCRs that answer 403 OperationFailed (known, but the identity may not write to them).
     std::vector<std::string> forbidden_dcrs;
     /// The monitor resource: IMDS/Arc `resource`, and the scope `<audience>/.default` or

@@ -46,10 +46,10 @@ private:
 
 /// CommonSecurityLog, parsed from the embedded TSV (column, type, cef_key).
 const Table& common_security_log_table();
-/// Syslog: the columns a collector may send to the Microsoft-Syslog stream.
+/// Syslog: the columns a collector may send to a stream that flows into it (Custom-Syslog).
 const Table& syslog_table();
-/// The table behind a DCR stream: a stream whose name ends in "-Syslog" (Microsoft-Syslog,
-/// Custom-Syslog) feeds Syslog; every other stream feeds CommonSecurityLog.
+/// The table behind a DCR stream: a stream whose name ends in "-Syslog" (Custom-Syslog)
+/// feeds Syslog; every other stream feeds CommonSecurityLog.
 const Table& table_for_stream(std::string_view stream);
 
 /// ISO-8601 date and time as Log Analytics parses it: YYYY-MM-DDTHH:MM[:SS[.fraction]] with an

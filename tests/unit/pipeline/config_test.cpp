@@ -7,6 +7,9 @@
 #include <cctype>
 #include <set>
 
+#include "engine/pipeline/replay_dead_letter.h"
+#include "stages/send/body.h"
+#include "stages/send/dead_letter.h"
 #include "tests/support/support.h"
 
 namespace cefd {
@@ -46,7 +49,76 @@ TEST(Config, UnsetKeysTakeTheDocumentedDefaults) {
     EXPECT_EQ(config->receive.udp_port, 5514);
     EXPECT_EQ(config->batch.max_bytes, 1'048'576U);
     EXPECT_EQ(config->azure.target.stream, "Custom-CommonSecurityLog");
+    EXPECT_EQ(config->azure.target.syslog_stream, "Custom-Syslog");
     EXPECT_EQ(config->metrics.listen, "127.0.0.1:9514");
+    EXPECT_TRUE(errors.warnings().empty()) << errors.warnings().front();
+}
+
+std::string all_warnings(const ConfigErrors& errors) {
+    std::string out;
+    for (const auto& w : errors.warnings()) out += w + "\n";
+    return out;
+}
+
+// Azure takes data only on streams declared in the DCR, and declared names start with Custom-.
+// A config from before Custom-Syslog (syslog_stream = "Microsoft-Syslog") still loads, so that
+// it keeps running, but check-config says why its Syslog rows are refused.
+TEST(Config, AStreamAzureCannotDeclareIsAWarningNotAnError) {
+    ConfigErrors errors;
+    auto config = load_config_text(azure_minimal +
+                                       "syslog_stream = \"Microsoft-Syslog\"\n"
+                                       "[[azure.targets]]\n"
+                                       "endpoint = \"https://y.westeurope-1.ingest.monitor.azure.com\"\n"
+                                       "dcr_id = \"dcr-0123456789abcdef0123456789abcdef\"\n"
+                                       "stream = \"Microsoft-CommonSecurityLog\"\n",
+                                   "<test>", errors);
+    ASSERT_TRUE(config) << all(errors);
+    EXPECT_EQ(config->azure.target.syslog_stream, "Microsoft-Syslog");
+    ASSERT_EQ(errors.warnings().size(), 2u) << all_warnings(errors);
+    EXPECT_EQ(errors.warnings()[0],
+              "azure.syslog_stream: \"Microsoft-Syslog\": the Logs Ingestion API accepts only streams declared in "
+              "the DCR, which start with Custom-; deploy/azure declares Custom-Syslog");
+    EXPECT_EQ(errors.warnings()[1].rfind("azure.targets[0].stream: \"Microsoft-CommonSecurityLog\": ", 0), 0u)
+        << all_warnings(errors);
+    EXPECT_NE(errors.warnings()[1].find("deploy/azure declares Custom-CommonSecurityLog"), std::string::npos)
+        << all_warnings(errors);
+
+    ConfigErrors custom;
+    ASSERT_TRUE(load_config_text(azure_minimal + "stream = \"Custom-Mine\"\nsyslog_stream = \"Custom-MySyslog\"\n",
+                                 "<test>", custom))
+        << all(custom);
+    EXPECT_TRUE(custom.warnings().empty()) << all_warnings(custom);
+}
+
+// Posts to Microsoft-Syslog were refused (404) and dead-lettered. Replayed after the switch to
+// Custom-Syslog, they must still be Syslog batches, not CommonSecurityLog ones that Azure would
+// accept with every Syslog column dropped.
+TEST(Config, DeadLettersOfTheOldSyslogStreamReplayAsSyslog) {
+    test::TempDir tmp;
+    const std::string json = R"([{"TimeGenerated":"2026-01-02T03:04:05Z","SyslogMessage":"hi"}])";
+    SealedBatch batch;
+    batch.body = gzip_body(json);
+    batch.rows = 1;
+    batch.json_bytes = static_cast<std::uint32_t>(json.size());
+    batch.table = Table::syslog;
+    ASSERT_TRUE(write_dead_letter(tmp.path(), batch,
+                                  DeadLetter{.status = 404,
+                                             .request_id = "r",
+                                             .endpoint = "https://dce.example",
+                                             .dcr_id = "dcr-1",
+                                             .stream = "Microsoft-Syslog",
+                                             .response = "not declared"}));
+    const auto bases = list_dead_letters(tmp.path());
+    ASSERT_EQ(bases.size(), 1u);
+    ConfigErrors errors;
+    const auto config = load_config_text(azure_minimal, "<test>", errors);
+    ASSERT_TRUE(config) << all(errors);
+    const std::vector<std::string> streams = dead_letter_syslog_streams(config->azure);
+    EXPECT_EQ(streams.front(), "Custom-Syslog");
+    auto letter = read_dead_letter(bases[0], streams);
+    ASSERT_TRUE(letter) << letter.error().describe();
+    EXPECT_EQ(letter->stream, "Microsoft-Syslog");
+    EXPECT_EQ(letter->batch.table, Table::syslog);
 }
 
 TEST(Config, ReadsTheKeysOtherToolsRelyOn) {

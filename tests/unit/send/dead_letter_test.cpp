@@ -77,7 +77,7 @@ TEST(DeadLetter, IsSyncedAndReadsBack) {
     EXPECT_GE(g_syncs.load(), 3) << "both files and the directory are synced before ok";
     const auto bases = list_dead_letters(dir);
     ASSERT_EQ(bases.size(), 1U);
-    auto stored = read_dead_letter(bases[0], {"Microsoft-Syslog"});
+    auto stored = read_dead_letter(bases[0], {"Custom-Syslog"});
     ASSERT_TRUE(stored) << stored.error().describe();
     EXPECT_EQ(stored->batch.rows, 2U);
     EXPECT_EQ(stored->stream, "Custom-CommonSecurityLog");

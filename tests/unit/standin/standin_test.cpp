@@ -323,9 +323,13 @@ TEST(StandinIngest, AcceptedGzipBatchLandsInJsonlAsCompactRows) {
 TEST(StandinIngest, UncompressedBodyAndSyslogStreamAreAccepted) {
     StandinProcess standin;
     const std::string token = standin.token();
+    const std::string syslog_row =
+        R"([{"TimeGenerated":"2026-01-02T03:04:05+01:00","SyslogMessage":"hi","ProcessID":7}])";
     EXPECT_EQ(standin.ingest(one_row, token).status, 204);
-    EXPECT_EQ(standin.ingest(R"([{"TimeGenerated":"2026-01-02T03:04:05+01:00","SyslogMessage":"hi","ProcessID":7}])",
-                             token, {}, "Microsoft-Syslog").status, 204);
+    EXPECT_EQ(standin.ingest(syslog_row, token, {}, "Custom-Syslog").status, 204);
+    // As in Azure, which takes data only on streams declared in the DCR (Custom-...): the
+    // built-in table's own stream name is not one.
+    EXPECT_EQ(standin.ingest(syslog_row, token, {}, "Microsoft-Syslog").status, 404);
     EXPECT_EQ(standin.rows().size(), 2u);
 }
 
@@ -408,7 +412,7 @@ TEST(StandinIngest, EveryRejectionHasItsReasonStatusAndErrorBody) {
         {"empty_array", 400, "[]"},
         {"not_object", 400, R"([{"Activity":"x"}, 5])", {}, "Custom-CommonSecurityLog", dcr, "2023-01-01", "row 1"},
         {"unknown_column", 400, R"([{"Activty":"x"}])", {}, "Custom-CommonSecurityLog", dcr, "2023-01-01", "Activty"},
-        {"unknown_column", 400, R"([{"DeviceVendor":"x"}])", {}, "Microsoft-Syslog", dcr, "2023-01-01", "DeviceVendor"},
+        {"unknown_column", 400, R"([{"DeviceVendor":"x"}])", {}, "Custom-Syslog", dcr, "2023-01-01", "DeviceVendor"},
         {"reserved_column", 400, R"([{"TenantId":"x"}])", {}, "Custom-CommonSecurityLog", dcr, "2023-01-01", "TenantId"},
         {"duplicate_column", 400, R"([{"Activity":"x","Activity":"y"}])"},
         {"bad_type", 400, R"([{"DestinationPort":"443"}])", {}, "Custom-CommonSecurityLog", dcr, "2023-01-01", "DestinationPort"},
