@@ -10,6 +10,9 @@
 #include <algorithm>
 #include <bit>
 #include <cstring>
+#include <new>
+
+#include "engine/log.h"
 
 namespace cefd {
 namespace {
@@ -41,12 +44,19 @@ Deduper::Deduper(const DedupeConfig& config)
       table_(std::bit_ceil(std::max<std::uint32_t>(config.max_entries, bucket_slots))),
       mask_(table_.size() - 1) {}
 
-void Deduper::reconfigure(const DedupeConfig& config) {
+bool Deduper::reconfigure(const DedupeConfig& config) {
     window_ns_ = static_cast<std::int64_t>(config.window_ms) * 1'000'000;
     const std::size_t size = std::bit_ceil(std::max<std::uint32_t>(config.max_entries, bucket_slots));
-    if (size == table_.size()) return;
-    table_ = MappedArray<Entry>(size);
+    if (size == table_.size()) return true;
+    try {
+        table_ = MappedArray<Entry>(size);
+    } catch (const std::bad_alloc&) {
+        CEFD_LOG(error, "dedupe: cannot allocate %zu entries (%zu MiB) for dedupe.max_entries; keeping %zu", size,
+                 size * sizeof(Entry) >> 20, table_.size());
+        return false;
+    }
     mask_ = table_.size() - 1;
+    return true;
 }
 
 std::uint64_t Deduper::key(const SourceAddress& source, std::string_view text) noexcept {

@@ -50,8 +50,10 @@ public:
     bool is_repeat(std::uint64_t key, std::int64_t now_ns) noexcept;
     /// SIGHUP: takes a new window and table size. A new max_entries replaces the table (it
     /// allocates; never on the per-message path), so what was remembered is forgotten and a
-    /// repeat may pass once: never is a distinct message suppressed.
-    void reconfigure(const DedupeConfig& config);
+    /// repeat may pass once: never is a distinct message suppressed. False (logged) when the new
+    /// table cannot be allocated (RLIMIT_AS, strict overcommit): the old one stays, and so does
+    /// the process (the exception would have ended it, from a worker thread).
+    bool reconfigure(const DedupeConfig& config);
 
     [[nodiscard]] const DedupeStats& stats() const noexcept { return stats_; }
     void register_metrics(MetricsRegistry& registry, const std::string& labels) const;

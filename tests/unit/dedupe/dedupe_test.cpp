@@ -2,6 +2,11 @@
 
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <fstream>
 
 #include <string>
 
@@ -84,6 +89,37 @@ TEST(Deduper, ReconfigureChangesTheWindowAndTheTableSize) {
     EXPECT_FALSE(d.is_repeat(src, "m", 3800 * ms)) << "window 0: off";
     EXPECT_FALSE(d.is_repeat(src, "m", 3900 * ms));
     EXPECT_EQ(d.stats().deduplicated.load(), 2U);
+}
+
+// A reload raising max_entries allocates the new table on the worker thread. When that failed
+// (RLIMIT_AS, strict overcommit) the bad_alloc left the thread and ended the process. Found in
+// review. Now the old table stays and reconfigure() says so.
+TEST(Deduper, AReconfigureThatCannotAllocateKeepsTheOldTable) {
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+    GTEST_SKIP() << "sanitizers reserve more address space than the limit this test sets";
+#else
+    const pid_t pid = ::fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+        Deduper d(DedupeConfig{.window_ms = 1000, .max_entries = 1024});
+        const auto src = ipv4("192.0.2.1");
+        if (d.is_repeat(src, "m", 0)) ::_exit(10);
+        long pages = 0;
+        std::ifstream("/proc/self/statm") >> pages;
+        const rlim_t limit = static_cast<rlim_t>(pages) * static_cast<rlim_t>(::sysconf(_SC_PAGESIZE)) + (64U << 20);
+        const rlimit as{limit, limit};
+        if (::setrlimit(RLIMIT_AS, &as) != 0) ::_exit(11);
+        // 16 Mi entries: 256 MiB, over the limit.
+        if (d.reconfigure(DedupeConfig{.window_ms = 1000, .max_entries = 1U << 24})) ::_exit(12);
+        if (!d.is_repeat(src, "m", 500 * ms)) ::_exit(13);  // the old table, still remembering
+        ::_exit(0);
+    }
+    int status = 0;
+    ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+    ASSERT_TRUE(WIFEXITED(status)) << "the child died (signal " << (WIFSIGNALED(status) ? WTERMSIG(status) : 0)
+                                   << "): the allocation failure ended the process";
+    EXPECT_EQ(WEXITSTATUS(status), 0) << "10-13: see the child's steps";
+#endif
 }
 
 TEST(Deduper, ForgetsAfterTheWindowAndRestartsIt) {
