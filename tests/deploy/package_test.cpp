@@ -167,12 +167,17 @@ TEST_F(DebianPackage, InstallsWithDpkgAndRunsAsCefdUser) {
     EXPECT_EQ(run_command("stat -c '%U:%G %a' /etc/cefd/cefd.toml", &owner), 0);
     EXPECT_EQ(owner, "root:cefd 640\n");
     EXPECT_EQ(run_command("/usr/bin/cefd --version 2>&1", &output), 0) << output;
-    // The service user can read its config, and the config is valid.
-    EXPECT_EQ(run_command("setpriv --reuid=cefd --regid=cefd --init-groups /usr/bin/cefd check-config --config "
+    // The service user can read its config, and the config is valid. With the unit's one
+    // capability: check-config also checks that port 514 can be bound.
+    EXPECT_EQ(run_command("setpriv --reuid=cefd --regid=cefd --init-groups --inh-caps=+net_bind_service "
+                          "--ambient-caps=+net_bind_service /usr/bin/cefd check-config --config "
                           "/etc/cefd/cefd.toml 2>&1",
                           &output),
               0)
         << output;
+    // An admin deleted the conffile; an upgrade (here the same package again) must still configure.
+    ASSERT_EQ(run_command("rm /etc/cefd/cefd.toml"), 0);
+    EXPECT_EQ(run_command("dpkg -i '" + deb_ + "' 2>&1", &output), 0) << output;
     EXPECT_EQ(run_command("dpkg --purge cefd 2>&1", &output), 0) << output;
     EXPECT_NE(run_command("test -e /usr/bin/cefd"), 0) << "purge left /usr/bin/cefd";
     EXPECT_NE(run_command("test -e /var/lib/cefd"), 0) << "purge left /var/lib/cefd";
