@@ -436,6 +436,12 @@ std::optional<Config> load_config_text(const std::string& text, const std::strin
         errors.add("azure.drain_timeout_ms", "must be less than runtime.shutdown_timeout_ms (" +
                                                  std::to_string(config.runtime.shutdown_timeout_ms) +
                                                  "), which bounds the whole shutdown");
+    // deploy/cefd.service gives a stop TimeoutStopSec=60, then SIGKILL: a longer drain is cut.
+    if (config.runtime.shutdown_timeout_ms > 55'000)
+        errors.warn("runtime.shutdown_timeout_ms",
+                    std::to_string(config.runtime.shutdown_timeout_ms) +
+                        " ms: the shipped unit kills cefd 60 s after SIGTERM (TimeoutStopSec=60), cutting the "
+                        "drain short; raise TimeoutStopSec in a drop-in to at least this plus 5 s");
     check_metrics_port(config, errors);
     rename_aliases();
     if (!errors.empty()) return std::nullopt;

@@ -188,6 +188,19 @@ TEST(Config, TheSenderDrainMustFitInTheShutdownTime) {
 
 // The metrics endpoint and a receive listener on one TCP port: refused before start, not a
 // bind failure (or, with SO_REUSEPORT, one port serving both) at start.
+// The shipped unit SIGKILLs 60 s after SIGTERM: a drain allowed longer is cut without a word.
+TEST(Config, AShutdownLongerThanTheUnitsStopTimeoutIsAWarning) {
+    ConfigErrors errors;
+    ASSERT_TRUE(load_config_text(azure_minimal + "[runtime]\nshutdown_timeout_ms = 120000\n", "<test>", errors))
+        << all(errors);
+    ASSERT_EQ(errors.warnings().size(), 1U);
+    EXPECT_NE(errors.warnings()[0].find("runtime.shutdown_timeout_ms: "), std::string::npos) << errors.warnings()[0];
+    EXPECT_NE(errors.warnings()[0].find("TimeoutStopSec"), std::string::npos) << errors.warnings()[0];
+    ConfigErrors fine;
+    ASSERT_TRUE(load_config_text(azure_minimal + "[runtime]\nshutdown_timeout_ms = 50000\n", "<test>", fine));
+    EXPECT_TRUE(fine.warnings().empty());
+}
+
 TEST(Config, TheMetricsPortMustNotBeAReceivePort) {
     ConfigErrors errors;
     EXPECT_FALSE(load_config_text(azure_minimal + "[receive]\ntcp_port = 9514\n", "<test>", errors));
