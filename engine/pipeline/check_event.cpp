@@ -254,10 +254,14 @@ void running_steps(const Config& config, const CheckOptions& options, const std:
                          "see cefd's log and /metrics: cefd_send_* errors, cefd_spool_pending_batches"});
         return;
     }
+    // The counter is the instance's, not the event's: on a busy collector other rows move it
+    // too, so the KQL is what confirms this event.
     steps.push_back({"test event", StepStatus::pass,
                      "sent over " + std::string(route.name) + " with marker " + marker +
-                         " and delivered (rows delivered " + std::to_string(static_cast<long long>(delivered_before)) +
-                         " -> " + std::to_string(static_cast<long long>(delivered)) + "); in Sentinel: " + kql(marker),
+                         "; the instance delivered rows meanwhile (" +
+                         std::to_string(static_cast<long long>(delivered_before)) + " -> " +
+                         std::to_string(static_cast<long long>(delivered)) +
+                         ", its own and any other traffic); to see this event in Sentinel: " + kql(marker),
                      ""});
 }
 
