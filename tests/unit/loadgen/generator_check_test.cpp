@@ -218,4 +218,25 @@ TEST(SizeVerdict, ShortRampTrialsDoNotGiveTheVerdictButTheirFailuresBoundIt) {
     EXPECT_EQ(verdict.generator_limited_eps, 2'000);
 }
 
+// A TCP/TLS sender CPU-bound inside send()/SSL_write (encrypting, or the loopback stack's copy on
+// its own core) spends nearly all its wall time "in send()" while on a CPU. That is the
+// generator's limit; it was called target backpressure, so the sizing verdict blamed cefd and
+// did not say it was only a lower bound. Found in review.
+TEST(CheckGenerator, ACpuBoundSenderInsideSendIsTheGeneratorNotBackpressure) {
+    // Asked for 400k/s, offered 250k/s, the sender 97% on a CPU and 95% of its time inside send.
+    const GeneratorCheck check = check_generator(run(400'000, 250'000, 0.97, 1, 0.95));
+    EXPECT_TRUE(check.limited) << check.why;
+    EXPECT_FALSE(check.target_backpressure) << check.why;
+
+    SizeOptions options;
+    options.hold_s = 30;
+    const std::vector<Trial> trials{
+        trial(200'000, run(200'000, 200'000, 0.5, 1, 0.3)),
+        trial(400'000, run(400'000, 250'000, 0.97, 1, 0.95)),
+    };
+    const Verdict verdict = decide(options, trials);
+    EXPECT_EQ(verdict.max_zero_loss_eps, 200'000);
+    EXPECT_TRUE(verdict.generator_limited) << "trial why: " << trials[1].why;
+}
+
 }  // namespace
