@@ -88,6 +88,7 @@ int run_size(int argc, char** argv) {
             trials = search(options, lines, cefd.pid());
             lanes_seen = scrape(options.metrics_url).lanes;
             const Verdict one = decide(options, trials);
+            if (one.target_unreachable) break;  // these trials go into the report: no verdict
             scaling.push_back({.lanes = lanes, .max_zero_loss_eps = one.max_zero_loss_eps,
                                .cpu_us_per_event = one.cpu_us_per_event, .p99_ms = one.p99_ms});
         }
@@ -125,6 +126,10 @@ int run_size(int argc, char** argv) {
         std::fprintf(stderr, "cefd-loadgen size: cannot write the report into %s\n", options.out_dir.c_str());
         return 1;
     }
+    if (verdict.target_unreachable)
+        std::fprintf(stderr,
+                     "cefd-loadgen size: no verdict: cefd stopped answering during the search (see %s/report.md)\n",
+                     options.out_dir.c_str());
     if (verdict.generator_limited) {
         std::fprintf(stderr,
                      "cefd-loadgen size: the generator, not cefd, was the limit at %.0f ev/s (%s): run the generator "

@@ -53,14 +53,17 @@ std::string trial_json(const Trial& t) {
 
 std::string report_json(const SizeOptions& options, const std::vector<Trial>& trials, const Verdict& v,
                         double bytes_per_event, double lanes) {
-    std::string json = "{\"max_zero_loss_eps\":" + fixed(v.max_zero_loss_eps, 0) +
+    std::string json = "{\"reached\":" + std::string(v.reached ? "true" : "false") +
+                       ",\"target_unreachable\":" + (v.target_unreachable ? "true" : "false") +
+                       ",\"max_zero_loss_eps\":" + fixed(v.max_zero_loss_eps, 0) +
                        ",\"at_max_rate\":" + (v.at_max_rate ? "true" : "false") +
                        ",\"generator_limited\":" + (v.generator_limited ? "true" : "false") +
-                       ",\"generator_limited_eps\":" + fixed(v.generator_limited_eps, 0) + ",\"why\":" + json_text(v.why) +
-                       ",\"cpu_us_per_event\":" + fixed(v.cpu_us_per_event, 3) + ",\"p99_ms\":" + fixed(v.p99_ms, 2) +
-                       ",\"peak_rss_mib\":" + fixed(v.peak_rss_mib, 1) + ",\"hold_s\":" + fixed(options.hold_s, 1) +
-                       ",\"max_p99_ms\":" + fixed(options.max_p99_ms, 0) + ",\"bytes_per_event\":" +
-                       fixed(bytes_per_event, 0) + ",\"json_bytes_per_row\":" + fixed(v.json_bytes_per_row, 0) +
+                       ",\"generator_limited_eps\":" + fixed(v.generator_limited_eps, 0) +
+                       ",\"why\":" + json_text(v.why) + ",\"cpu_us_per_event\":" + fixed(v.cpu_us_per_event, 3) +
+                       ",\"p99_ms\":" + fixed(v.p99_ms, 2) + ",\"peak_rss_mib\":" + fixed(v.peak_rss_mib, 1) +
+                       ",\"hold_s\":" + fixed(options.hold_s, 1) + ",\"max_p99_ms\":" + fixed(options.max_p99_ms, 0) +
+                       ",\"bytes_per_event\":" + fixed(bytes_per_event, 0) +
+                       ",\"json_bytes_per_row\":" + fixed(v.json_bytes_per_row, 0) +
                        ",\"rows_per_request\":" + fixed(v.rows_per_request, 0) + ",\"lanes\":" + fixed(lanes, 0) +
                        ",\"cores\":" + std::to_string(std::thread::hardware_concurrency());
     if (options.peak_eps > 0) {
@@ -91,7 +94,12 @@ std::string report_markdown(const SizeOptions& options, const std::vector<Trial>
           " ms and the generator was not the limit (it offered at least 97% of the rate with its sender threads "
           "below 90% of a core each), for " + fixed(options.hold_s, 0) + " s.\n\n";
     md += "## Verdict\n\n";
-    if (v.best == nullptr) {
+    if (v.target_unreachable) {
+        md +=
+            "**No verdict: cefd stopped answering during the search** (its /metrics, or its process, was gone "
+            "in the last trial below). Check its log (`journalctl -u cefd`) for a crash or an out-of-memory "
+            "kill, then run the search again.\n\n";
+    } else if (v.best == nullptr) {
         md += "No rate held for " + fixed(options.hold_s, 0) + " s (the lowest tried was " +
               fixed(options.start_rate, 0) + "/s); see the trials.\n\n";
     } else {

@@ -48,9 +48,13 @@ public:
                 std::this_thread::sleep_for(std::chrono::milliseconds(50));
                 tracker_.poll();
             }
-            trial.backlog_start = backlog(scrape(options_.metrics_url));
+            const Scrape third_way = scrape(options_.metrics_url);
+            trial.target_unreachable = trial.target_unreachable || !third_way.ok;
+            trial.backlog_start = backlog(third_way);
         }  // joins the sender
-        trial.backlog_end = backlog(scrape(options_.metrics_url));
+        const Scrape end_of_send = scrape(options_.metrics_url);
+        trial.target_unreachable = trial.target_unreachable || !end_of_send.ok;
+        trial.backlog_end = backlog(end_of_send);
         trial.sent = sent.attempted;
         trial.offered_eps = sent.elapsed_s > 0 ? static_cast<double>(sent.sent) / sent.elapsed_s : 0;
         trial.loadgen_cpu_us_per_event = sent.sent > 0 ? sent.cpu_s * 1e6 / static_cast<double>(sent.sent) : 0;
@@ -69,6 +73,8 @@ public:
         tracker_.poll();
         const Scrape after = scrape(options_.metrics_url);
         const double cpu_after = process_cpu_s(pid_);
+        trial.target_unreachable =
+            trial.target_unreachable || !before.ok || !after.ok || cpu_before < 0 || cpu_after < 0;
 
         const VerifyReport report = tracker_.report();
         trial.delivered = report.delivered;
@@ -125,6 +131,7 @@ private:
 }  // namespace
 
 std::string judge(const Trial& trial, std::uint64_t latency_samples, double max_p99_ms) {
+    if (trial.target_unreachable) return std::string(target_unreachable_why);
     if (trial.lost > 0) return "loss";
     if (trial.backlog_end > 2 * trial.backlog_start + 16) return "backlog growing";
     if (latency_samples == 0) return "no latency (is --accept-log on?)";
@@ -143,6 +150,7 @@ std::vector<Trial> search(const SizeOptions& options, const std::vector<std::str
     double failed = 0;
     for (double rate = options.start_rate;; rate = std::min(rate * 2, options.max_rate)) {
         trials.push_back(sizer.run_trial(rate, ramp_hold_s, "ramp"));
+        if (trials.back().target_unreachable) return trials;
         if (!trials.back().held) {
             failed = rate;
             break;
@@ -156,6 +164,7 @@ std::vector<Trial> search(const SizeOptions& options, const std::vector<std::str
     double candidate = held;
     for (int step = 0; candidate > 0 && step <= options.bisect_steps; ++step) {
         const Trial& trial = trials.emplace_back(sizer.run_trial(candidate, options.hold_s, "bisect"));
+        if (trial.target_unreachable) break;
         if (trial.held) low = candidate;
         else high = candidate;
         if (low >= options.max_rate) break;

@@ -33,6 +33,9 @@ struct Trial {
     double peak_rss_mib = 0;
     double json_bytes_per_row = 0;
     double rows_per_request = 0;
+    // cefd's /metrics stopped answering or its process went away during the trial: nothing after
+    // this is about cefd's capacity, so the search stops and there is no verdict.
+    bool target_unreachable = false;
     // check_generator (sender.h), the same check as the run report's: a generator-limited trial
     // never holds, so no verdict is taken from it.
     double requested_eps = 0;
@@ -47,6 +50,8 @@ struct Trial {
 
 /// The start of a trial's why when only the generator kept it from holding.
 inline constexpr std::string_view generator_limited_why_prefix = "generator limited: ";
+inline constexpr std::string_view target_unreachable_why =
+    "target unreachable (cefd's /metrics stopped answering or its process ended)";
 
 /// Why a trial did not hold (empty: it held). The first reason wins, in the operator's order:
 /// loss, backlog growing, no latency, p99 over bound, target backpressure, then the generator.

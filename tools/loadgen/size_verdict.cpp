@@ -14,7 +14,12 @@ Verdict decide(const SizeOptions& options, const std::vector<Trial>& trials) {
         if (!trial.held || trial.hold_s < options.hold_s) continue;
         if (verdict.best == nullptr || trial.target_eps > verdict.best->target_eps) verdict.best = &trial;
     }
-    verdict.reached = true;
+    // A target that died or stopped answering mid-search leaves no verdict: what held before may
+    // have been the start of the collapse, and what failed after says nothing about capacity.
+    verdict.target_unreachable =
+        std::any_of(trials.begin(), trials.end(), [](const Trial& t) { return t.target_unreachable; });
+    verdict.reached = !verdict.target_unreachable;
+    if (!verdict.reached) return verdict;
     if (verdict.best != nullptr) {
         verdict.max_zero_loss_eps = verdict.best->target_eps;
         verdict.at_max_rate = verdict.best->target_eps >= options.max_rate;

@@ -15,7 +15,8 @@
 namespace cefd::loadgen::sizing {
 
 struct Verdict {
-    bool reached = false;
+    bool reached = false;  // false: cefd stopped answering during the search (no verdict)
+    bool target_unreachable = false;
     double max_zero_loss_eps = 0;
     bool at_max_rate = false;  // every rate up to --max-rate held: the verdict is a lower bound
     const Trial* best = nullptr;

@@ -239,4 +239,19 @@ TEST(CheckGenerator, ACpuBoundSenderInsideSendIsTheGeneratorNotBackpressure) {
     EXPECT_TRUE(verdict.generator_limited) << "trial why: " << trials[1].why;
 }
 
+// A trial in which cefd stopped answering ends the search with no verdict, even when an
+// earlier trial held: that rate may already have been the start of the collapse.
+TEST(SizeVerdict, ATargetThatStoppedAnsweringLeavesNoVerdict) {
+    SizeOptions options;
+    options.hold_s = 30;
+    Trial dead = trial(200'000, run(200'000, 200'000, 0.5));
+    dead.target_unreachable = true;
+    EXPECT_EQ(judge(dead, 100, 1000), std::string(target_unreachable_why));
+    const std::vector<Trial> trials{trial(100'000, run(100'000, 100'000, 0.3)), dead};
+    const Verdict verdict = decide(options, trials);
+    EXPECT_FALSE(verdict.reached);
+    EXPECT_TRUE(verdict.target_unreachable);
+    EXPECT_EQ(verdict.max_zero_loss_eps, 0);
+}
+
 }  // namespace

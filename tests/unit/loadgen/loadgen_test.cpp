@@ -524,4 +524,36 @@ TEST(LoadgenUsage, BadNewFlagsExit2) {
     EXPECT_EQ(run_loadgen(dir, {"--seed", "x"}), 2);
 }
 
+// `size` promised exit 1 when cefd or its /metrics are unreachable, but only checked at start:
+// a collector that died during the search gave exit 0 and a report whose only reason was "loss"
+// ("No rate held"), with nothing saying cefd had gone. Found in review.
+TEST(Size, ATargetThatDiesDuringTheSearchIsNoVerdictAndExitsOne) {
+    TempDir dir;
+    const std::string ports = dir.file("ports");
+    Process fake({"/usr/bin/env", "python3", cefd::test::source_path("tests/unit/loadgen/dying_target.py"), ports},
+                 dir.path(), "fake");
+    ASSERT_TRUE(cefd::test::wait_until(10s, [&] { return std::ifstream(ports).good(); }));
+    int udp_port = 0;
+    int metrics_port = 0;
+    std::ifstream(ports) >> udp_port >> metrics_port;
+    std::ofstream(dir.file("rows.jsonl")).flush();
+    const std::string out = dir.file("report");
+    Process size({loadgen_path(), "size",
+                  "--target",     "127.0.0.1:" + std::to_string(udp_port),
+                  "--metrics",    "http://127.0.0.1:" + std::to_string(metrics_port) + "/metrics",
+                  "--verify",     dir.file("rows.jsonl"),
+                  "--out",        out,
+                  "--hold-s",     "1",
+                  "--start-rate", "100",
+                  "--max-rate",   "200",
+                  "--drain-s",    "1",
+                  "--max-p99-ms", "1000"},
+                 dir.path(), "size");
+    const int code = size.wait(60s);
+    const std::string report = cefd::test::read_file(out + "/report.json");
+    EXPECT_NE(code, 0) << "exit " << code << "\n" << size.out() << size.err() << report;
+    EXPECT_NE(report.find("\"target_unreachable\":true"), std::string::npos) << report;
+    EXPECT_NE(report.find("\"reached\":false"), std::string::npos) << report;
+}
+
 }  // namespace
