@@ -17,6 +17,20 @@ namespace cefd::standin {
 
 using namespace detail;
 
+namespace {
+
+/// "YYYY-MM-DD", alone or followed by a suffix such as "-preview".
+bool is_api_date(std::string_view version) {
+    if (version.size() < 10 || (version.size() > 10 && version[10] != '-')) return false;
+    for (std::size_t i = 0; i < 10; ++i) {
+        const bool dash = i == 4 || i == 7;
+        if (dash ? version[i] != '-' : (version[i] < '0' || version[i] > '9')) return false;
+    }
+    return true;
+}
+
+}  // namespace
+
 std::string Standin::issue_token(std::uint64_t lifetime_s) {
     std::string token = "standin." + random_hex(24);
     const std::int64_t now = now_ns();
@@ -118,11 +132,17 @@ bool Standin::check_identity_request(const httplib::Request& request, httplib::R
         oauth_error(response, status, error, description);
         return false;
     };
-    if (lowercase(request.get_header_value("Metadata")) != "true") {
+    // The reference (2.4): the header is exactly "Metadata: true", and any api-version from
+    // 2018-02-01 on (YYYY-MM-DD, maybe with a suffix such as -preview) is accepted.
+    if (request.get_header_value("Metadata") != "true") {
         return refuse(400, "invalid_request", "Required metadata header not specified");
     }
     if (!request.has_param("api-version")) {
         return refuse(400, "invalid_request", "Required query variable 'api-version' is missing");
+    }
+    if (const std::string version = request.get_param_value("api-version");
+        !is_api_date(version) || version.substr(0, 10) < "2018-02-01") {
+        return refuse(400, "invalid_request", "Invalid version of api: '" + version + "'");
     }
     std::string resource = request.get_param_value("resource");
     if (!resource.empty() && resource.back() == '/') resource.pop_back();

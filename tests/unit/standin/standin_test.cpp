@@ -576,4 +576,17 @@ TEST(StandinLifecycle, BadFlagsExitWithUsage) {
     EXPECT_EQ(unknown.wait(10s), 2);
 }
 
+// The reference (2.4): IMDS wants exactly "Metadata: true" and an api-version from 2018-02-01
+// on. The stand-in lowercased the header and took any api-version, so a client sending
+// "Metadata: True" or an old version passed here and would fail against Azure. Found in review.
+TEST(StandinImds, EnforcesTheDocumentedHeaderAndApiVersion) {
+    StandinProcess standin;
+    const std::string base = standin.url() + "/metadata/identity/oauth2/token?resource=https%3A%2F%2Fmonitor.azure.com";
+    EXPECT_EQ(http("GET", base + "&api-version=2018-02-01", {"Metadata: true"}).status, 200);
+    EXPECT_EQ(http("GET", base + "&api-version=2021-02-01", {"Metadata: true"}).status, 200);
+    EXPECT_EQ(http("GET", base + "&api-version=2018-02-01", {"Metadata: True"}).status, 400);
+    EXPECT_EQ(http("GET", base + "&api-version=2017-09-01", {"Metadata: true"}).status, 400);
+    EXPECT_EQ(http("GET", base + "&api-version=garbage", {"Metadata: true"}).status, 400);
+}
+
 }  // namespace
