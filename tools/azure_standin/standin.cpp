@@ -68,7 +68,23 @@ Result<std::unique_ptr<Standin>> Standin::create(StandinOptions options) {
     self.out_fd_ = ::open(opts.out_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
     if (self.out_fd_ < 0) return Error{Errc::io, errno, "cannot open --out " + opts.out_path};
     if (!opts.accept_log_path.empty()) {
-        self.accept_fd_ = ::open(opts.accept_log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+        // Line n of the accept log covers rows counted from the start of --out, so the two must
+        // start together. A new --out with an old accept log: the log is emptied (it cannot match).
+        // An old --out with a new accept log: refused (its rows would take later acceptances).
+        struct stat out_st {};
+        struct stat accept_st {};
+        const bool out_empty = ::fstat(self.out_fd_, &out_st) == 0 && out_st.st_size == 0;
+        const bool accept_empty = ::stat(opts.accept_log_path.c_str(), &accept_st) != 0 || accept_st.st_size == 0;
+        if (!out_empty && accept_empty)
+            return Error{Errc::config, "--accept-log " + opts.accept_log_path + " is new but --out " + opts.out_path +
+                                           " already holds rows: the latencies would not match; start both anew"};
+        int flags = O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC;
+        if (out_empty && !accept_empty) {
+            flags |= O_TRUNC;
+            CEFD_LOG(warn, "azure-standin: --out %s is empty: emptying the older --accept-log %s to match it",
+                     opts.out_path.c_str(), opts.accept_log_path.c_str());
+        }
+        self.accept_fd_ = ::open(opts.accept_log_path.c_str(), flags, 0644);
         if (self.accept_fd_ < 0) return Error{Errc::io, errno, "cannot open --accept-log " + opts.accept_log_path};
     }
 

@@ -122,8 +122,14 @@ VerifyReport DeliveryTracker::report() const {
         const auto request = std::upper_bound(accepted_.begin(), accepted_.end(), row,
                                               [](std::uint64_t r, const auto& entry) { return r < entry.first; });
         if (request == accepted_.end()) continue;  // its accept line is not written yet
-        // The same clock on the same machine, so a negative figure is rounding: count it as 0.
-        latencies_ms.push_back(std::max(0.0, static_cast<double>(request->second / 1000 - send_us) / 1000.0));
+        const double latency_ms = static_cast<double>(request->second / 1000 - send_us) / 1000.0;
+        // The same clock on the same machine: a little below 0 is rounding; far below, the row was
+        // matched to another run's acceptance.
+        if (latency_ms < -5.0) {
+            ++report.latency_mismatched;
+            continue;
+        }
+        latencies_ms.push_back(std::max(0.0, latency_ms));
     }
     report.latency_samples = latencies_ms.size();
     if (!latencies_ms.empty()) {

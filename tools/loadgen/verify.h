@@ -31,6 +31,9 @@ struct VerifyReport {
     double latency_p50_ms = 0;
     double latency_p99_ms = 0;
     double latency_max_ms = 0;
+    /// Rows "accepted" more than 5 ms before they were sent: the accept log is not the rows
+    /// file's (one of them is from another stand-in run). Left out of the figures above.
+    std::uint64_t latency_mismatched = 0;
 };
 
 /// Follows the rows file (and the accept log, if any) across several runs: begin_run() starts

@@ -589,4 +589,57 @@ TEST(StandinImds, EnforcesTheDocumentedHeaderAndApiVersion) {
     EXPECT_EQ(http("GET", base + "&api-version=garbage", {"Metadata: true"}).status, 400);
 }
 
+// Line n of --accept-log covers rows counted from the start of --out. A stand-in restarted on a
+// new --out but the old accept log matched every row to an older acceptance, and verify rounded
+// the negative latencies to 0: rows that took 300 ms were reported at 0 ms. Found in review.
+TEST(StandinAcceptLog, ARestartOnANewOutFileKeepsLatencyHonest) {
+    TempDir shared;
+    const std::string accept_log = shared.file("rows.jsonl.accept");
+    {
+        StandinProcess first({"--accept-log", accept_log});
+        const std::string token = first.token();
+        ASSERT_EQ(
+            first
+                .ingest_gzip(
+                    R"([{"Activity":"a"},{"Activity":"b"},{"Activity":"c"},{"Activity":"d"},{"Activity":"e"}])", token)
+                .status,
+            204);
+    }
+    std::this_thread::sleep_for(1000ms);  // minutes, in real life
+    StandinProcess second({"--accept-log", accept_log});
+    const std::string token = second.token();
+    const long long sent_us =
+        std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::system_clock::now().time_since_epoch())
+            .count() -
+        300'000;
+    const std::string body =
+        "[{\"Activity\":\"x\",\"AdditionalExtensions\":\"cefdseq=rv-0;cefdts=" + std::to_string(sent_us) +
+        "\"},{\"Activity\":\"y\",\"AdditionalExtensions\":\"cefdseq=rv-1;cefdts=" + std::to_string(sent_us) + "\"}]";
+    ASSERT_EQ(second.ingest_gzip(body, token).status, 204);
+    Process verify({cefd::test::binary_path("tools/loadgen/cefd-loadgen"), "--verify-only", "--run-id", "rv", "--count",
+                    "2", "--verify", second.rows_path(), "--accept-log", accept_log, "--wait-s", "0"},
+                   shared.path(), "verify");
+    ASSERT_EQ(verify.wait(30s), 0) << verify.out() << verify.err();
+    const std::string out = verify.out();
+    simdjson::dom::parser parser;
+    simdjson::dom::element report = parser.parse(out);
+    std::uint64_t samples = 0;
+    double p50 = -1;
+    EXPECT_FALSE(report["latency_samples"].get(samples)) << out;
+    EXPECT_EQ(samples, 2u) << out;
+    EXPECT_FALSE(report["latency_p50_ms"].get(p50)) << out;
+    EXPECT_GE(p50, 250.0) << "the rows took ~300 ms from send to acceptance: " << out;
+}
+
+// The other way round (rows from an earlier run, a new accept log) cannot be matched: refused.
+TEST(StandinAcceptLog, AnOldOutFileWithANewAcceptLogIsRefused) {
+    TempDir dir;
+    cefd::test::write_file(dir.file("rows.jsonl"), "{\"Activity\":\"old\"}\n", 0644);
+    Process standin({cefd::test::binary_path("tools/azure_standin/cefd-azure-standin"), "--out", dir.file("rows.jsonl"),
+                     "--accept-log", dir.file("new.accept"), "--ready-file", dir.file("ready")},
+                    dir.path(), "standin");
+    EXPECT_NE(standin.wait(10s), 0);
+    EXPECT_NE(standin.err().find("start both anew"), std::string::npos) << standin.err();
+}
+
 }  // namespace
