@@ -109,10 +109,14 @@ public:
         doorbell_.disarm();
     }
 
-    /// Bytes in use (approximate from any thread; for metrics).
+    /// Bytes in use (approximate from any thread; for metrics), always within [0, capacity].
+    /// head first: both only grow and head never passes tail, so a tail read after it is at
+    /// least as far; tail read first could be behind a head the worker moved meanwhile, and the
+    /// difference would wrap to ~1.8e19.
     [[nodiscard]] std::size_t used_bytes() const noexcept {
-        return static_cast<std::size_t>(tail_.load(std::memory_order_relaxed) -
-                                        head_.load(std::memory_order_relaxed));
+        const std::uint64_t head = head_.load(std::memory_order_acquire);
+        const std::uint64_t tail = tail_.load(std::memory_order_acquire);
+        return static_cast<std::size_t>(std::min<std::uint64_t>(tail >= head ? tail - head : 0, capacity_));
     }
 
 private:

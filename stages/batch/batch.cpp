@@ -6,12 +6,15 @@
 // batch never holds more than max_bytes, so there is always room for one more row of up to
 // max_bytes (a longer one is dropped as oversize anyway). A row is encoded once, in place, at
 // the end of the buffer; if it pushes the array past max_bytes, the batch is sealed without it
-// and its bytes are moved to the start of the buffer (one memmove per batch).
+// and its bytes are moved to the start of the buffer (one memmove per batch). A row whose worst
+// case (row_json_bound) exceeds even the empty buffer, as with a small max_bytes, is encoded into
+// a scratch buffer instead and kept if its real JSON fits (append_large).
 #include "stages/batch/batch.h"
 
 #include <algorithm>
 #include <array>
 #include <cstring>
+#include <vector>
 
 #include "engine/clock.h"
 #include "engine/log.h"
@@ -76,7 +79,9 @@ public:
         if (bound + 2 > capacity_ - b.used) {
             // Only a row whose bound exceeds max_bytes gets here (see the file comment).
             if (b.rows > 0) seal(b, b.used);
-            if (bound + 2 > capacity_) return drop_oversize(row);
+            // Its worst case (6 bytes per value byte) does not fit even an empty buffer, as with
+            // a lowered max_bytes: encode it aside and judge it by its real size, as any row.
+            if (bound + 2 > capacity_) return append_large(b, row, bound);
         }
         const std::size_t start = b.used;
         b.data[start] = b.rows == 0 ? '[' : ',';
@@ -97,6 +102,21 @@ public:
         } else {
             b.used = start + 1 + row_bytes;
         }
+        note_row(b, row);
+    }
+
+    // b is empty (just sealed). The rare path: scratch_ grows once to the largest bound seen.
+    void append_large(TableBatch& b, const Row& row, std::size_t bound) {
+        if (scratch_.size() < bound) scratch_.resize(bound);
+        const std::size_t row_bytes = static_cast<std::size_t>(write_row_json(row, scratch_.data()) - scratch_.data());
+        if (row_bytes + 2 > max_bytes_) return drop_oversize(row);
+        b.data[0] = '[';
+        std::memcpy(b.data.get() + 1, scratch_.data(), row_bytes);
+        b.used = 1 + row_bytes;
+        note_row(b, row);
+    }
+
+    void note_row(TableBatch& b, const Row& row) {
         if (b.rows == 0) {
             b.first_receive_ns = b.last_receive_ns = row.receive_time_ns;
             b.first_monotonic_ns = monotonic_ns();
@@ -172,6 +192,7 @@ private:
     BatchStats& stats_;
     GzipCompressor gzip_;
     std::array<TableBatch, 2> batches_;
+    std::vector<char> scratch_;  // append_large(): a row whose worst case exceeds the buffer
 };
 
 Batcher::Batcher(const BatchConfig& config, BatchSink& sink)

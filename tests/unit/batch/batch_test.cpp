@@ -376,5 +376,45 @@ TEST(GzipCompressor, BothBackEndsWriteStandardGzip) {
     }
 }
 
+// A row whose JSON fits max_bytes must not be dropped as "oversize". The drop used the encoder's
+// worst-case bound (6 x value bytes) against the 2 * max_bytes buffer, so with a lowered
+// batch.max_bytes (live on SIGHUP) plain-ASCII rows of a few KiB were lost. Found in review.
+TEST(Batcher, ARowWhoseJsonFitsIsKeptWhateverItsWorstCase) {
+    CollectingSink sink;
+    Batcher batcher(BatchConfig{.max_bytes = 4'096}, sink);
+    const std::string text(1'500, 'x');  // no escapes: its JSON is ~1.6 KB, well under 4 KiB
+    Row row;
+    row.set(Column::Message, text);
+    row.receive_time_ns = 1'700'000'000'000'000'000;
+    std::vector<char> scratch(1 << 16);
+    const std::size_t json = static_cast<std::size_t>(write_row_json(row, scratch.data()) - scratch.data());
+    ASSERT_LT(json + 2, 4'096U) << "the row alone fits a batch";
+    batcher.append(row);
+    batcher.seal_all();
+    EXPECT_EQ(read(batcher.stats().oversize_rows), 0U) << "a row of " << json << " JSON bytes was dropped as oversize";
+    ASSERT_EQ(sink.batches.size(), 1U);
+    EXPECT_EQ(sink.batches[0].rows, 1U);
+}
+
+// The same at a realistic size: batch.max_bytes = 64 KiB, a 25 KB message (JSON ~25 KB); and a
+// row whose real JSON is over max_bytes is still dropped.
+TEST(Batcher, ATwentyFiveKilobyteRowFitsA64KiBBatchAndALargerOneIsStillDropped) {
+    CollectingSink sink;
+    Batcher batcher(BatchConfig{.max_bytes = 65'536}, sink);
+    const std::string text(25'000, 'y');
+    Row row;
+    row.set(Column::Message, text);
+    batcher.append(row);
+    batcher.seal_all();
+    EXPECT_EQ(read(batcher.stats().oversize_rows), 0U);
+    EXPECT_EQ(sink.batches.size(), 1U);
+    Row too_large;
+    too_large.set(Column::Message, std::string(70'000, 'z'));
+    batcher.append(too_large);
+    batcher.seal_all();
+    EXPECT_EQ(read(batcher.stats().oversize_rows), 1U);
+    EXPECT_EQ(sink.batches.size(), 1U);
+}
+
 }  // namespace
 }  // namespace cefd
