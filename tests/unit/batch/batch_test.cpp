@@ -408,8 +408,9 @@ TEST(Batcher, ATwentyFiveKilobyteRowFitsA64KiBBatchAndALargerOneIsStillDropped) 
     batcher.seal_all();
     EXPECT_EQ(read(batcher.stats().oversize_rows), 0U);
     EXPECT_EQ(sink.batches.size(), 1U);
+    const std::string long_text(70'000, 'z');  // Row keeps a view: the text must outlive it
     Row too_large;
-    too_large.set(Column::Message, std::string(70'000, 'z'));
+    too_large.set(Column::Message, long_text);
     batcher.append(too_large);
     batcher.seal_all();
     EXPECT_EQ(read(batcher.stats().oversize_rows), 1U);
