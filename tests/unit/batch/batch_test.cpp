@@ -417,5 +417,44 @@ TEST(Batcher, ATwentyFiveKilobyteRowFitsA64KiBBatchAndALargerOneIsStillDropped) 
     EXPECT_EQ(sink.batches.size(), 1U);
 }
 
+// Incompressible input at the fastest levels: high-entropy bytes and CJK-like UTF-8 (every byte
+// 0x80 or above, which static Huffman codes spend 9 bits on). The output buffer is sized for
+// the worst case, so igzip must not overflow (it would fall back to libdeflate with an error
+// line), and what comes out must inflate to the input. A guard for a review suspicion.
+TEST(GzipCompressor, IncompressibleInputFitsTheWorstCaseBufferAtEveryLevel) {
+    constexpr std::size_t size = 1 << 20;
+    std::string random(size, '\0');
+    std::uint64_t x = 0x9e3779b97f4a7c15ULL;
+    for (auto& c : random) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        c = static_cast<char>(x);
+    }
+    std::string cjk;
+    while (cjk.size() + 3 <= size) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        const std::uint32_t cp = 0x4E00 + static_cast<std::uint32_t>(x % 0x5000);  // CJK ideographs
+        cjk += static_cast<char>(0xE0 | (cp >> 12));
+        cjk += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+        cjk += static_cast<char>(0x80 | (cp & 0x3F));
+    }
+    std::vector<GzipCompressor::Kind> kinds{GzipCompressor::Kind::libdeflate};
+    if (GzipCompressor::igzip_available()) kinds.push_back(GzipCompressor::Kind::igzip);
+    for (const auto kind : kinds) {
+        for (const std::uint32_t level : {0U, 1U, 6U}) {
+            GzipCompressor gzip(kind, level, size);
+            for (const std::string* input : {&random, &cjk}) {
+                const auto out = gzip.compress(*input);
+                ASSERT_FALSE(out.empty()) << gzip.name() << " level " << level;
+                const std::vector<std::byte> body(out.begin(), out.end());
+                EXPECT_EQ(gunzip_libdeflate(body, input->size()), *input) << gzip.name() << " level " << level;
+            }
+        }
+    }
+}
+
 }  // namespace
 }  // namespace cefd
