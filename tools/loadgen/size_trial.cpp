@@ -39,6 +39,7 @@ public:
 
         std::atomic<std::uint64_t> progress{0};
         SendReport sent;
+        Scrape third_way;
         {
             std::jthread sender([&] { sent = send_events(load, lines_, progress); });
             // Backlog a third of the way in and at the end of the send: growing = not keeping up.
@@ -48,12 +49,10 @@ public:
                 std::this_thread::sleep_for(std::chrono::milliseconds(50));
                 tracker_.poll();
             }
-            const Scrape third_way = scrape(options_.metrics_url);
-            trial.target_unreachable = trial.target_unreachable || !third_way.ok;
+            third_way = scrape(options_.metrics_url);
             trial.backlog_start = backlog(third_way);
         }  // joins the sender
         const Scrape end_of_send = scrape(options_.metrics_url);
-        trial.target_unreachable = trial.target_unreachable || !end_of_send.ok;
         trial.backlog_end = backlog(end_of_send);
         trial.sent = sent.attempted;
         trial.offered_eps = sent.elapsed_s > 0 ? static_cast<double>(sent.sent) / sent.elapsed_s : 0;
@@ -73,8 +72,9 @@ public:
         tracker_.poll();
         const Scrape after = scrape(options_.metrics_url);
         const double cpu_after = process_cpu_s(pid_);
-        trial.target_unreachable =
-            trial.target_unreachable || !before.ok || !after.ok || cpu_before < 0 || cpu_after < 0;
+        // Any scrape unanswered, or the process gone: nothing in this trial is about capacity.
+        trial.target_unreachable = !before.ok || !third_way.ok || !end_of_send.ok || !after.ok || cpu_before < 0 ||
+                                   cpu_after < 0;
 
         const VerifyReport report = tracker_.report();
         trial.delivered = report.delivered;
