@@ -32,6 +32,17 @@ int replay(std::vector<std::string> args) {
     return replay_dead_letter_main(static_cast<int>(args.size()), argv.data());
 }
 
+/// Writes <dir>/cefd.toml: dead letters in <dir>/dl, the spool in <dir>/spool (plus `spool_extra`
+/// lines in [spool]). Returns its path.
+std::string write_config(const test::TempDir& dir, const std::string& spool_extra = "") {
+    const std::string config = dir.file("cefd.toml");
+    test::write_file(config,
+                     azure_minimal + "dead_letter_dir = \"" + dir.file("dl") + "\"\n[spool]\ndir = \"" +
+                         dir.file("spool") + "\"\n" + spool_extra,
+                     0600);
+    return config;
+}
+
 std::string random_hex(std::mt19937& random, std::size_t n) {
     static constexpr char digits[] = "0123456789abcdef";
     std::string out;
@@ -43,11 +54,7 @@ std::string random_hex(std::mt19937& random, std::size_t n) {
 // the operator believed the dead letters went back into the spool. Found in review.
 TEST(ReplayDeadLetter, ADirectoryThatDoesNotExistIsAnError) {
     test::TempDir dir;
-    const std::string config = dir.file("cefd.toml");
-    test::write_file(
-        config,
-        azure_minimal + "dead_letter_dir = \"" + dir.file("dl") + "\"\n[spool]\ndir = \"" + dir.file("spool") + "\"\n",
-        0600);
+    const std::string config = write_config(dir);
     EXPECT_NE(replay({"replay-dead-letter", "--config", config, dir.file("no-such-dir")}), 0);
 }
 
@@ -94,11 +101,7 @@ TEST(ReplayDeadLetter, NeverDropsBatchesWaitingInAFullSpool) {
                                                  .response = "bad"})
                         .ok());
     }
-    const std::string config = dir.file("cefd.toml");
-    test::write_file(config,
-                     azure_minimal + "dead_letter_dir = \"" + dir.file("dl") + "\"\n[spool]\ndir = \"" + spool.dir +
-                         "\"\nsegment_bytes = 4096\nmax_bytes = 16384\n",
-                     0600);
+    const std::string config = write_config(dir, "segment_bytes = 4096\nmax_bytes = 16384\n");
     const int rc = replay({"replay-dead-letter", "--config", config});
 
     EXPECT_EQ(rc, 1) << "the spool filled up: the replay stops early, and says so";
@@ -118,22 +121,14 @@ TEST(ReplayDeadLetter, NeverDropsBatchesWaitingInAFullSpool) {
 // The configured directory appears with the first dead letter: before that, nothing to do.
 TEST(ReplayDeadLetter, AConfiguredDirectoryNotCreatedYetMeansNothingToDo) {
     test::TempDir dir;
-    const std::string config = dir.file("cefd.toml");
-    test::write_file(
-        config,
-        azure_minimal + "dead_letter_dir = \"" + dir.file("dl") + "\"\n[spool]\ndir = \"" + dir.file("spool") + "\"\n",
-        0600);
+    const std::string config = write_config(dir);
     EXPECT_EQ(replay({"replay-dead-letter", "--config", config}), 0);
 }
 
 // A file where the directory should be is an error, whatever errno said before.
 TEST(ReplayDeadLetter, AFileInsteadOfADirectoryIsAnError) {
     test::TempDir dir;
-    const std::string config = dir.file("cefd.toml");
-    test::write_file(
-        config,
-        azure_minimal + "dead_letter_dir = \"" + dir.file("dl") + "\"\n[spool]\ndir = \"" + dir.file("spool") + "\"\n",
-        0600);
+    const std::string config = write_config(dir);
     test::write_file(dir.file("dl"), "not a directory", 0600);
     EXPECT_EQ(replay({"replay-dead-letter", "--config", config}), 2);
 }
