@@ -4,41 +4,14 @@
 
 #include <gtest/gtest.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
-#include <atomic>
-#include <cerrno>
 #include <filesystem>
 #include <string>
 
 #include "stages/send/body.h"
+#include "tests/support/failing_sync.h"
 #include "tests/support/support.h"
-
-namespace {
-// While set, every fdatasync and fsync in this process fails with EIO (a dying disk). These
-// definitions are the ones the send library (linked statically) calls.
-std::atomic<bool> g_sync_eio{false};
-std::atomic<int> g_syncs{0};
-}  // namespace
-
-extern "C" int fdatasync(int fd) {
-    ++g_syncs;
-    if (g_sync_eio.load()) {
-        errno = EIO;
-        return -1;
-    }
-    return static_cast<int>(::syscall(SYS_fdatasync, fd));
-}
-
-extern "C" int fsync(int fd) {
-    ++g_syncs;
-    if (g_sync_eio.load()) {
-        errno = EIO;
-        return -1;
-    }
-    return static_cast<int>(::syscall(SYS_fsync, fd));
-}
 
 namespace cefd::test {
 namespace {
@@ -72,9 +45,9 @@ std::size_t files_in(const std::string& dir) {
 TEST(DeadLetter, IsSyncedAndReadsBack) {
     TempDir tmp;
     const std::string dir = tmp.path() + "/dead";
-    g_syncs = 0;
+    failing_sync::calls = 0;
     ASSERT_TRUE(write_dead_letter(dir, json_batch(), letter()));
-    EXPECT_GE(g_syncs.load(), 3) << "both files and the directory are synced before ok";
+    EXPECT_GE(failing_sync::calls.load(), 3) << "both files and the directory are synced before ok";
     const auto bases = list_dead_letters(dir);
     ASSERT_EQ(bases.size(), 1U);
     auto stored = read_dead_letter(bases[0], {"Custom-Syslog"});
@@ -87,9 +60,10 @@ TEST(DeadLetter, AFailedSyncIsAnErrorAndLeavesNoFile) {
     TempDir tmp;
     const std::string dir = tmp.path() + "/dead";
     ASSERT_EQ(::mkdir(dir.c_str(), 0700), 0);
-    g_sync_eio = true;
-    const Status written = write_dead_letter(dir, json_batch(), letter());
-    g_sync_eio = false;
+    const Status written = [&] {
+        const failing_sync::Failing failing;
+        return write_dead_letter(dir, json_batch(), letter());
+    }();
     ASSERT_FALSE(written) << "ok although nothing reached the disk: the caller would ack the batch away";
     EXPECT_NE(written.error().describe().find("fdatasync"), std::string::npos) << written.error().describe();
     EXPECT_EQ(files_in(dir), 0U) << "a half-written dead letter (or its temporary) was left behind";

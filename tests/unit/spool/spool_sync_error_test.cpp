@@ -2,41 +2,18 @@
 // device, or a thin-provisioned volume out of space). The spool must keep saying so
 // (spool_write_failing, and so /readyz) until an fdatasync succeeds again.
 #include <gtest/gtest.h>
-#include <sys/syscall.h>
-#include <unistd.h>
 
-#include <atomic>
-#include <cerrno>
 #include <chrono>
 #include <thread>
 
 #include "stages/spool/spool.h"
+#include "tests/support/failing_sync.h"
 #include "tests/support/support.h"
 #include "tests/unit/spool/spool_test_util.h"
-
-namespace {
-// While set, every fdatasync in this process fails with EIO. This definition is the one the
-// spool library (linked statically) calls, so the real syscall is made only when it is clear.
-std::atomic<bool> g_fdatasync_eio{false};
-}  // namespace
-
-extern "C" int fdatasync(int fd) {
-    if (g_fdatasync_eio.load()) {
-        errno = EIO;
-        return -1;
-    }
-    return static_cast<int>(::syscall(SYS_fdatasync, fd));
-}
 
 namespace cefd::test {
 namespace {
 
-struct FailingSyncs {
-    FailingSyncs() { g_fdatasync_eio = true; }
-    ~FailingSyncs() { g_fdatasync_eio = false; }
-    FailingSyncs(const FailingSyncs&) = delete;
-    FailingSyncs& operator=(const FailingSyncs&) = delete;
-};
 
 std::unique_ptr<Spool> open_spool(const SpoolConfig& config) {
     auto spool = Spool::open(config);
@@ -63,7 +40,7 @@ TEST(SpoolSyncErrors, AFailedIntervalSyncStaysVisibleUntilASyncSucceeds) {
     auto spool = open_spool(config);
     ASSERT_NE(spool, nullptr);
     {
-        FailingSyncs failing;
+        const failing_sync::Failing failing;
         ASSERT_TRUE(spool->accept(make_batch(1)));
         ASSERT_TRUE(eventually([&] { return spool->write_failing(); })) << "the fsync thread saw no EIO";
         EXPECT_GT(read(spool->stats().write_errors), 0U);
@@ -93,7 +70,7 @@ TEST(SpoolSyncErrors, AFailedSyncOfAFullSegmentIsCountedAndShown) {
     config.fsync_interval_ms = 60'000;  // only the sync at rotation runs in this test
     auto spool = open_spool(config);
     ASSERT_NE(spool, nullptr);
-    FailingSyncs failing;
+    const failing_sync::Failing failing;
     ASSERT_TRUE(spool->accept(make_batch(1, 3000)));
     EXPECT_FALSE(spool->write_failing());
     const auto errors = read(spool->stats().write_errors);
