@@ -14,7 +14,6 @@
 namespace cefd::test {
 namespace {
 
-
 std::unique_ptr<Spool> open_spool(const SpoolConfig& config) {
     auto spool = Spool::open(config);
     if (!spool) ADD_FAILURE() << "open failed: " << spool.error().describe();
