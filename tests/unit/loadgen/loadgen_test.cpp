@@ -514,6 +514,27 @@ TEST(LoadgenVerify, LatencyFromTheAcceptLogIsNonNegativeAndOrdered) {
     EXPECT_LE(p99, max);
 }
 
+// Rows "accepted" long before they were sent: the accept log belongs to another stand-in run.
+// They were rounded to 0 ms latency; now they are left out and counted (latency_mismatched).
+TEST(LoadgenVerify, RowsAcceptedBeforeTheyWereSentAreCountedAsMismatched) {
+    TempDir dir;
+    const std::string rows = dir.file("rows.jsonl");
+    // Sent at T + 1 s and T + 1.001 s; the (older) accept log says stored at T and T + 2 ms.
+    cefd::test::write_file(rows, R"({"AdditionalExtensions":"cefdseq=mm-0;cefdts=1000001000000"})" "\n"
+                                 R"({"AdditionalExtensions":"cefdseq=mm-1;cefdts=1000001001000"})" "\n"
+                                 R"({"AdditionalExtensions":"cefdseq=mm-2;cefdts=1000001002000"})" "\n");
+    cefd::test::write_file(rows + ".accept", "2 1000000000000000\n1 1000001004000000\n");
+    std::string out;
+    EXPECT_EQ(run_loadgen(dir, {"--verify-only", "--verify", rows, "--run-id", "mm", "--count", "3", "--wait-s", "0"},
+                          &out),
+              0)
+        << out;
+    EXPECT_EQ(json_number(out, "delivered"), 3u) << out;
+    EXPECT_EQ(json_number(out, "latency_mismatched"), 2u) << out;
+    EXPECT_EQ(json_number(out, "latency_samples"), 1u) << out;  // mm-2: accepted 2 ms after it was sent
+    EXPECT_DOUBLE_EQ(json_double(out, "latency_max_ms"), 2.0) << out;
+}
+
 TEST(LoadgenUsage, BadNewFlagsExit2) {
     TempDir dir;
     EXPECT_EQ(run_loadgen(dir, {"--payload", "huge"}), 2);
