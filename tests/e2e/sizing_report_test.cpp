@@ -1,6 +1,7 @@
 // `cefd-loadgen size` end to end on a short ramp: the real cefd, the stand-in (with its
 // --accept-log) and the loadgen. Checks the report exists in all three forms and that the JSON
 // verdict agrees with its own trials and arithmetic; nothing about how fast this machine is.
+#include <algorithm>
 #include <cmath>
 #include <string>
 #include <string_view>
@@ -43,9 +44,10 @@ TEST(SizingReport, ShortRampGivesAVerdictConsistentWithItsTrials) {
     const std::int64_t collectors = report["collectors_needed"].get_int64().value();
     const std::int64_t dcrs = report["dcrs_needed"].get_int64().value();
 
-    // The verdict is the highest target among the trials that held for the full --hold-s, and
+    // The verdict comes from the highest target among the trials that held for the full --hold-s, and
     // its CPU and p99 figures are that trial's.
     double best = 0;
+    double best_offered = 0;
     double best_cpu = 0;
     double best_p99 = 0;
     int trials = 0;
@@ -68,12 +70,15 @@ TEST(SizingReport, ShortRampGivesAVerdictConsistentWithItsTrials) {
         EXPECT_FALSE(trial["target_backpressure"].get_bool().value()) << json;  // UDP never pushes back
         if (trial["held"].get_bool().value() && trial["hold_s"].get_double().value() >= 1 && target > best) {
             best = target;
+            best_offered = trial["offered_eps"].get_double().value();
             best_cpu = trial["cefd_cpu_us_per_event"].get_double().value();
             best_p99 = trial["p99_ms"].get_double().value();
         }
     }
     EXPECT_GE(trials, 2);
-    EXPECT_EQ(verdict, best) << json;
+    // ... and the rate that trial offered when the generator fell a little short of it (a trial
+    // holds at 97 % of its target); the report rounds it to whole events/s.
+    EXPECT_NEAR(verdict, best > 0 ? std::min(best, best_offered) : 0, 0.5) << json;
     // The verdict's own generator fields: why is filled exactly when the generator was the limit.
     const bool generator_limited = report["generator_limited"].get_bool().value();
     EXPECT_EQ(generator_limited, !report["why"].get_string().value().empty()) << json;

@@ -106,7 +106,11 @@ std::string report_markdown(const SizeOptions& options, const std::vector<Trial>
         md += "This collector holds **" + fixed(v.max_zero_loss_eps, 0) + " events/s" +
               (v.at_max_rate ? " or more (--max-rate)" : "") + "** with zero loss, at p99 " + fixed(v.p99_ms, 1) +
               " ms end to end and " + fixed(v.cpu_us_per_event, 2) + " cefd CPU-µs per event; peak RSS " +
-              fixed(v.peak_rss_mib, 0) + " MiB.\n\n";
+              fixed(v.peak_rss_mib, 0) + " MiB.";
+        if (v.max_zero_loss_eps < v.best->target_eps)
+            md += " (The trial at " + fixed(v.best->target_eps, 0) + "/s offered " + fixed(v.max_zero_loss_eps, 0) +
+                  "/s: the verdict is what it offered.)";
+        md += "\n\n";
     }
     if (v.generator_limited) {
         md += "**The generator, not cefd, was the limit at " + fixed(v.generator_limited_eps, 0) +

@@ -21,7 +21,10 @@ Verdict decide(const SizeOptions& options, const std::vector<Trial>& trials) {
     verdict.reached = !verdict.target_unreachable;
     if (!verdict.reached) return verdict;
     if (verdict.best != nullptr) {
-        verdict.max_zero_loss_eps = verdict.best->target_eps;
+        // What the trial showed to hold: its target, or less when the generator offered less (a
+        // trial may hold at 97% of its target, check_generator).
+        const double offered = verdict.best->offered_eps;
+        verdict.max_zero_loss_eps = offered > 0 ? std::min(verdict.best->target_eps, offered) : verdict.best->target_eps;
         verdict.at_max_rate = verdict.best->target_eps >= options.max_rate;
         verdict.cpu_us_per_event = verdict.best->cefd_cpu_us_per_event;
         verdict.p99_ms = verdict.best->p99_ms;

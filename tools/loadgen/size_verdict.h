@@ -1,5 +1,6 @@
 // tools/loadgen/size_verdict.h: the recommendation arithmetic of `cefd-loadgen size`: the
-// verdict is the highest rate that held for the full --hold-s; with --peak-eps P and --headroom H,
+// verdict is the highest rate that held for the full --hold-s (the rate that trial offered, when
+// the generator offered a little less than its target); with --peak-eps P and --headroom H,
 // collectors = ceil(P / (verdict * (1 - H))) and DCRs from Azure's per-DCR limits with the
 // measured JSON bytes per row and rows per request. A generator-limited trial never holds, so
 // never gives the verdict; when the first rate above the verdict failed only for the generator,

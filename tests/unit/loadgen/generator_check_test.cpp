@@ -218,6 +218,30 @@ TEST(SizeVerdict, ShortRampTrialsDoNotGiveTheVerdictButTheirFailuresBoundIt) {
     EXPECT_EQ(verdict.generator_limited_eps, 2'000);
 }
 
+// A trial holds while the generator offers at least 97% of its target, so the verdict was the
+// target even when only 97% of it had been shown to hold: up to 3% too high, and the collector
+// count derived from it too low. The verdict is now the rate the held trial really offered.
+// Found in review.
+TEST(SizeVerdict, IsTheRateTheHeldTrialOfferedNotItsTarget) {
+    SizeOptions options;
+    options.hold_s = 30;
+    options.peak_eps = 700'000;
+    const std::vector<Trial> trials{
+        trial(50'000, run(50'000, 50'000, 0.1)),
+        trial(100'000, run(100'000, 97'500, 0.3)),  // held: 97.5% of the target is within the rule
+        trial(200'000, run(200'000, 200'000, 0.5), 30, 3),
+    };
+    ASSERT_TRUE(trials[1].held) << trials[1].why;
+    const Verdict verdict = decide(options, trials);
+    EXPECT_EQ(verdict.best, &trials[1]);
+    EXPECT_EQ(verdict.max_zero_loss_eps, 97'500);
+    // 700,000 / (97,500 x (1 - 0.3)) = 10.3 -> 11 collectors; the target's 100,000 said 10.
+    EXPECT_EQ(verdict.collectors_needed, 11);
+    const std::string md = report_markdown(options, trials, verdict, 853, 1, "");
+    EXPECT_NE(md.find("holds **97500 events/s**"), std::string::npos) << md;
+    EXPECT_NE(md.find("(The trial at 100000/s offered 97500/s: the verdict is what it offered.)"), std::string::npos) << md;
+}
+
 // A TCP/TLS sender CPU-bound inside send()/SSL_write (encrypting, or the loopback stack's copy on
 // its own core) spends nearly all its wall time "in send()" while on a CPU. That is the
 // generator's limit; it was called target backpressure, so the sizing verdict blamed cefd and
