@@ -60,6 +60,15 @@ bool labels_match(std::string_view labels, std::string_view wanted) {
 }
 
 void append_number(std::string& out, double value) {
+    // The exposition format's spellings (to_chars would write nan, inf, -inf).
+    if (std::isnan(value)) {
+        out += "NaN";
+        return;
+    }
+    if (std::isinf(value)) {
+        out += value > 0 ? "+Inf" : "-Inf";
+        return;
+    }
     char number[32];
     const auto result = std::to_chars(number, number + sizeof number, value);  // shortest round-trip
     out.append(number, result.ptr);

@@ -1,5 +1,7 @@
 #include "engine/metrics/metrics.h"
 
+#include <limits>
+
 #include <gtest/gtest.h>
 
 namespace cefd {
@@ -30,6 +32,20 @@ TEST(MetricsRegistry, ReadsComputedGaugesWhenScraped) {
     registry.add_gauge("queue_depth", "Depth.", "", [&] { return depth; });
     depth = 42;
     EXPECT_NE(registry.render().find("cefd_queue_depth 42\n"), std::string::npos);
+}
+
+// The exposition format spells the special values NaN, +Inf and -Inf (OpenMetrics requires
+// exactly these); std::to_chars wrote nan, inf and -inf, which strict parsers refuse, failing
+// the whole scrape. Found in review.
+TEST(MetricsRegistry, SpellsNonFiniteGaugesAsTheExpositionFormatDoes) {
+    MetricsRegistry registry;
+    registry.add_gauge("a_ratio", "A.", "", [] { return std::numeric_limits<double>::quiet_NaN(); });
+    registry.add_gauge("b_seconds", "B.", "", [] { return std::numeric_limits<double>::infinity(); });
+    registry.add_gauge("c_seconds", "C.", "", [] { return -std::numeric_limits<double>::infinity(); });
+    const std::string text = registry.render();
+    EXPECT_NE(text.find("cefd_a_ratio NaN\n"), std::string::npos) << text;
+    EXPECT_NE(text.find("cefd_b_seconds +Inf\n"), std::string::npos) << text;
+    EXPECT_NE(text.find("cefd_c_seconds -Inf\n"), std::string::npos) << text;
 }
 
 TEST(MetricsRegistry, RendersHistogramBucketsCumulatively) {
