@@ -31,6 +31,8 @@ void Spool::Impl::fsync_loop(std::stop_token stop) {
     // Bounded: ends when stop is requested (the destructor).
     while (!stop.stop_requested()) {
         std::vector<int> fds;
+        int dir_fd = -1;         // the directory, when its last fsync failed
+        bool dir_left = false;  // ... and it could not be dup()ed: not synced in this pass
         {
             std::unique_lock lock(mutex_);
             fsync_cv_.wait_for(lock, stop, interval, [] { return false; });
@@ -47,8 +49,22 @@ void Spool::Impl::fsync_loop(std::stop_token stop) {
                     segment.ack_dirty = false;
                 }
             }
+            if (dir_dirty_) {
+                dir_fd = ::dup(dir_fd_.get());
+                dir_left = dir_dirty_ = dir_fd < 0;
+            }
         }
-        bool all_synced = !fds.empty();
+        bool all_synced = (!fds.empty() || dir_fd >= 0) && !dir_left;
+        if (dir_fd >= 0) {
+            if (::fsync(dir_fd) != 0) {
+                const int error = errno;
+                all_synced = false;
+                std::lock_guard lock(mutex_);
+                dir_dirty_ = true;
+                note_sync_error_locked(error, "syncing the directory");
+            }
+            ::close(dir_fd);
+        }
         for (const int fd : fds) {
             if (fd < 0) {
                 all_synced = false;

@@ -206,6 +206,7 @@ private:
     std::uint64_t active_seq_ = 0;
     std::uint64_t disk_bytes_ = 0;
     bool active_dirty_ = false;
+    bool dir_dirty_ = false;  // the last fsync of the directory failed: retried (sync_dir_locked)
     UniqueFd dir_fd_;
     // Set when root opens a directory another user owns (`cefd replay-dead-letter` or `cefd check`
     // run with sudo): every file and directory created is handed to that owner, so the service

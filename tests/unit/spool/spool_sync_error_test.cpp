@@ -78,5 +78,62 @@ TEST(SpoolSyncErrors, AFailedSyncOfAFullSegmentIsCountedAndShown) {
     EXPECT_TRUE(spool->write_failing());
 }
 
+// A new segment's directory entry is durable only once the directory is fsynced. That fsync's
+// result was ignored: a failing directory sync left spool_write_failing (and /readyz) green, and
+// nothing retried it, so a crash could lose the whole segment. Found in review.
+TEST(SpoolSyncErrors, AFailedDirectorySyncStaysVisibleUntilARetrySucceeds) {
+    TempDir tmp;
+    SpoolConfig config = small_config(tmp.path());  // 4 KiB segments: a 3 KB batch fills one
+    config.fsync = SpoolConfig::Fsync::interval;
+    config.fsync_interval_ms = 10;
+    auto spool = open_spool(config);
+    ASSERT_NE(spool, nullptr);
+    {
+        const failing_sync::FailingDirectorySync failing;
+        ASSERT_TRUE(spool->accept(make_batch(1, 3000)));
+        const auto errors = read(spool->stats().write_errors);
+        ASSERT_TRUE(spool->accept(make_batch(2, 3000)));  // a new segment: the directory is synced
+        EXPECT_GT(read(spool->stats().write_errors), errors) << "the failed directory fsync went uncounted";
+        EXPECT_TRUE(spool->write_failing());
+        // The interval thread's file syncs succeed meanwhile; the directory is still not synced.
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+        EXPECT_TRUE(spool->write_failing()) << "good file syncs cleared a directory that was never synced";
+    }
+    // As for a failed fdatasync, the next good write and the next good sync clear it. This batch
+    // fits the active segment: no new segment, so only the interval thread syncs the directory.
+    ASSERT_TRUE(spool->accept(make_batch(3)));
+    EXPECT_TRUE(eventually([&] { return !spool->write_failing(); })) << "the directory sync was not retried";
+    for (std::uint64_t seed = 1; seed <= 3; ++seed) {
+        auto batch = spool->next(1'000'000'000);
+        ASSERT_TRUE(batch.has_value());
+        EXPECT_EQ(batch->batch.body, make_batch(seed, seed == 3 ? 200 : 3000).body);
+        spool->ack(batch->id);
+    }
+}
+
+// With fsync = batch a stored batch is durable when accept() returns, so a segment whose
+// directory cannot be synced takes no batch until the directory sync succeeds.
+TEST(SpoolSyncErrors, WithBatchSyncsNoBatchIsStoredInASegmentWhoseDirectoryIsNotSynced) {
+    TempDir tmp;
+    SpoolConfig config = small_config(tmp.path());
+    config.fsync = SpoolConfig::Fsync::batch;
+    auto spool = open_spool(config);
+    ASSERT_NE(spool, nullptr);
+    {
+        const failing_sync::FailingDirectorySync failing;
+        ASSERT_TRUE(spool->accept(make_batch(1, 3000)));
+        EXPECT_FALSE(spool->accept(make_batch(2, 3000)));  // its new segment's entry is not durable
+        EXPECT_TRUE(spool->write_failing());
+    }
+    ASSERT_TRUE(spool->accept(make_batch(3, 3000)));
+    EXPECT_FALSE(spool->write_failing());
+    for (const std::uint64_t seed : {1, 3}) {
+        auto batch = spool->next(1'000'000'000);
+        ASSERT_TRUE(batch.has_value());
+        EXPECT_EQ(batch->batch.body, make_batch(seed, 3000).body);
+        spool->ack(batch->id);
+    }
+}
+
 }  // namespace
 }  // namespace cefd::test
