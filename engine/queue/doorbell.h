@@ -4,8 +4,11 @@
 // Protocol (a Dekker-style handshake on a futex word):
 //   consumer: arm(); if (still empty) wait(timeout); disarm();
 //   producer: publish (release store); ring();   // ring() is one fence + one load when idle
-// Both sides use sequentially consistent operations, so either the consumer sees the new work
-// on its re-check or the producer sees the armed bell and wakes it. One producer, one consumer.
+// Each side puts a seq_cst fence between its store and its load (consumer: arm, then the
+// re-check; producer: the publish, then the look at the bell), so by the fence rule of the C++
+// memory model either the consumer sees the new work on its re-check or the producer sees the
+// armed bell and wakes it. (A seq_cst store alone, as arm() had, does not order a later acquire
+// load in the model, though x86 and ARM do.) One producer, one consumer.
 #pragma once
 
 #include <linux/futex.h>
@@ -21,7 +24,10 @@ namespace cefd {
 class Doorbell {
 public:
     /// Consumer: announce the intention to sleep. Re-check for work after this.
-    void arm() noexcept { state_.store(1, std::memory_order_seq_cst); }
+    void arm() noexcept {
+        state_.store(1, std::memory_order_relaxed);
+        std::atomic_thread_fence(std::memory_order_seq_cst);
+    }
     void disarm() noexcept { state_.store(0, std::memory_order_relaxed); }
 
     /// Consumer: sleep until rung or `timeout_ns` passes (spurious wake-ups are fine).
