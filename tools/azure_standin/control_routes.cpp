@@ -91,7 +91,9 @@ void Standin::on_stats(const httplib::Request&, httplib::Response& response) {
     }
     body += "},\"bytes_in\":" + value(stats_.bytes_in) + ",\"bytes_json\":" + value(stats_.bytes_json) +
             ",\"store_errors\":" + value(stats_.store_errors) +
-            ",\"bench_unchecked_requests\":" + value(stats_.bench_unchecked_requests) + "}";
+            ",\"bench_unchecked_requests\":" + value(stats_.bench_unchecked_requests) +
+            ",\"long_values\":" + value(stats_.long_values) +
+            ",\"time_generated_out_of_range\":" + value(stats_.times_out_of_range) + "}";
     response.set_content(body, "application/json");
 }
 

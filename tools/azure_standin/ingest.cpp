@@ -4,7 +4,9 @@
 #include <array>
 #include <bitset>
 #include <cstring>
+#include <ctime>
 #include <limits>
+#include <optional>
 
 #include "engine/log.h"
 
@@ -95,6 +97,8 @@ Reject BodyChecker::check(std::size_t wire_bytes, bool gzip, const Table& table,
     rows_.clear();
     row_count_ = 0;
     json_bytes_ = 0;
+    long_values_ = 0;
+    times_out_of_range_ = 0;
     message_.clear();
     const char* json = wire_.data.get();
     if (gzip) {
@@ -108,7 +112,8 @@ Reject BodyChecker::check(std::size_t wire_bytes, bool gzip, const Table& table,
                                                 std::to_string(limits.max_json_bytes) +
                                                 " bytes. Provided: " + std::to_string(json_bytes_) + " bytes.");
     }
-    return validate(json, json_bytes_, table);
+    return validate(json, json_bytes_, table,
+                    limits.now_unix_s != 0 ? limits.now_unix_s : static_cast<std::int64_t>(std::time(nullptr)));
 }
 
 Reject BodyChecker::split_rows(std::size_t wire_bytes, bool gzip, const BodyLimits& limits) {
@@ -221,7 +226,7 @@ Reject BodyChecker::decompress(std::size_t wire_bytes, const BodyLimits& limits)
     return Reject::none;
 }
 
-Reject BodyChecker::validate(const char* json, std::size_t bytes, const Table& table) {
+Reject BodyChecker::validate(const char* json, std::size_t bytes, const Table& table, std::int64_t now_unix_s) {
     using simdjson::ondemand::json_type;
     // Minify first (GB/s) so that each row's raw text is already the compact line we store.
     char* minified = minified_.reserve(bytes);
@@ -300,14 +305,21 @@ Reject BodyChecker::validate(const char* json, std::size_t bytes, const Table& t
                                                   std::string(column_type_name(column.type)) + ", got " +
                                                   std::string(detail));
             };
+            // null is an empty value in any column, as the service takes it.
+            if (field_type == json_type::null) continue;
             switch (column.type) {
                 case ColumnType::string:
                 case ColumnType::datetime: {
                     if (field_type != json_type::string) return wrong_type(json_type_name(field_type));
                     std::string_view text;
                     if (field_value.get_string().get(text)) return fail(Reject::bad_json, at_row(row) + "bad string");
-                    if (column.type == ColumnType::datetime && !is_iso8601_datetime(text)) {
-                        return wrong_type("\"" + std::string(text.substr(0, 64)) + "\" (not ISO-8601)");
+                    if (text.size() > azure_value_bytes_max) ++long_values_;
+                    if (column.type == ColumnType::datetime) {
+                        const std::optional<std::int64_t> at = iso8601_unix_seconds(text);
+                        if (!at) return wrong_type("\"" + std::string(text.substr(0, 64)) + "\" (not ISO-8601)");
+                        if (column.name == "TimeGenerated" && (*at < now_unix_s - azure_time_generated_past_s ||
+                                                               *at > now_unix_s + azure_time_generated_future_s))
+                            ++times_out_of_range_;
                     }
                     break;
                 }

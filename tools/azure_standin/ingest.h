@@ -33,7 +33,7 @@ enum class Reject : std::uint8_t {
     forbidden_dcr,        // 403: --forbid-dcr (the identity lacks Monitoring Metrics Publisher)
     unknown_dcr,          // 404
     unknown_stream,       // 404
-    bad_api_version,      // 400: api-version != 2023-01-01
+    bad_api_version,      // 400: api-version not 2023-01-01 or one of the two previews
     bad_content_type,     // 400: not application/json
     unsupported_encoding, // 400: Content-Encoding other than gzip
     body_too_large,       // 413: wire Content-Length > max_body_bytes
@@ -59,7 +59,15 @@ std::string_view reject_code(Reject reason) noexcept;
 
 struct BodyLimits {
     std::size_t max_json_bytes = 1'048'576;
+    std::int64_t now_unix_s = 0;  // for the TimeGenerated range; 0: the clock
 };
+
+/// Azure truncates longer column values, and does not refuse the row (reference: 64 KB).
+inline constexpr std::size_t azure_value_bytes_max = 65'536;
+/// Azure replaces a TimeGenerated more than 2 days old or more than 1 day ahead with the time it
+/// received the row (reference: standard columns).
+inline constexpr std::int64_t azure_time_generated_past_s = 2 * 86'400;
+inline constexpr std::int64_t azure_time_generated_future_s = 86'400;
 
 class BodyChecker {
 public:
@@ -84,6 +92,11 @@ public:
     [[nodiscard]] std::size_t row_count() const noexcept { return row_count_; }
     [[nodiscard]] std::size_t json_bytes() const noexcept { return json_bytes_; }
     [[nodiscard]] const std::string& message() const noexcept { return message_; }
+    /// What Azure would accept but change, in the last check()'s rows (strict checks only):
+    /// values over azure_value_bytes_max it would truncate, and TimeGenerated values outside its
+    /// window it would replace.
+    [[nodiscard]] std::size_t long_values() const noexcept { return long_values_; }
+    [[nodiscard]] std::size_t times_out_of_range() const noexcept { return times_out_of_range_; }
 
 private:
     struct Buffer {
@@ -92,7 +105,7 @@ private:
         char* reserve(std::size_t bytes);
     };
     Reject decompress(std::size_t wire_bytes, const BodyLimits& limits);
-    Reject validate(const char* json, std::size_t bytes, const Table& table);
+    Reject validate(const char* json, std::size_t bytes, const Table& table, std::int64_t now_unix_s);
     Reject fail(Reject reason, std::string message);
 
     libdeflate_decompressor* decompressor_ = nullptr;
@@ -103,6 +116,8 @@ private:
     std::string rows_;
     std::size_t row_count_ = 0;
     std::size_t json_bytes_ = 0;
+    std::size_t long_values_ = 0;
+    std::size_t times_out_of_range_ = 0;
     std::string message_;
 };
 

@@ -81,9 +81,11 @@ void Standin::on_ingest(const httplib::Request& request, httplib::Response& resp
     if (std::find(options_.streams.begin(), options_.streams.end(), stream) == options_.streams.end()) {
         return reject(response, Reject::unknown_stream, "Stream '" + stream + "' is not declared in DCR '" + dcr + "'.");
     }
-    if (request.get_param_value("api-version") != api_version) {
-        return reject(response, Reject::bad_api_version, "api-version must be 2023-01-01, got '" +
-                                                             request.get_param_value("api-version") + "'.");
+    if (const std::string version = request.get_param_value("api-version");
+        std::find(api_versions.begin(), api_versions.end(), version) == api_versions.end()) {
+        return reject(response, Reject::bad_api_version,
+                      "api-version must be 2023-01-01 (or 2021-11-01-preview, 2023-04-01-preview), got '" + version +
+                          "'.");
     }
     const std::string content_type = request.get_header_value("Content-Type");
     if (lowercase(trim(std::string_view(content_type).substr(0, content_type.find(';')))) != "application/json") {
@@ -115,6 +117,19 @@ void Standin::on_ingest(const httplib::Request& request, httplib::Response& resp
     if (!full_checks) stats_.bench_unchecked_requests.fetch_add(1, std::memory_order_relaxed);
     if (verdict != Reject::none) return reject(response, verdict, checker.message());
     stats_.bytes_json.fetch_add(checker.json_bytes(), std::memory_order_relaxed);
+    // What Azure takes but changes: said, not refused, as the service does.
+    if (const std::size_t n = checker.long_values(); n != 0) {
+        stats_.long_values.fetch_add(n, std::memory_order_relaxed);
+        CEFD_LOG_EVERY(10, warn, "azure-standin: %zu value(s) over %zu bytes: Azure would truncate them (/stats long_values)",
+                       n, azure_value_bytes_max);
+    }
+    if (const std::size_t n = checker.times_out_of_range(); n != 0) {
+        stats_.times_out_of_range.fetch_add(n, std::memory_order_relaxed);
+        CEFD_LOG_EVERY(10, warn,
+                       "azure-standin: %zu TimeGenerated value(s) over 2 days old or 1 day ahead: Azure would replace "
+                       "them with its receive time (/stats time_generated_out_of_range)",
+                       n);
+    }
 
     // Faults apply to requests that passed every check, numbered 1, 2, 3, ...
     const std::uint64_t sequence = stats_.valid_requests.fetch_add(1, std::memory_order_relaxed) + 1;

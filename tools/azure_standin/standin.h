@@ -138,7 +138,8 @@ private:
 
     struct Stats {
         std::atomic<std::uint64_t> requests{0}, accepted_requests{0}, rows{0}, rejected_requests{0},
-            tokens_issued{0}, token_rejected{0}, arc_challenges{0}, bytes_in{0}, bytes_json{0}, store_errors{0}, valid_requests{0}, bench_unchecked_requests{0};
+            tokens_issued{0}, token_rejected{0}, arc_challenges{0}, bytes_in{0}, bytes_json{0}, store_errors{0}, valid_requests{0}, bench_unchecked_requests{0},
+            long_values{0}, times_out_of_range{0};
         std::array<std::atomic<std::uint64_t>, reject_count> rejected{};
         std::array<std::atomic<std::uint64_t>, fault_count> faults{};
     } stats_;

@@ -20,6 +20,9 @@ struct Response;
 namespace cefd::standin::detail {
 
 inline constexpr std::string_view api_version = "2023-01-01";
+// The ingestion api-versions the service takes (reference 1.1): the GA one, and the two previews
+// other clients (fluent-bit, the otel-arrow exporter) still send.
+inline constexpr std::array<std::string_view, 3> api_versions{api_version, "2021-11-01-preview", "2023-04-01-preview"};
 // The pre-routing handler moves Content-Encoding here, so httplib hands the handler the raw
 // wire bytes instead of inflating them itself (see Standin::create).
 inline constexpr const char* wire_encoding_header = "X-Standin-Wire-Content-Encoding";

@@ -1,5 +1,6 @@
 #include "tools/azure_standin/tables.h"
 
+#include <array>
 #include <cstdlib>
 #include <cstring>
 
@@ -154,23 +155,24 @@ const Table& table_for_stream(std::string_view stream) {
     return common_security_log_table();
 }
 
-bool is_iso8601_datetime(std::string_view text) noexcept {
+std::optional<std::int64_t> iso8601_unix_seconds(std::string_view text) noexcept {
     int year = 0, month = 0, day = 0, hour = 0, minute = 0, second = 0;
     if (!digits(text, 0, 4, year) || text.size() < 16 || text[4] != '-' || !digits(text, 5, 2, month) ||
         text[7] != '-' || !digits(text, 8, 2, day) || (text[10] != 'T' && text[10] != ' ') ||
         !digits(text, 11, 2, hour) || text[13] != ':' || !digits(text, 14, 2, minute)) {
-        return false;
+        return std::nullopt;
     }
     std::size_t at = 16;
     if (at < text.size() && text[at] == ':') {
-        if (!digits(text, at + 1, 2, second)) return false;
+        if (!digits(text, at + 1, 2, second)) return std::nullopt;
         at += 3;
         if (at < text.size() && text[at] == '.') {
             const std::size_t start = ++at;
             while (at < text.size() && text[at] >= '0' && text[at] <= '9') ++at;
-            if (at == start) return false;
+            if (at == start) return std::nullopt;
         }
     }
+    int offset_s = 0;  // no zone: UTC, as Log Analytics reads it
     if (at < text.size()) {
         if (text[at] == 'Z' || text[at] == 'z') {
             ++at;
@@ -178,15 +180,30 @@ bool is_iso8601_datetime(std::string_view text) noexcept {
             int offset_hours = 0, offset_minutes = 0;
             if (!digits(text, at + 1, 2, offset_hours) || at + 3 >= text.size() || text[at + 3] != ':' ||
                 !digits(text, at + 4, 2, offset_minutes) || offset_hours > 14 || offset_minutes > 59) {
-                return false;
+                return std::nullopt;
             }
+            offset_s = (text[at] == '+' ? 1 : -1) * (offset_hours * 3600 + offset_minutes * 60);
             at += 6;
         }
     }
-    if (at != text.size()) return false;
-    constexpr std::array<int, 12> days_in_month{31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-    return month >= 1 && month <= 12 && day >= 1 && day <= days_in_month[static_cast<std::size_t>(month - 1)] &&
-           hour <= 23 && minute <= 59 && second <= 60;
+    if (at != text.size()) return std::nullopt;
+    const bool leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+    constexpr std::array<int, 12> days_in_month{31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    if (month < 1 || month > 12 || day < 1 ||
+        day > days_in_month[static_cast<std::size_t>(month - 1)] + (month == 2 && leap ? 1 : 0) || hour > 23 ||
+        minute > 59 || second > 60) {
+        return std::nullopt;
+    }
+    // Days from 1970-01-01 to the date (the proleptic Gregorian calendar, March-based years).
+    const int y = year - (month <= 2 ? 1 : 0);
+    const int era = (y >= 0 ? y : y - 399) / 400;
+    const int year_of_era = y - era * 400;
+    const int day_of_year = (153 * (month + (month > 2 ? -3 : 9)) + 2) / 5 + day - 1;
+    const int day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    const std::int64_t days = static_cast<std::int64_t>(era) * 146'097 + day_of_era - 719'468;
+    return days * 86'400 + hour * 3'600 + minute * 60 + second - offset_s;
 }
+
+bool is_iso8601_datetime(std::string_view text) noexcept { return iso8601_unix_seconds(text).has_value(); }
 
 }  // namespace cefd::standin

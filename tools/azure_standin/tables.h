@@ -8,6 +8,7 @@
 
 #include <array>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -53,7 +54,10 @@ const Table& syslog_table();
 const Table& table_for_stream(std::string_view stream);
 
 /// ISO-8601 date and time as Log Analytics parses it: YYYY-MM-DDTHH:MM[:SS[.fraction]] with an
-/// optional Z or +HH:MM / -HH:MM. A space instead of the T is accepted too.
+/// optional Z or +HH:MM / -HH:MM (none: UTC). A space instead of the T is accepted too. A date
+/// the calendar does not have (2026-02-30, 2023-02-29) is not one.
 bool is_iso8601_datetime(std::string_view text) noexcept;
+/// The same, as seconds since 1970-01-01 UTC (the fraction dropped); nullopt when not one.
+std::optional<std::int64_t> iso8601_unix_seconds(std::string_view text) noexcept;
 
 }  // namespace cefd::standin

@@ -2,7 +2,9 @@
 // multi-member gzip.
 #include <libdeflate.h>
 
+#include <cstdint>
 #include <cstring>
+#include <optional>
 #include <string>
 
 #include <gtest/gtest.h>
@@ -50,13 +52,54 @@ TEST(StandinTables, CommonSecurityLogCopyHasTheDocumentedColumnsAndTypes) {
 
 TEST(StandinTables, Iso8601DatetimesAsLogAnalyticsReadsThem) {
     for (const char* good : {"2026-01-02T03:04:05Z", "2026-01-02T03:04:05.1234567Z", "2026-01-02 03:04:05",
-                             "2026-01-02T03:04", "2026-02-29T00:00:00+05:30", "2026-12-31T23:59:60-01:00"}) {
+                             "2026-01-02T03:04", "2028-02-29T00:00:00+05:30", "2000-02-29T00:00:00Z",
+                             "2026-12-31T23:59:60-01:00"}) {
         EXPECT_TRUE(is_iso8601_datetime(good)) << good;
     }
     for (const char* bad : {"", "2026-01-02", "2026-13-02T03:04:05Z", "2026-01-32T03:04:05Z", "2026-01-02T24:00:00Z",
-                            "2026-01-02T03:04:05.Z", "2026-01-02T03:04:05ZZ", "Jan 2 03:04:05", "2026-01-02T03:04:05+5"}) {
+                            "2026-01-02T03:04:05.Z", "2026-01-02T03:04:05ZZ", "Jan 2 03:04:05", "2026-01-02T03:04:05+5",
+                            // Days the calendar does not have: 2023 and 1900 are not leap years.
+                            "2023-02-29T00:00:00Z", "1900-02-29T00:00:00Z", "2026-04-31T00:00:00Z"}) {
         EXPECT_FALSE(is_iso8601_datetime(bad)) << bad;
     }
+}
+
+// 2023-02-29 passed as a date (February had 29 days in every year). The epoch seconds give the
+// TimeGenerated window; zones move the instant. Found in review.
+TEST(StandinTables, Iso8601UnixSecondsAreTheInstantInUtc) {
+    EXPECT_EQ(iso8601_unix_seconds("1970-01-01T00:00:00Z"), 0);
+    EXPECT_EQ(iso8601_unix_seconds("2000-03-01T00:00:00Z"), 951'868'800);
+    EXPECT_EQ(iso8601_unix_seconds("2026-12-08T01:02:03.999Z"), 1'796'691'723);
+    EXPECT_EQ(iso8601_unix_seconds("2026-12-08T02:02:03+01:00"), 1'796'691'723);
+    EXPECT_EQ(iso8601_unix_seconds("2026-12-08 01:02:03"), 1'796'691'723);
+    EXPECT_EQ(iso8601_unix_seconds("2023-02-29T00:00:00Z"), std::nullopt);
+}
+
+// What the service takes but changes, the stand-in takes and counts: values over 64 KB (Azure
+// truncates them) and a TimeGenerated outside 2 days back .. 1 day ahead (Azure replaces it). A
+// JSON null is an empty value in any column. Each was refused or passed unremarked. Found in
+// review against the reference.
+TEST(StandinBodyChecker, CountsWhatAzureWouldTruncateOrReplaceAndTakesNull) {
+    BodyChecker checker;
+    const std::int64_t now = 1'796'691'723;  // 2026-12-08T01:02:03Z
+    const std::string long_value(azure_value_bytes_max + 1, 'x');
+    const std::string body = R"([{"TimeGenerated":"2026-12-08T01:00:00Z","Message":")" + long_value + R"("},)" +
+                             R"({"TimeGenerated":"2026-12-05T01:00:00Z","Activity":null,"DestinationPort":null},)" +
+                             R"({"TimeGenerated":"2026-12-09T02:00:00Z","StartTime":"2020-01-01T00:00:00Z"},)" +
+                             R"({"TimeGenerated":"2026-12-06T01:03:00Z","Message":")" +
+                             std::string(azure_value_bytes_max, 'y') + R"("}])";
+    std::memcpy(checker.wire_buffer(body.size()), body.data(), body.size());
+    const BodyLimits limits{.max_json_bytes = 1 << 20, .now_unix_s = now};
+    ASSERT_EQ(checker.check(body.size(), false, common_security_log_table(), limits), Reject::none) << checker.message();
+    EXPECT_EQ(checker.row_count(), 4u);
+    EXPECT_EQ(checker.long_values(), 1u) << "exactly 64 KB is kept whole";
+    EXPECT_EQ(checker.times_out_of_range(), 2u) << "3 days back and 25 h ahead; StartTime has no window";
+    // The counts are per check.
+    const std::string one = R"([{"TimeGenerated":"2026-12-08T01:00:00Z"}])";
+    std::memcpy(checker.wire_buffer(one.size()), one.data(), one.size());
+    ASSERT_EQ(checker.check(one.size(), false, common_security_log_table(), limits), Reject::none);
+    EXPECT_EQ(checker.long_values(), 0u);
+    EXPECT_EQ(checker.times_out_of_range(), 0u);
 }
 
 TEST(StandinBodyChecker, AcceptsMultiMemberGzipAndReusesBuffers) {
