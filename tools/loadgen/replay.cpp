@@ -9,14 +9,17 @@
 #include <chrono>
 #include <charconv>
 #include <cstdio>
+#include <cerrno>
 #include <cstdlib>
 #include <cstring>
 #include <map>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
 #include "engine/capture/capture.h"
+#include "tools/loadgen/sender.h"
 
 namespace cefd::loadgen {
 namespace {
@@ -121,6 +124,7 @@ int connect_socket(const ReplayOptions& options, const in_addr* bind_to, std::st
         }
         const int buffer_bytes = 4 << 20;
         ::setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &buffer_bytes, sizeof buffer_bytes);
+        if (!options.tcp) report_device_queue_drops(fd, info->ai_family);
         if (::connect(fd, info->ai_addr, info->ai_addrlen) != 0) {
             error = std::string("cannot connect: ") + std::strerror(errno);
             ::close(fd);
@@ -129,6 +133,16 @@ int connect_socket(const ReplayOptions& options, const in_addr* bind_to, std::st
     }
     ::freeaddrinfo(found);
     return fd;
+}
+
+/// One datagram; a full device or socket queue (ENOBUFS, EAGAIN) is waited out for up to ~0.5 s.
+bool send_datagram(int fd, std::string_view bytes) {
+    for (int tries = 0; tries < 10'000; ++tries) {
+        if (::send(fd, bytes.data(), bytes.size(), 0) == static_cast<ssize_t>(bytes.size())) return true;
+        if (errno != EINTR && errno != ENOBUFS && errno != EAGAIN) return false;
+        if (errno != EINTR) std::this_thread::sleep_for(std::chrono::microseconds(50));
+    }
+    return false;
 }
 
 bool send_all(int fd, const char* data, std::size_t length) {
@@ -197,7 +211,7 @@ int run_replay(int argc, char** argv) {
         }
         bool ok = false;
         if (!options.tcp) {
-            ok = ::send(fd, message.bytes.data(), message.bytes.size(), 0) == static_cast<ssize_t>(message.bytes.size());
+            ok = send_datagram(fd, message.bytes);
         } else {
             frame.clear();
             if (options.octet) frame += std::to_string(message.bytes.size()) + " ";

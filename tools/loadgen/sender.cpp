@@ -132,6 +132,18 @@ std::unique_ptr<SSL_CTX, SslDeleter> make_tls_context(const LoadgenOptions& opti
     return context;
 }
 
+}  // namespace
+
+void report_device_queue_drops(int fd, int family) {
+    // Without RECVERR the kernel drops a datagram its own device queue has no room for and still
+    // reports it sent (udp_send_skb turns the qdisc's ENOBUFS into success).
+    const int on = 1;
+    if (family == AF_INET6) ::setsockopt(fd, IPPROTO_IPV6, IPV6_RECVERR, &on, sizeof on);
+    else ::setsockopt(fd, IPPROTO_IP, IP_RECVERR, &on, sizeof on);
+}
+
+namespace {
+
 /// A connected socket to the target, or -1 with `error` filled.
 Socket connect_target(const LoadgenOptions& options, std::string& error) {
     addrinfo hints{};
@@ -150,6 +162,9 @@ Socket connect_target(const LoadgenOptions& options, std::string& error) {
         // A bigger send buffer lets bursts queue instead of blocking (capped by wmem_max).
         const int buffer_bytes = 4 << 20;
         ::setsockopt(candidate.fd(), SOL_SOCKET, SO_SNDBUF, &buffer_bytes, sizeof buffer_bytes);
+        // sendmmsg then says ENOBUFS and the sender waits and retries (send_udp), so what it
+        // counts as sent left this host.
+        if (info->ai_socktype == SOCK_DGRAM) report_device_queue_drops(candidate.fd(), info->ai_family);
         if (::connect(candidate.fd(), info->ai_addr, info->ai_addrlen) == 0) {
             socket_fd = std::move(candidate);
             break;

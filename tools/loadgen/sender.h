@@ -60,6 +60,11 @@ constexpr double sender_cpu_share_max = 0.90;
 
 GeneratorCheck check_generator(const SendReport& report);
 
+/// For a UDP socket of `family`: have the kernel report a datagram its device queue drops
+/// (ENOBUFS from send) instead of counting it in Udp SndbufErrors and reporting it sent. Without
+/// this, a remote generator's own loss reads as the target's.
+void report_device_queue_drops(int fd, int family);
+
 /// Sends until count or duration runs out. `progress` is bumped as events go out (for the
 /// --report-interval-s line); the call blocks until every sender thread is done.
 SendReport send_events(const LoadgenOptions& options, const std::vector<std::string>& lines,
