@@ -282,17 +282,21 @@ CheckStep pipeline_step(const Config& config, const CheckOptions& options, const
     auto sent = send_event(config.receive, route, test_event(marker));
     const auto value = [&pipeline](const char* name) { return pipeline.metrics().value(name); };
     bool parsed = false;
-    bool delivered = false;
+    bool settled = false;
     if (sent) {
         parsed = wait_for(std::chrono::seconds(10), [&] { return value("parse_rows_total") > rows_before; });
         if (parsed) {
-            // Sealed into a batch, then nothing left pending and at least one row delivered.
-            delivered = wait_for(std::chrono::seconds(options.timeout_s), [&] {
-                return value("batch_batches_total") >= 1 && value("spool_pending_batches") == 0 &&
-                       value("send_delivered_rows_total") >= 1;
+            // Sealed into a batch, then nothing left pending: every batch, the event's and any the
+            // spool held from before, was delivered, dead-lettered or dropped.
+            settled = wait_for(std::chrono::seconds(options.timeout_s), [&] {
+                return value("batch_batches_total") >= 1 && value("spool_pending_batches") == 0;
             });
         }
     }
+    // The counters cannot say which batch went where, so the event counts as delivered only when
+    // no batch was dead-lettered or dropped meanwhile: a row delivered could be an older batch's.
+    const double lost_batches = value("send_dead_lettered_batches_total") + value("spool_dropped_batches_total");
+    const bool delivered = settled && lost_batches == 0 && value("send_delivered_rows_total") >= 1;
     const std::string counters = "rows " + std::to_string(static_cast<long long>(value("parse_rows_total"))) +
                                  ", delivered rows " + std::to_string(static_cast<long long>(value("send_delivered_rows_total"))) +
                                  ", dead-lettered batches " +
@@ -302,6 +306,12 @@ CheckStep pipeline_step(const Config& config, const CheckOptions& options, const
     if (!parsed)
         return {step, StepStatus::fail, "sent over " + std::string(route.name) + " but no row was parsed (" + counters + ")",
                 "a local firewall drops the packet, or the listener is not on " + config.receive.listen};
+    if (settled && lost_batches > 0)
+        return {step, StepStatus::fail,
+                "marker " + marker + " parsed, but " + std::to_string(static_cast<long long>(lost_batches)) +
+                    " batch(es) were dead-lettered or dropped meanwhile and it may be among them (" + counters + ")",
+                "see cefd's log for the reason (the dead-letter files are in azure.dead_letter_dir); the "
+                "ingestion step above accepted a small row, so look for a size or column problem"};
     if (!delivered)
         return {step, StepStatus::fail,
                 "marker " + marker + " parsed but not delivered in " + std::to_string(options.timeout_s) + " s (" + counters + ")",

@@ -18,6 +18,8 @@
 namespace cefd::test {
 namespace {
 
+using namespace std::chrono_literals;
+
 struct CheckConfig {
     std::string secret = "cefd-test-secret";
     std::string tenant = "00000000-0000-0000-0000-000000000000";
@@ -320,6 +322,39 @@ TEST(CheckCommand, PrivilegedPortWithoutTheCapabilityFailsAtTheListenerNamingIt)
     EXPECT_TRUE(contains(out, "\"step\":\"listen udp 127.0.0.1:" + std::to_string(port) + "\",\"status\":\"FAIL\"")) << out;
     EXPECT_TRUE(contains(out, "needs CAP_NET_BIND_SERVICE (this process lacks it)")) << out;
     EXPECT_TRUE(contains(out, "AmbientCapabilities=CAP_NET_BIND_SERVICE")) << out;
+}
+
+// The test event passed on "nothing pending and a row delivered". An older batch in the spool
+// could be that row while the test event's own batch was dead-lettered: here a Syslog batch left
+// by an outage (~250 bytes of JSON) is delivered, and the event's batch (~320 bytes; the direct
+// request of the ingestion step is ~220) is refused as too large (413) and dead-lettered. The
+// step said PASS. Found in review.
+TEST(CheckCommand, ATestEventDeadLetteredWhileAnOlderBatchIsDeliveredIsNotAPass) {
+    char host[256] = "";
+    ::gethostname(host, sizeof host - 1);
+    // Both rows carry this host's name (CollectorHostName): a long one pushes the Syslog batch
+    // over the limit too.
+    if (std::string_view(host).size() > 30) GTEST_SKIP() << "host name too long for the sizes this test relies on";
+    TempDir dir;
+    {
+        TempDir down_dir;
+        AzureStandin down(down_dir, {"--outage-s", "3600"});
+        Cefd cefd(dir, down, CefdOptions{.extra_toml = "[parse]\nnon_cef = \"syslog_table\"\n"});
+        send_udp(cefd.port(), {"<13>Dec  8 01:02:03 host app: a plain syslog line"});
+        ASSERT_TRUE(wait_until(30s, [&] { return cefd.metric("cefd_spool_pending_batches") >= 1; }));
+        ASSERT_EQ(cefd.stop(), 0);
+    }
+    TempDir up_dir;
+    AzureStandin syslog_only(up_dir, {"--max-json-bytes", "290"});
+    const CheckRun run = run_check(write_config(dir, syslog_only));
+    EXPECT_NE(run.code, 0) << run.output;
+    ASSERT_FALSE(run.steps.empty()) << run.output;
+    const Step& event = run.steps.back();
+    ASSERT_EQ(event.step, "test event") << run.output;
+    EXPECT_EQ(event.status, "FAIL") << run.output;
+    EXPECT_TRUE(contains(event.message, "dead-lettered or dropped meanwhile")) << run.output;
+    // The ingestion step's direct row and the older batch did go out.
+    EXPECT_EQ(syslog_only.row_count(), 2U) << run.output;
 }
 
 TEST(CheckCommand, RunningChecksTheRunningInstanceThroughItsMetrics) {
