@@ -122,6 +122,12 @@ bool parse_rfc5424(std::string_view rest, SyslogMessage& out) noexcept {
     std::string_view* fields[] = {&out.hostname, &out.app_name, &out.procid, &out.msgid};
     for (std::string_view* field : fields) {
         if (at >= rest.size()) return true;
+        // A sender that leaves out the trailing header fields (no NILVALUEs): CEF where a field
+        // should be is the message, not an APP-NAME of "CEF:0|Vendor|Product".
+        if (starts_with_cef(rest.substr(at))) {
+            out.message = rest.substr(at);
+            return true;
+        }
         const std::size_t end = find_space(rest, at);
         *field = nil_to_empty(rest.substr(at, end - at));
         at = end < rest.size() ? end + 1 : end;
@@ -149,6 +155,15 @@ bool is_ipv6_address(std::string_view token) noexcept {
         else if (!is_digit(c) && !(c >= 'a' && c <= 'f') && !(c >= 'A' && c <= 'F') && c != '.') return false;
     }
     return colons >= 2;
+}
+
+/// A TAG with the CEF right behind its colon ("darktrace:CEF:0|..."): the offset of "CEF:" in
+/// `token`, or 0. RFC 3164's TAG ends at the first character that is not alphanumeric, so the
+/// message starts after the colon, with no space.
+std::size_t tag_glued_to_cef(std::string_view token) noexcept {
+    const std::size_t colon = token.find(':');
+    if (colon == 0 || colon == std::string_view::npos || !starts_with_cef(token.substr(colon + 1))) return 0;
+    return colon + 1;
 }
 
 /// A 3164 TAG token: "name:", "name[pid]:" or "name[pid]". Fills app_name/procid.
@@ -179,6 +194,13 @@ void parse_rfc3164(std::string_view rest, std::size_t ts_length, SyslogMessage& 
     // HOSTNAME, unless the first token already looks like a tag ("darktrace:", "app[12]").
     std::size_t end = find_space(rest, at);
     std::string_view token = rest.substr(at, end - at);
+    const auto glued = [&](std::string_view tag_token) {
+        const std::size_t cef = tag_glued_to_cef(tag_token);
+        if (cef == 0 || !take_tag(tag_token.substr(0, cef), out)) return false;
+        out.message = rest.substr(at + cef);
+        return true;
+    };
+    if (glued(token)) return;
     if (!take_tag(token, out)) {
         out.hostname = nil_to_empty(token);  // "-": no host, as in RFC 5424 (README: Computer)
         at = skip_spaces(rest, end);
@@ -186,6 +208,7 @@ void parse_rfc3164(std::string_view rest, std::size_t ts_length, SyslogMessage& 
         if (!starts_with_cef(rest.substr(at))) {
             end = find_space(rest, at);
             token = rest.substr(at, end - at);
+            if (glued(token)) return;
             if (!take_tag(token, out)) {
                 out.message = rest.substr(at);
                 return;

@@ -7,6 +7,8 @@
 //   RFC 5424  <PRI>1 TIMESTAMP HOSTNAME APP-NAME PROCID MSGID SD [BOM]MSG  ("-" is NILVALUE;
 //             SD may hold several elements with \" \\ \] escapes inside quoted values)
 //   none      [<PRI>]CEF:...   (bare CEF, or a PRI followed at once by CEF)
+// A 3164 TAG may be glued to the CEF ("darktrace:CEF:0|..."), and a 5424 header may stop early
+// with the CEF where APP-NAME, PROCID or MSGID would be: the message then starts at "CEF:".
 // A leading token that does not fit a form is left in the message; parse_syslog() never fails.
 #pragma once
 

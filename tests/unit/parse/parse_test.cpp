@@ -133,6 +133,18 @@ TEST_F(ParserTest, AcceptsLoggerCefTag) {
     EXPECT_EQ(get(Column::Computer), "collector-01");
 }
 
+// Both were dropped as not_cef (and with non_cef = "syslog_table" became Syslog rows whose
+// ProcessName was "CEF:0|Darktrace|..."). Found in review.
+TEST_F(ParserTest, TakesCefGluedToTheTagAndInAShortRfc5424Header) {
+    for (const char* line : {"<134>Mar 14 09:15:02 dt-master-01 darktrace:CEF:0|Darktrace|P|6.1|26|N|7|dvc=192.0.2.14",
+                             "<134>1 2024-03-14T09:15:02Z dt-master-01 CEF:0|Darktrace|P|6.1|26|N|7|dvc=192.0.2.14"}) {
+        ASSERT_EQ(parse(line).outcome, ParseOutcome::row) << line;
+        EXPECT_EQ(get(Column::DeviceVendor), "Darktrace") << line;
+        EXPECT_EQ(get(Column::Computer), "dt-master-01") << line;
+        EXPECT_EQ(get(Column::DeviceAddress), "192.0.2.14") << line;
+    }
+}
+
 TEST_F(ParserTest, FindsCefBehindAnUnknownPrefix) {
     ASSERT_EQ(parse("Oct 30, 2021 10:34:23 host.domain.com CEF:0|Kaspersky|KWTS|6.1|1|N|High|dvc=1.2.3.4").outcome,
               ParseOutcome::row);

@@ -73,6 +73,40 @@ TEST(SyslogFraming, ReadsTagWithColonAndPid) {
     EXPECT_EQ(parse_syslog("<134>Mar 14 09:16:40 dt-master-01 darktrace: CEF:0|x").app_name, "darktrace");
 }
 
+// RFC 3164 ends a TAG at its colon, so "darktrace:CEF:0|..." is the tag "darktrace" and the
+// message "CEF:0|...". cefd read the whole token as a host or left it in the message, where
+// " CEF:" (with a space) was not found: the event was dropped as not_cef. Found in review.
+TEST(SyslogFraming, ReadsCefGluedToTheTagColon) {
+    auto m = parse_syslog("<134>Mar 14 09:15:02 dt-master-01 darktrace:CEF:0|Darktrace|x|6.1|26|n|7|a=1");
+    EXPECT_EQ(m.hostname, "dt-master-01");
+    EXPECT_EQ(m.app_name, "darktrace");
+    EXPECT_EQ(m.message, "CEF:0|Darktrace|x|6.1|26|n|7|a=1");
+    m = parse_syslog("<134>Mar 14 09:15:02 darktrace[12]:CEF:0|x");
+    EXPECT_EQ(m.hostname, "");
+    EXPECT_EQ(m.app_name, "darktrace");
+    EXPECT_EQ(m.procid, "12");
+    EXPECT_EQ(m.message, "CEF:0|x");
+    // Not a tag: a colon with no name before it, or no CEF after it.
+    EXPECT_EQ(parse_syslog("<134>Mar 14 09:15:02 host :CEF:0|x").message, ":CEF:0|x");
+    EXPECT_EQ(parse_syslog("<134>Mar 14 09:15:02 host a:b c").message, "a:b c");
+}
+
+// RFC 5424 senders that leave out trailing header fields instead of writing "-": the CEF sits
+// where APP-NAME, PROCID or MSGID should be. It was read as those fields and the event
+// dropped as not_cef. Found in review.
+TEST(SyslogFraming, ReadsCefWhereAnRfc5424HeaderFieldShouldBe) {
+    for (const char* line : {"<134>1 2024-03-14T09:15:02Z dt-master-01 CEF:0|Darktrace|x|6.1|26|n|7|a=1",
+                             "<134>1 2024-03-14T09:15:02Z dt-master-01 darktrace CEF:0|Darktrace|x|6.1|26|n|7|a=1",
+                             "<134>1 2024-03-14T09:15:02Z dt-master-01 darktrace - CEF:0|Darktrace|x|6.1|26|n|7|a=1",
+                             "<134>1 2024-03-14T09:15:02Z dt-master-01 darktrace - - CEF:0|Darktrace|x|6.1|26|n|7|a=1"}) {
+        const auto m = parse_syslog(line);
+        EXPECT_EQ(m.form, SyslogForm::rfc5424) << line;
+        EXPECT_EQ(m.hostname, "dt-master-01") << line;
+        EXPECT_EQ(m.message, "CEF:0|Darktrace|x|6.1|26|n|7|a=1") << line;
+    }
+    EXPECT_EQ(parse_syslog("<134>1 2024-03-14T09:15:02Z dt-master-01 darktrace - CEF:0|x").app_name, "darktrace");
+}
+
 TEST(SyslogFraming, TreatsATagRightAfterTheTimestampAsNoHostname) {
     const auto m = parse_syslog("<13>Mar 14 09:16:40 darktrace: CEF:0|x");
     EXPECT_EQ(m.hostname, "");
