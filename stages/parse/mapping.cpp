@@ -2,7 +2,10 @@
 
 #include <array>
 #include <bit>
+#include <charconv>
+#include <cmath>
 #include <cstring>
+#include <system_error>
 #include <limits>
 
 namespace cefd {
@@ -285,14 +288,16 @@ std::string_view checked_real(std::string_view text) noexcept {
         ++at;
         if (at < text.size() && (text[at] == '+' || text[at] == '-')) ++at;
         if (at >= text.size() || !is_digit(text[at])) return {};
-        int exponent = 0;
-        while (at < text.size() && is_digit(text[at])) {
-            if (exponent < 1000) exponent = exponent * 10 + (text[at] - '0');
-            ++at;
-        }
-        if (exponent > 307) return {};  // 1e400 is a valid token but not a finite double
+        while (at < text.size() && is_digit(text[at])) ++at;
     }
-    return at == text.size() ? text : std::string_view{};
+    if (at != text.size()) return {};
+    // Valid JSON, but a real column holds a double: 99e307, or 1 followed by 310 zeros, is not a
+    // finite one, and 1e-400 is not one either (it would be stored as 0). The exponent alone
+    // does not say (1e308 is finite, 99e307 is not), so read it.
+    double value = 0;
+    const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value);
+    if (error != std::errc{} || end != text.data() + text.size() || !std::isfinite(value)) return {};
+    return text;
 }
 
 std::optional<std::int64_t> parse_cef_time_ms(std::string_view text, std::int64_t now_ms) noexcept {

@@ -88,6 +88,16 @@ TEST(CefNumbers, AcceptsJsonRealsOnly) {
         EXPECT_EQ(checked_real(bad), "") << bad;
 }
 
+// Only the exponent was checked (over 307: refused), so 99e307 and a 1 with 310 zeros went to a
+// real column although no double holds them, and 1e308 (finite) was refused. Found in review.
+TEST(CefNumbers, TakesARealOnlyWhenADoubleHoldsIt) {
+    for (const char* good : {"1e308", "1.7976931348623157e308", "0.000001e-300", "-2.5e-307"})
+        EXPECT_EQ(checked_real(good), good) << good;
+    const std::string ones = "1" + std::string(310, '0');
+    for (const std::string& bad : {std::string("99e307"), std::string("1.8e308"), ones, std::string("1e-400")})
+        EXPECT_EQ(checked_real(bad), "") << bad;
+}
+
 std::string iso(std::string_view text, std::int64_t now_ms = 1'710'409'920'000) {
     const auto ms = parse_cef_time_ms(text, now_ms);
     if (!ms) return "none";
