@@ -176,6 +176,7 @@ bool CefExtensionReader::find_key(std::size_t from) noexcept {
         while (start > 0 && is_key_char(text_[start - 1])) --start;
         if (start == equals) continue;                          // "==" or " =": no key
         if (start != 0 && text_[start - 1] != ' ') continue;    // "a=b=c", "?x=1": inside a value
+        if (text_[start] == '-' || text_[start] == '.') continue;  // "--mode=fast": a value's option
         if (is_escaped(text_, equals)) continue;                // cannot happen after key chars, but cheap
         key_start_ = start;
         equals_ = equals;

@@ -7,7 +7,7 @@
 //   - `\|` and `\\` are the header escapes; a lone backslash before anything else is kept.
 //   - All seven fields are required. The `|` after Severity may be missing when nothing follows
 //     it, but a Severity holding `=` means the header is short (reference §8.10): rejected.
-// Extension: key=value pairs separated by one space. A key is [A-Za-z0-9_.-]+ preceded by a space
+// Extension: key=value pairs separated by one space. A key is [A-Za-z0-9_][A-Za-z0-9_.-]* preceded by a space
 //   (or at the start) and followed by an unescaped `=`. A value runs to the next such key, so
 //   `=` in URLs and base64 stays in the value. The run of spaces before a key is padding and
 //   belongs to no value, and trailing spaces, tabs, CR and LF at the end are dropped (§3.1); a

@@ -175,6 +175,16 @@ TEST(CefExtension, AcceptsKeysWithDotsUnderscoresAndDashes) {
               (Pairs{{"ad.tag", "lab"}, {"dt_score", "0.87"}, {"x-custom", "yes"}}));
 }
 
+// A key that starts with '-' or '.' cut a command line in two ("msg=run tool --mode=fast now"
+// gave Message "run tool" and a key "--mode"), and "-=2" was a key. §3.1's keys are
+// [A-Za-z0-9_]+; '.' and '-' are allowed inside a key, not first. Found in review.
+TEST(CefExtension, ANameStartingWithADashOrDotIsPartOfTheValue) {
+    EXPECT_EQ(pairs_of("msg=run tool --mode=fast now src=1.2.3.4"),
+              (Pairs{{"msg", "run tool --mode=fast now"}, {"src", "1.2.3.4"}}));
+    EXPECT_EQ(pairs_of("a=1 -=2 .x=3"), (Pairs{{"a", "1 -=2 .x=3"}}));
+    EXPECT_EQ(pairs_of("a=1 x-y=2 _z=3"), (Pairs{{"a", "1"}, {"x-y", "2"}, {"_z", "3"}}));
+}
+
 TEST(CefExtension, SplitsAtAnUnescapedSpaceKeyEqualsInsideProse) {
     // Reference §3.1: a value ends where the next " key=" begins, even inside prose.
     EXPECT_EQ(pairs_of("message=query string a=b was seen"), (Pairs{{"message", "query string"}, {"a", "b was seen"}}));
