@@ -120,6 +120,9 @@ bool read_zone(std::string_view s, std::size_t at, int& offset_minutes) noexcept
         offset_minutes = 0;
         return true;
     }
+    // Java's SimpleDateFormat writes "GMT+05:30" for a zone with no abbreviation (§3.3 `zzz`).
+    if ((zone.starts_with("GMT") || zone.starts_with("UTC")) && zone.size() > 3 && (zone[3] == '+' || zone[3] == '-'))
+        zone.remove_prefix(3);
     if (zone[0] == '+' || zone[0] == '-') {
         const int sign = zone[0] == '-' ? -1 : 1;
         std::size_t i = 1;

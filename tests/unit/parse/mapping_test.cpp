@@ -119,6 +119,16 @@ TEST(CefTime, ReadsEpochMillisecondsAndCefDateForms) {
     EXPECT_EQ(iso("2024-03-14T10:51:30.5+01:00"), "2024-03-14T09:51:30.500Z");
 }
 
+// SimpleDateFormat's `zzz` (§3.3) writes GMT+hh:mm for a zone with no name; cefd refused it and
+// the start/end time went to AdditionalExtensions. Found in review.
+TEST(CefTime, ReadsGmtAndUtcWithAnOffset) {
+    EXPECT_EQ(iso("Mar 14 2024 09:51:30 GMT-08:00"), "2024-03-14T17:51:30.000Z");
+    EXPECT_EQ(iso("Mar 14 2024 09:51:30 GMT+05:30"), "2024-03-14T04:21:30.000Z");
+    EXPECT_EQ(iso("Mar 14 2024 09:51:30 UTC+01"), "2024-03-14T08:51:30.000Z");
+    for (const char* bad : {"Mar 14 2024 09:51:30 GMT+", "Mar 14 2024 09:51:30 GMT+5:30", "Mar 14 2024 09:51:30 GMT05:30"})
+        EXPECT_EQ(iso(bad), "none") << bad;
+}
+
 // Frozen clocks: the receive time is the parser's only clock for a year-less time.
 constexpr std::int64_t dec_3_2026_ms = 1'796'284'800'000;       // 2026-12-03T08:00:00Z
 constexpr std::int64_t jan_1_2027_ms = 1'798'761'610'000;       // 2027-01-01T00:00:10Z
