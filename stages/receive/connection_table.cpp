@@ -189,6 +189,9 @@ bool ConnectionTable::evict_longest_idle() noexcept {
     Connection* oldest = nullptr;
     for (const auto& connection : connections_) {
         if (!connection->reserved || connection->closing) continue;  // on its way out already
+        // Paused: not idle but held back by cefd, its frames waiting in the socket buffer (the
+        // sender was told they arrived). Closing it would lose them.
+        if (connection->paused) continue;
         if (oldest == nullptr || connection->last_activity_ns < oldest->last_activity_ns)
             oldest = connection.get();
     }
@@ -196,6 +199,12 @@ bool ConnectionTable::evict_longest_idle() noexcept {
     // new connections must not push those out, so the newcomer is refused instead.
     if (oldest == nullptr || monotonic_now_ns_ - oldest->last_activity_ns < evict_idle_min_ns)
         return false;
+    // Bytes arrived since its last read: at work after all (as in scan()).
+    if (oldest->driver->has_unread_bytes(*oldest)) {
+        oldest->last_activity_ns = monotonic_now_ns_;
+        return false;
+    }
+    oldest->evicted = true;
     bump(intake_.stats.tcp_evicted);
     CEFD_LOG_EVERY(10, warn,
                    "receive: lane %u all %u of its connections in use (its share of "

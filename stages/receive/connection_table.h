@@ -65,6 +65,7 @@ struct Connection : Completion {
     bool closing = false;   // a close waits for an in-flight read (io_uring)
     bool in_flight = false; // io_uring: a recv is submitted
     bool closed = false;    // gone from the table; freed at end_pass()
+    bool evicted = false;   // closed to make room for a newcomer (not a failed TLS handshake)
     bool reserved = true;   // holds a slot of the lane's share and of its source's cap
 };
 

@@ -143,16 +143,18 @@ private:
         event.data.ptr = completion;
         return ::epoll_ctl(epoll_fd_.get(), EPOLL_CTL_ADD, fd, &event) == 0;
     }
-    void change(Connection& connection, std::uint32_t events) {
-        epoll_event event{};
-        event.events = events;
-        event.data.ptr = connection.completion();
-        ::epoll_ctl(epoll_fd_.get(), EPOLL_CTL_MOD, connection.fd.get(), &event);
-    }
 
-    // ConnectionDriver: level-triggered epoll, so reading again needs nothing but the interest.
-    void resume_reads(Connection& connection) override { change(connection, EPOLLIN | EPOLLRDHUP); }
-    void pause_reads(Connection& connection) override { change(connection, 0); }
+    // ConnectionDriver: level-triggered epoll. A paused connection leaves the set: epoll reports a
+    // hang-up or an error whatever the interest, so a paused connection the peer reset would wake
+    // every wait (a spin); its end of stream is read when it resumes.
+    void resume_reads(Connection& connection) override {
+        if (!watch(connection.fd.get(), EPOLLIN | EPOLLRDHUP, connection.completion()))
+            CEFD_LOG_EVERY(10, error, "receive: lane %u epoll_ctl for a connection: %s", intake_.lane,
+                           std::strerror(errno));
+    }
+    void pause_reads(Connection& connection) override {
+        ::epoll_ctl(epoll_fd_.get(), EPOLL_CTL_DEL, connection.fd.get(), nullptr);
+    }
     bool cancel_reads(Connection&) override { return false; }  // reads never outlive a pass
     void on_close(Connection&) override { bump(intake_.stats.tcp_closed); }
 

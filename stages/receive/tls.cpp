@@ -345,7 +345,10 @@ void TlsServer::want(TlsConnection& connection, std::uint32_t events) {
     epoll_event event{};
     event.events = events;
     event.data.ptr = &connection;
-    if (::epoll_ctl(epoll_fd_.get(), EPOLL_CTL_MOD, connection.fd.get(), &event) != 0)
+    // No interest means out of the set: epoll reports a hang-up or an error whatever the
+    // interest, so a paused connection the peer reset would wake every wait (a spin).
+    const int op = events == 0 ? EPOLL_CTL_DEL : connection.interest == 0 ? EPOLL_CTL_ADD : EPOLL_CTL_MOD;
+    if (::epoll_ctl(epoll_fd_.get(), op, connection.fd.get(), &event) != 0)
         CEFD_LOG_EVERY(10, error, "receive: lane %u epoll_ctl for a TLS connection: %s",
                        intake_.lane, std::strerror(errno));
     connection.interest = events;
@@ -382,7 +385,8 @@ void TlsServer::on_close(Connection& connection) {
     auto& tls = static_cast<TlsConnection&>(connection);
     if (tls.ready) std::erase(ready_, &tls);
     if (tls.handshaking) {
-        bump(intake_.stats.tls_handshake_failures);
+        // An eviction is counted as one (receive_tcp_evicted_total), not as a failed handshake.
+        if (!tls.evicted) bump(intake_.stats.tls_handshake_failures);
         return;
     }
     bump(intake_.stats.tls_closed);

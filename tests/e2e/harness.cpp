@@ -65,12 +65,13 @@ Cefd::Cefd(const TempDir& dir, const AzureStandin& azure, CefdOptions options)
     : port_(free_port()), metrics_port_(free_port(false)), config_path_(dir.file("cefd.toml")) {
     write_file(dir.file("client-secret"), "cefd-test-secret\n", 0600);
     std::string toml;
-    toml += "[runtime]\nworkers = 2\nring_bytes = 4194304\n";
+    toml += "[runtime]\nworkers = " + std::to_string(options.workers) + "\nring_bytes = " +
+            std::to_string(options.ring_bytes) + "\n";
     toml += "[receive]\nlisten = \"127.0.0.1\"\nudp_port = " + std::to_string(port_) +
             "\ntcp_port = " + std::to_string(port_) + "\n" + options.receive_extra + "\n";
     toml += "[dedupe]\nwindow_ms = " + std::to_string(options.dedupe_window_ms) + "\n";
-    toml += "[batch]\nlinger_ms = " + std::to_string(options.linger_ms) + "\n";
-    toml += "[spool]\ndir = \"" + dir.file("spool") + "\"\n";
+    toml += "[batch]\nlinger_ms = " + std::to_string(options.linger_ms) + "\n" + options.batch_extra + "\n";
+    toml += "[spool]\ndir = \"" + dir.file("spool") + "\"\n" + options.spool_extra + "\n";
     toml += "[azure]\nendpoint = \"" + azure.url() + "\"\n";
     toml += "dcr_id = \"dcr-00000000000000000000000000000000\"\nstream = \"Custom-CommonSecurityLog\"\n";
     toml += "auth = \"client_secret\"\nauthority_host = \"" + azure.url() + "\"\n";

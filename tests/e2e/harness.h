@@ -2,6 +2,7 @@
 // HTTPS with its generated CA; Cefd writes a config pointing at it and runs `cefd run`.
 #pragma once
 
+#include <cstdint>
 #include <map>
 #include <memory>
 #include <string>
@@ -36,6 +37,10 @@ struct CefdOptions {
     std::string azure_extra;       // lines appended inside [azure]
     int dedupe_window_ms = 0;      // off by default, so tests can send the same line twice
     int linger_ms = 100;
+    int workers = 2;
+    std::uint64_t ring_bytes = 4'194'304;
+    std::string batch_extra;  // lines appended inside [batch]
+    std::string spool_extra;  // lines appended inside [spool]
 };
 
 class Cefd {

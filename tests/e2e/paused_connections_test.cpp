@@ -1,0 +1,204 @@
+// TCP connections cefd pauses because its lane ring is full (the spool is full and blocks, the
+// stand-in is stopped): such a connection is held back by cefd, not idle, and its frames wait in
+// the socket buffer, already acknowledged to the sender.
+//   - A newcomer over the lane's share evicted it as "the longest idle": its frames were lost
+//     and the sender got a reset, counted only as receive_tcp_evicted_total.
+//   - Reset by its peer while paused, it woke every epoll_wait (epoll reports a hang-up whatever
+//     the interest) and the receive thread spun at 100 % CPU.
+// Both found in review.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <iterator>
+#include <set>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <utility>
+
+#include <gtest/gtest.h>
+
+#include "tests/e2e/harness.h"
+
+namespace cefd::test {
+namespace {
+
+using namespace std::chrono_literals;
+
+int connect_to(int port) {
+    const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_port = htons(static_cast<std::uint16_t>(port));
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (::connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0) {
+        ::close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/// cefd's utime + stime in seconds (/proc/PID/stat).
+double cpu_seconds(pid_t pid) {
+    std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+    std::string text((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
+    const std::size_t close_paren = text.rfind(')');
+    std::istringstream fields(text.substr(close_paren + 2));
+    std::string field;
+    double ticks = 0;
+    for (int i = 3; fields >> field; ++i) {
+        if (i == 14 || i == 15) ticks += std::stod(field);
+        if (i == 15) break;
+    }
+    return ticks / static_cast<double>(::sysconf(_SC_CLK_TCK));
+}
+
+/// One lane with a 1 MiB ring, 3 connections at most, a spool of two 4 KiB segments that blocks
+/// when full: once the stand-in is stopped, the ring fills and cefd pauses its connections.
+CefdOptions stalling_options(const char* engine) {
+    CefdOptions options;
+    options.workers = 1;
+    options.ring_bytes = 1 << 20;
+    options.receive_extra = std::string("engine = \"") + engine +
+                            "\"\nmax_tcp_connections = 3\ntcp_idle_timeout_ms = 600000\n";
+    options.batch_extra = "max_bytes = 16384\n";
+    options.spool_extra = "segment_bytes = 4096\nmax_bytes = 8192\nwhen_full = \"block\"\nblock_timeout_ms = 600000\n";
+    return options;
+}
+
+std::string frame(int i) {
+    char line[256];
+    std::snprintf(line, sizeof line,
+                  "<134>Mar 14 09:15:02 host CEF:0|Vendor|Product|1|2|Name|3|msg=a%d cs1=%0160d\n", i, i);
+    return line;
+}
+
+/// Sends frames 0..count-1 on `fd` (blocking); false if the connection failed first.
+bool send_frames(int fd, int count) {
+    std::string chunk;
+    for (int i = 0; i < count; ++i) {
+        chunk += frame(i);
+        if (chunk.size() < 16'384 && i + 1 < count) continue;
+        for (std::size_t sent = 0; sent < chunk.size();) {
+            const ssize_t n = ::send(fd, chunk.data() + sent, chunk.size() - sent, MSG_NOSIGNAL);
+            if (n <= 0) return false;
+            sent += static_cast<std::size_t>(n);
+        }
+        chunk.clear();
+    }
+    return true;
+}
+
+/// Waits until the 1 MiB ring is nearly full: the worker is blocked on the spool, and cefd pauses
+/// a connection whose next frames do not fit.
+bool wait_for_stall(const Cefd& cefd) {
+    return wait_until(60s, [&] { return cefd.metric("cefd_ring_used_bytes") >= 900'000; });
+}
+
+/// The sending thread and the stopped stand-in, put right on every way out of a test (an ASSERT
+/// returns early): the stand-in continues, the socket is shut so a blocked send returns, and the
+/// thread is joined.
+struct Cleanup {
+    pid_t standin;
+    int& fd;
+    std::thread& sender;
+    ~Cleanup() {
+        ::kill(standin, SIGCONT);
+        if (sender.joinable()) {
+            if (fd >= 0) ::shutdown(fd, SHUT_RDWR);
+            sender.join();
+        }
+        if (fd >= 0) ::close(fd);
+    }
+};
+
+class PausedConnections : public ::testing::TestWithParam<const char*> {};
+
+TEST_P(PausedConnections, AreNotEvictedForANewcomerAndLoseNothing) {
+    TempDir dir;
+    AzureStandin azure(dir);
+    Cefd cefd(dir, azure, stalling_options(GetParam()));
+    ASSERT_EQ(::kill(azure.process().pid(), SIGSTOP), 0);
+
+    constexpr int count = 40'000;  // ~9 MB: more than the ring, the spool and both socket buffers
+    int a = connect_to(cefd.port());
+    ASSERT_GE(a, 0);
+    std::atomic<bool> a_ok{false};
+    std::thread sender([&] { a_ok = send_frames(a, count); });
+    const Cleanup cleanup{azure.process().pid(), a, sender};
+    ASSERT_TRUE(wait_for_stall(cefd)) << "the ring never filled";
+    std::this_thread::sleep_for(1500ms);  // longer than the 1 s a connection must be idle to be evicted
+
+    // Two newcomers fill the lane's share of 3; a third finds only the paused one to evict.
+    const int b = connect_to(cefd.port());
+    const int c = connect_to(cefd.port());
+    const int d = connect_to(cefd.port());
+    ASSERT_GE(b, 0);
+    ASSERT_GE(c, 0);
+    EXPECT_TRUE(wait_until(10s, [&] {
+        return cefd.metric("cefd_receive_tcp_rejected_total") + cefd.metric("cefd_receive_tcp_evicted_total") >= 1;
+    }));
+    EXPECT_EQ(cefd.metric("cefd_receive_tcp_evicted_total"), 0) << "the paused connection was evicted";
+    EXPECT_EQ(cefd.metric("cefd_receive_tcp_rejected_total"), 1) << "the newcomer was not refused";
+
+    ASSERT_EQ(::kill(azure.process().pid(), SIGCONT), 0);
+    sender.join();
+    EXPECT_TRUE(a_ok) << "the paused connection was closed under its sender";
+    for (const int fd : {b, c, d}) ::close(fd);
+    ::close(std::exchange(a, -1));
+    // Every frame the sender wrote arrives (at least once: a request cut by the stop may repeat).
+    std::set<std::string> messages;
+    ASSERT_TRUE(wait_until(120s, [&] {
+        if (azure.row_count() < static_cast<std::size_t>(count)) return false;
+        messages.clear();
+        for (const auto& row : azure.rows()) {
+            const auto found = row.find("Message");
+            if (found != row.end()) messages.insert(found->second);
+        }
+        return messages.size() >= static_cast<std::size_t>(count);
+    })) << "rows " << azure.row_count() << ", distinct " << messages.size();
+    EXPECT_EQ(messages.size(), static_cast<std::size_t>(count));
+}
+
+TEST_P(PausedConnections, ResetByThePeerDoesNotSpinTheReceiveThread) {
+    TempDir dir;
+    AzureStandin azure(dir);
+    Cefd cefd(dir, azure, stalling_options(GetParam()));
+    ASSERT_EQ(::kill(azure.process().pid(), SIGSTOP), 0);
+    int a = connect_to(cefd.port());
+    ASSERT_GE(a, 0);
+    std::thread sender([&] { send_frames(a, 40'000); });
+    const Cleanup cleanup{azure.process().pid(), a, sender};
+    ASSERT_TRUE(wait_for_stall(cefd)) << "the ring never filled";
+    std::this_thread::sleep_for(200ms);
+    // A reset, not a FIN: SO_LINGER 0. shutdown() first wakes the sender thread blocked in send.
+    const linger reset{.l_onoff = 1, .l_linger = 0};
+    ::setsockopt(a, SOL_SOCKET, SO_LINGER, &reset, sizeof reset);
+    ::shutdown(a, SHUT_RDWR);
+    sender.join();
+    ::close(std::exchange(a, -1));
+    std::this_thread::sleep_for(200ms);
+
+    const pid_t pid = cefd.process().pid();
+    const double before = cpu_seconds(pid);
+    std::this_thread::sleep_for(2s);
+    const double used = cpu_seconds(pid) - before;
+    // A spinning receive thread takes a whole core (~2 s here); an idle cefd almost nothing.
+    EXPECT_LT(used, 0.5) << "cefd used " << used << " CPU-s in 2 s with nothing to do";
+
+    ASSERT_EQ(::kill(azure.process().pid(), SIGCONT), 0);
+    EXPECT_EQ(cefd.stop(), 0);
+}
+
+INSTANTIATE_TEST_SUITE_P(Engines, PausedConnections, ::testing::Values("recvmmsg", "io_uring"),
+                         [](const auto& info) { return std::string(info.param) == "io_uring" ? "io_uring" : "recvmmsg"; });
+
+}  // namespace
+}  // namespace cefd::test
