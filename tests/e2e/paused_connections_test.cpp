@@ -12,6 +12,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <openssl/ssl.h>
+
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -26,6 +28,7 @@
 #include <gtest/gtest.h>
 
 #include "tests/e2e/harness.h"
+#include "tests/unit/receive/test_pki.h"
 
 namespace cefd::test {
 namespace {
@@ -194,6 +197,61 @@ TEST_P(PausedConnections, ResetByThePeerDoesNotSpinTheReceiveThread) {
     EXPECT_LT(used, 0.5) << "cefd used " << used << " CPU-s in 2 s with nothing to do";
 
     ASSERT_EQ(::kill(azure.process().pid(), SIGCONT), 0);
+    EXPECT_EQ(cefd.stop(), 0);
+}
+
+// The same over TLS: the TLS server's own epoll set (both engines use it).
+TEST(PausedTlsConnection, ResetByThePeerDoesNotSpinTheReceiveThread) {
+    ::signal(SIGPIPE, SIG_IGN);  // OpenSSL writes with write(2): the reset would kill the test
+    TempDir dir;
+    const Identity ca = make_identity("cefd test CA", nullptr, 1);
+    const Identity server = make_identity("cefd-server-1", &ca, 2);
+    write_cert(dir.file("server.pem"), server.cert.get());
+    write_key(dir.file("server.key"), server.key.get());
+    AzureStandin azure(dir);
+    const int tls_port = free_port();
+    CefdOptions options = stalling_options("recvmmsg");
+    options.receive_extra += "tls_port = " + std::to_string(tls_port) + "\ntls_cert_file = \"" + dir.file("server.pem") +
+                             "\"\ntls_key_file = \"" + dir.file("server.key") + "\"\n";
+    Cefd cefd(dir, azure, options);
+    ASSERT_EQ(::kill(azure.process().pid(), SIGSTOP), 0);
+
+    SSL_CTX* context = SSL_CTX_new(TLS_client_method());
+    SSL_CTX_set_verify(context, SSL_VERIFY_NONE, nullptr);  // a test server; what matters is the reset
+    int a = connect_to(tls_port);
+    ASSERT_GE(a, 0);
+    SSL* ssl = SSL_new(context);
+    SSL_set_fd(ssl, a);
+    ASSERT_EQ(SSL_connect(ssl), 1);
+    std::thread sender([&] {
+        std::string chunk;
+        for (int i = 0; i < 40'000; ++i) {
+            const std::string line = frame(i);
+            chunk += std::to_string(line.size()) + " " + line;
+            if (chunk.size() < 16'384) continue;
+            if (SSL_write(ssl, chunk.data(), static_cast<int>(chunk.size())) <= 0) return;
+            chunk.clear();
+        }
+    });
+    {
+        const Cleanup cleanup{azure.process().pid(), a, sender};
+        ASSERT_TRUE(wait_for_stall(cefd)) << "the ring never filled";
+        std::this_thread::sleep_for(200ms);
+        const linger reset{.l_onoff = 1, .l_linger = 0};
+        ::setsockopt(a, SOL_SOCKET, SO_LINGER, &reset, sizeof reset);
+        ::shutdown(a, SHUT_RDWR);
+        sender.join();
+        ::close(std::exchange(a, -1));
+        std::this_thread::sleep_for(200ms);
+
+        const pid_t pid = cefd.process().pid();
+        const double before = cpu_seconds(pid);
+        std::this_thread::sleep_for(2s);
+        const double used = cpu_seconds(pid) - before;
+        EXPECT_LT(used, 0.5) << "cefd used " << used << " CPU-s in 2 s with nothing to do";
+    }
+    SSL_free(ssl);
+    SSL_CTX_free(context);
     EXPECT_EQ(cefd.stop(), 0);
 }
 
