@@ -369,8 +369,8 @@ bool ConnectionTable::deliver_frames(Connection& connection) noexcept {
     if (oversize != 0) {
         bump(s.tcp_oversize_frames, oversize);
         CEFD_LOG_EVERY(10, warn,
-                       "receive: lane %u %s frame over %u bytes from %s cut to that size "
-                       "(receive_tcp_oversize_frames_total=%llu)",
+                       "receive: lane %u %s frame over %u bytes from %s cut to that size, the rest "
+                       "dropped (receive_tcp_oversize_frames_total=%llu, receive_tcp_cut_bytes_total)",
                        intake_.lane, kind, intake_.frame_limit,
                        connection.source.to_string().c_str(),
                        static_cast<unsigned long long>(read(s.tcp_oversize_frames)));
@@ -382,10 +382,11 @@ bool ConnectionTable::deliver_frames(Connection& connection) noexcept {
                        "the part received, flagged truncated",
                        intake_.lane, kind, connection.source.to_string().c_str());
     }
-    if (const Skipped skipped = connection.framer.take_skipped(); skipped.frames != 0 ||
-                                                                  skipped.bytes != 0) {
+    if (const Skipped skipped = connection.framer.take_skipped();
+        skipped.frames != 0 || skipped.bytes != 0 || skipped.cut_bytes != 0) {
         bump(s.tcp_bad_frames, skipped.frames);
         bump(s.tcp_skipped_bytes, skipped.bytes);
+        bump(s.tcp_cut_bytes, skipped.cut_bytes);
         if (skipped.frames != 0)
             CEFD_LOG_EVERY(10, warn,
                            "receive: lane %u %s stream from %s out of sync (octet count over "

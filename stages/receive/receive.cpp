@@ -185,6 +185,8 @@ void Receiver::register_metrics(MetricsRegistry& registry) const {
         {"receive_tcp_frames_total", "TCP frames written to the lane ring", &stats_.tcp_frames},
         {"receive_tcp_oversize_frames_total", "TCP frames over max_frame_bytes, cut",
          &stats_.tcp_oversize_frames},
+        {"receive_tcp_cut_bytes_total", "TCP and TLS bytes past max_frame_bytes dropped from cut frames",
+         &stats_.tcp_cut_bytes},
         {"receive_tcp_bad_frames_total",
          "Octet counts over 16 MiB (9-19 digits): the stream skipped to the next LF",
          &stats_.tcp_bad_frames},

@@ -111,11 +111,12 @@ struct ReceiveStats {
     Counter tcp_oversize_frames{0};  // TCP frames over max_frame_bytes (cut, counted)
     Counter tcp_bad_frames{0};  // octet count over 16 MiB (9-19 digits): to the next LF
     Counter tcp_skipped_bytes{0};  // bytes skipped for tcp_bad_frames
+    Counter tcp_cut_bytes{0};  // the rest of tcp_oversize_frames, past max_frame_bytes: dropped
     Counter tcp_idle_closed{0}; // connections closed by the idle timeout
     Counter empty{0};           // empty datagrams / TCP frames (health probes): not written
     Counter tcp_partial_frames{0};  // octet-counted frame cut short by the peer closing: kept, flagged
     // TLS connections also count in tcp_rejected, tcp_refused_*, tcp_evicted, tcp_accept_errors,
-    // tcp_idle_closed, tcp_oversize_frames, tcp_bad_frames, tcp_skipped_bytes,
+    // tcp_idle_closed, tcp_oversize_frames, tcp_bad_frames, tcp_skipped_bytes, tcp_cut_bytes,
     // tcp_partial_frames, empty and bytes.
     Counter tls_accepted{0};    // TLS handshakes completed
     Counter tls_handshake_failures{0};  // closed before the handshake completed (reason logged)

@@ -12,7 +12,9 @@
 // Limits and what happens at them (the caller counts each case):
 //   - A frame longer than `frame_bytes_max` is delivered cut to that many bytes with
 //     Cut::oversize; the rest of it is skipped (by count, or up to the next LF), so the stream
-//     stays in sync.
+//     stays in sync, and take_skipped() reports those bytes (cut_bytes). A count above the
+//     limit that is not the sender's real frame length (a corrupt stream) therefore shows as
+//     cut bytes far above the oversize frames' share.
 //   - A count over `frame_bytes_ceiling` (16 MiB, the largest receive.max_frame_bytes; so
 //     every run of 9 to 19 digits followed by SP) cannot be a count we accept: the stream is
 //     out of sync. The framer resynchronises on the next LF: the bytes from the digits through
@@ -43,6 +45,7 @@ enum class FrameStatus : std::uint8_t {
 struct Skipped {
     std::uint64_t frames = 0;  // bad octet counts (over frame_bytes_ceiling)
     std::uint64_t bytes = 0;   // bytes skipped for them: the digits through the next LF
+    std::uint64_t cut_bytes = 0;  // the rest of frames cut at frame_bytes_max (Cut::oversize)
 };
 
 class TcpFramer {
@@ -65,12 +68,13 @@ public:
                 const std::size_t n = pending.size() < skip_bytes_ ? pending.size() : skip_bytes_;
                 pending.remove_prefix(n);
                 skip_bytes_ -= n;
+                skipped_.cut_bytes += n;
                 if (skip_bytes_ != 0) return FrameStatus::need_more;
             }
             if (skip_to_newline_) {
                 const void* lf = std::memchr(pending.data(), '\n', pending.size());
                 const std::size_t n = lf == nullptr ? pending.size() : offset_of(pending, lf) + 1;
-                if (resyncing_) skipped_.bytes += n;
+                (resyncing_ ? skipped_.bytes : skipped_.cut_bytes) += n;
                 pending.remove_prefix(n);
                 if (lf == nullptr) return FrameStatus::need_more;
                 skip_to_newline_ = false;

@@ -44,6 +44,8 @@ TEST(TruncationCounters, AnOversizeTcpFrameMovesEachCounterExactlyOnce) {
 
     const std::string body = http_get(cefd.metrics_port(), "/metrics");
     EXPECT_EQ(cefd.metric("cefd_receive_tcp_oversize_frames_total"), 1.0) << body;
+    // What was dropped past the cut, the LF that ended it included: the line's length + 1 - 2048.
+    EXPECT_EQ(cefd.metric("cefd_receive_tcp_cut_bytes_total"), static_cast<double>(lines[1].size() + 1 - 2048)) << body;
     EXPECT_EQ(cefd.metric("cefd_parse_truncated_messages_total"), 1.0) << body;
     // No other family counts the same cut message again.
     EXPECT_EQ(sum_of_families_containing(body, "truncated_messages"), 1.0) << body;

@@ -105,6 +105,11 @@ TEST(TcpFraming, OversizeNewlineFrameIsCutAndStreamStaysInSync) {
     ASSERT_EQ(h.frames.size(), 2U);
     EXPECT_EQ(h.frames[0], (Frame{std::string(100, 'a'), Cut::oversize}));
     EXPECT_EQ(h.frames[1], (Frame{"next", Cut::none}));
+    // The 150 bytes past the cut and the LF that ended them: dropped, and said so. They were
+    // counted nowhere (found in review).
+    const Skipped skipped = h.framer.take_skipped();
+    EXPECT_EQ(skipped.cut_bytes, 151U);
+    EXPECT_EQ(skipped.bytes, 0U);
 }
 
 TEST(TcpFraming, OversizeOctetFrameIsCutAndRestSkipped) {
@@ -115,6 +120,9 @@ TEST(TcpFraming, OversizeOctetFrameIsCutAndRestSkipped) {
     ASSERT_EQ(h.frames.size(), 2U);
     EXPECT_EQ(h.frames[0], (Frame{std::string(100, 'b'), Cut::oversize}));
     EXPECT_EQ(h.frames[1], (Frame{"next", Cut::none}));
+    // A count above the limit swallows what it covers, frames behind it included if the count
+    // was wrong: the 200 bytes skipped by count are reported (found in review).
+    EXPECT_EQ(h.framer.take_skipped().cut_bytes, 200U);
 }
 
 TEST(TcpFraming, FrameOfExactlyTheLimitIsNotCut) {
