@@ -342,7 +342,8 @@ void Pipeline::register_metrics() {
                            Field{"dead_lettered", "send_dead_lettered_batches_total"}}},
             {"drops", {Field{"ring_full", "receive_ring_full_total"}, Field{"oversize", "receive_oversize_total"},
                        Field{"kernel", "receive_kernel_drops_total"}, Field{"batch_rows", "batch_dropped_rows_total"},
-                       Field{"spool", "spool_dropped_batches_total"}}},
+                       Field{"spool", "spool_dropped_batches_total"},
+                       Field{"tcp_unread_at_stop_bytes", "receive_tcp_unread_at_stop_bytes_total"}}},
         });
 }
 

@@ -1,6 +1,8 @@
 #include "stages/receive/connection_table.h"
 
+#include <linux/sockios.h>
 #include <sys/epoll.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 
 #include <algorithm>
@@ -291,6 +293,27 @@ void ConnectionTable::service() noexcept {
     if (monotonic_now_ns_ < next_scan_ns_) return;
     next_scan_ns_ = monotonic_now_ns_ + scan_interval_ns_;
     scan();
+}
+
+void ConnectionTable::account_at_stop() noexcept {
+    std::uint64_t bytes = 0;
+    std::size_t holding = 0;
+    for (const auto& connection : connections_) {
+        if (connection->closed) continue;
+        int unread = 0;  // TLS: still encrypted, so a little more than the syslog bytes
+        if (::ioctl(connection->fd.get(), SIOCINQ, &unread) != 0) unread = 0;
+        const std::uint64_t held = (connection->end - connection->begin) + static_cast<std::uint64_t>(std::max(unread, 0));
+        if (held == 0) continue;
+        bytes += held;
+        ++holding;
+    }
+    if (bytes == 0) return;
+    bump(intake_.stats.tcp_unread_at_stop_bytes, bytes);
+    CEFD_LOG(warn,
+             "receive: lane %u stopping with %llu bytes unread on %zu connection(s) "
+             "(receive_tcp_unread_at_stop_bytes_total): their senders were told they arrived, "
+             "and they are not delivered",
+             intake_.lane, static_cast<unsigned long long>(bytes), holding);
 }
 
 void ConnectionTable::scan() noexcept {

@@ -183,6 +183,10 @@ public:
     /// Once per pass: retries paused connections, and every scan interval closes idle
     /// connections and handshakes over tls_handshake_timeout_ms.
     void service() noexcept;
+    /// The receive thread is stopping: what its connections still hold (a partial frame in the
+    /// buffer, bytes the kernel holds unread, acknowledged to the sender) is not delivered.
+    /// Counts it (receive_tcp_unread_at_stop_bytes_total) and says so once.
+    void account_at_stop() noexcept;
     /// Frees the connections closed this pass. Once per pass, after every event was handled.
     void end_pass() noexcept { graveyard_.clear(); }
 

@@ -112,6 +112,7 @@ struct ReceiveStats {
     Counter tcp_bad_frames{0};  // octet count over 16 MiB (9-19 digits): to the next LF
     Counter tcp_skipped_bytes{0};  // bytes skipped for tcp_bad_frames
     Counter tcp_cut_bytes{0};  // the rest of tcp_oversize_frames, past max_frame_bytes: dropped
+    Counter tcp_unread_at_stop_bytes{0};  // left in connections when the receive thread stopped
     Counter tcp_idle_closed{0}; // connections closed by the idle timeout
     Counter empty{0};           // empty datagrams / TCP frames (health probes): not written
     Counter tcp_partial_frames{0};  // octet-counted frame cut short by the peer closing: kept, flagged

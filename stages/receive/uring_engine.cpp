@@ -291,6 +291,7 @@ public:
             if (tls_rearm_) arm_tls();
             (void)serve_streams(intake_, table_, tls_.get(), tls_ready_);
         }
+        table_.account_at_stop();  // a completion not reaped yet is not counted: a lower bound
         io_uring_submit(ring_.get());  // cancels queued by cancel_reads() still reach the kernel
     }
 
