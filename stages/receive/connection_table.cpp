@@ -381,6 +381,9 @@ bool ConnectionTable::deliver_frames(Connection& connection) noexcept {
         connection.end = pending.size();
     }
 
+    // A frame (an empty one too: a keep-alive) is activity; bytes of a frame that never ends
+    // are not, so a slow-drip sender cannot hold a slot past tcp_idle_timeout_ms.
+    if ((frames != 0 || empty != 0) && !connection.closing) connection.last_activity_ns = monotonic_now_ns_;
     ReceiveStats& s = intake_.stats;
     const char* kind = kind_of(connection.transport);
     if (frames != 0) {

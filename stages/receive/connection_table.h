@@ -55,7 +55,7 @@ struct Connection : Completion {
     std::size_t begin = 0;  // first byte not yet framed
     std::size_t end = 0;    // one past the last byte read
     std::int64_t accepted_ns = 0;       // monotonic
-    std::int64_t last_activity_ns = 0;  // monotonic: the last read that brought bytes
+    std::int64_t last_activity_ns = 0;  // monotonic: the accept, the handshake, or the last frame delivered
     std::size_t index = 0;              // position in the table
     ConnectionDriver* driver = nullptr;
     Transport transport;    // tcp or tls: stamped on every frame, picks the frame counter
@@ -162,11 +162,9 @@ public:
         return &c;
     }
 
-    /// Records `bytes` read into connection.read_at() (bytes > 0 is activity).
-    void on_read(Connection& connection, std::size_t bytes) noexcept {
-        connection.end += bytes;
-        if (!connection.closing) connection.last_activity_ns = monotonic_now_ns_;
-    }
+    /// Records `bytes` read into connection.read_at(). Activity is a frame delivered
+    /// (deliver_frames), not a byte: a peer that dribbles a frame that never ends is idle.
+    void on_read(Connection& connection, std::size_t bytes) noexcept { connection.end += bytes; }
 
     enum class Next : std::uint8_t { read, paused, closed };
     /// Frames and delivers what the connection holds; then it wants more bytes (read), waits for

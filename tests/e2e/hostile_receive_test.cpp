@@ -339,6 +339,29 @@ TEST(HostileReceive, TcpLiesFloodsAndSlowSendersDoNotLockOthersOut) {
 
 /// Sends each line octet-counted over one TLS connection (no client certificate). False if the
 /// handshake failed.
+// A byte of a frame that never ends, every half second, was "activity": three such connections
+// held every slot of a lane for ever (never idle-closed, never evictable), and every real sender
+// was refused. Now only a delivered frame is activity. Found in review.
+TEST(HostileReceive, ADripFedFrameThatNeverEndsDoesNotHoldASlot) {
+    TempDir dir;
+    AzureStandin azure(dir);
+    CefdOptions options{.receive_extra = "max_tcp_connections = 3\ntcp_idle_timeout_ms = 2000\n"};
+    options.workers = 1;
+    Cefd cefd(dir, azure, options);
+    std::vector<int> drips;
+    for (int i = 0; i < 3; ++i) drips.push_back(connect_from(cefd.port(), "127.0.0.3"));
+    // 5 s of one byte per connection every 0.5 s, no LF: past the 2 s idle timeout.
+    for (int tick = 0; tick < 10; ++tick) {
+        for (const int fd : drips) (void)write_all(fd, "x");
+        std::this_thread::sleep_for(500ms);
+    }
+    EXPECT_EQ(cefd.metric("cefd_receive_tcp_idle_closed_total"), 3) << cefd.process().err();
+    for (const int fd : drips) EXPECT_TRUE(closed_by_server(fd));
+    send_stamped_tcp(cefd.port(), "drip", 3);
+    expect_delivered(azure, "drip", 3);
+    for (const int fd : drips) ::close(fd);
+}
+
 bool send_tls(int port, const std::string& ca_file, const std::vector<std::string>& lines) {
     SSL_CTX* context = SSL_CTX_new(TLS_client_method());
     SSL_CTX_load_verify_locations(context, ca_file.c_str(), nullptr);
