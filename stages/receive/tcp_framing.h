@@ -196,6 +196,7 @@ private:
             const bool cut = frame.size() > max_;
             if (cut) frame = frame.substr(0, max_);
             if (!deliver(frame, cut ? Cut::oversize : Cut::none)) return Step::blocked;
+            if (cut) skipped_.cut_bytes += pending.size() - max_;
             pending.remove_prefix(pending.size());
             return Step::consumed;
         }
@@ -205,6 +206,7 @@ private:
         const bool cut = frame.size() > max_;
         if (cut) frame = frame.substr(0, max_);
         if (!deliver(frame, cut ? Cut::oversize : Cut::none)) return Step::blocked;
+        if (cut) skipped_.cut_bytes += end + 1 - max_;  // the rest, CR and LF included, as when skipped
         pending.remove_prefix(end + 1);
         return Step::consumed;
     }

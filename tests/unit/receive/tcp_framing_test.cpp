@@ -110,6 +110,17 @@ TEST(TcpFraming, OversizeNewlineFrameIsCutAndStreamStaysInSync) {
     const Skipped skipped = h.framer.take_skipped();
     EXPECT_EQ(skipped.cut_bytes, 151U);
     EXPECT_EQ(skipped.bytes, 0U);
+    // The same frame with its LF in the same read is cut without a skip: counted the same. So is
+    // a frame cut at end of stream. (Missed at first: found in review.)
+    Harness whole(100);
+    whole.feed(big + "\r\nnext\n");
+    ASSERT_EQ(whole.frames.size(), 2U);
+    EXPECT_EQ(whole.framer.take_skipped().cut_bytes, 152U);
+    Harness at_eof(100);
+    at_eof.feed(std::string(130, 'c'), true);
+    ASSERT_EQ(at_eof.frames.size(), 1U);
+    EXPECT_EQ(at_eof.frames[0], (Frame{std::string(100, 'c'), Cut::oversize}));
+    EXPECT_EQ(at_eof.framer.take_skipped().cut_bytes, 30U);
 }
 
 TEST(TcpFraming, OversizeOctetFrameIsCutAndRestSkipped) {
