@@ -162,7 +162,7 @@ bool is_ipv6_address(std::string_view token) noexcept {
 /// message starts after the colon, with no space.
 std::size_t tag_glued_to_cef(std::string_view token) noexcept {
     const std::size_t colon = token.find(':');
-    if (colon == 0 || colon == std::string_view::npos || !starts_with_cef(token.substr(colon + 1))) return 0;
+    if (colon == 0 || colon == std::string_view::npos || !token.substr(colon + 1).starts_with("CEF:")) return 0;
     return colon + 1;
 }
 
@@ -195,8 +195,12 @@ void parse_rfc3164(std::string_view rest, std::size_t ts_length, SyslogMessage& 
     std::size_t end = find_space(rest, at);
     std::string_view token = rest.substr(at, end - at);
     const auto glued = [&](std::string_view tag_token) {
+        // An IPv6 host may have "CEF" as a group (2001:CEF:0:1::5); the message must start
+        // as CEF does ("CEF:0|", not "CEF: 0|", which is a tag of its own).
         const std::size_t cef = tag_glued_to_cef(tag_token);
-        if (cef == 0 || !take_tag(tag_token.substr(0, cef), out)) return false;
+        if (cef == 0 || is_ipv6_address(tag_token) || !starts_with_cef(rest.substr(at + cef)) ||
+            !take_tag(tag_token.substr(0, cef), out))
+            return false;
         out.message = rest.substr(at + cef);
         return true;
     };

@@ -89,6 +89,13 @@ TEST(SyslogFraming, ReadsCefGluedToTheTagColon) {
     // Not a tag: a colon with no name before it, or no CEF after it.
     EXPECT_EQ(parse_syslog("<134>Mar 14 09:15:02 host :CEF:0|x").message, ":CEF:0|x");
     EXPECT_EQ(parse_syslog("<134>Mar 14 09:15:02 host a:b c").message, "a:b c");
+    // An IPv6 host with a CEF group is still the host (a regression caught in review).
+    m = parse_syslog("<134>Mar 14 09:15:02 2001:CEF:0:1::5 CEF:0|x");
+    EXPECT_EQ(m.hostname, "2001:CEF:0:1::5");
+    EXPECT_EQ(m.message, "CEF:0|x");
+    // "darktrace:CEF: 0|..." is not glued CEF ("CEF: 0" is logger's tag form): as before, the
+    // whole token is the tag.
+    EXPECT_EQ(parse_syslog("<134>Mar 14 09:15:02 host darktrace:CEF: 0|x").app_name, "darktrace:CEF");
 }
 
 // RFC 5424 senders that leave out trailing header fields instead of writing "-": the CEF sits
