@@ -381,9 +381,12 @@ bool ConnectionTable::deliver_frames(Connection& connection) noexcept {
         connection.end = pending.size();
     }
 
-    // A frame (an empty one too: a keep-alive) is activity; bytes of a frame that never ends
-    // are not, so a slow-drip sender cannot hold a slot past tcp_idle_timeout_ms.
-    if ((frames != 0 || empty != 0) && !connection.closing) connection.last_activity_ns = monotonic_now_ns_;
+    const Skipped skipped = connection.framer.take_skipped();
+    // A frame is activity, an empty one too, and so is a bare LF between frames (a keep-alive);
+    // the bytes of a frame that never ends are not, so a slow-drip sender cannot hold a slot
+    // past tcp_idle_timeout_ms.
+    if ((frames != 0 || empty != 0 || skipped.separators != 0) && !connection.closing)
+        connection.last_activity_ns = monotonic_now_ns_;
     ReceiveStats& s = intake_.stats;
     const char* kind = kind_of(connection.transport);
     if (frames != 0) {
@@ -408,8 +411,7 @@ bool ConnectionTable::deliver_frames(Connection& connection) noexcept {
                        "the part received, flagged truncated",
                        intake_.lane, kind, connection.source.to_string().c_str());
     }
-    if (const Skipped skipped = connection.framer.take_skipped();
-        skipped.frames != 0 || skipped.bytes != 0 || skipped.cut_bytes != 0) {
+    if (skipped.frames != 0 || skipped.bytes != 0 || skipped.cut_bytes != 0) {
         bump(s.tcp_bad_frames, skipped.frames);
         bump(s.tcp_skipped_bytes, skipped.bytes);
         bump(s.tcp_cut_bytes, skipped.cut_bytes);

@@ -46,6 +46,7 @@ struct Skipped {
     std::uint64_t frames = 0;  // bad octet counts (over frame_bytes_ceiling)
     std::uint64_t bytes = 0;   // bytes skipped for them: the digits through the next LF
     std::uint64_t cut_bytes = 0;  // the rest of frames cut at frame_bytes_max (Cut::oversize)
+    std::uint64_t separators = 0;  // LF and CR between frames (keep-alives): not messages
 };
 
 class TcpFramer {
@@ -80,8 +81,10 @@ public:
                 skip_to_newline_ = false;
                 resyncing_ = false;
             }
-            while (!pending.empty() && (pending.front() == '\n' || pending.front() == '\r'))
+            while (!pending.empty() && (pending.front() == '\n' || pending.front() == '\r')) {
                 pending.remove_prefix(1);
+                ++skipped_.separators;
+            }
             if (pending.empty()) return FrameStatus::need_more;
 
             Step step;

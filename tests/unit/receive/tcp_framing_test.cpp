@@ -97,6 +97,17 @@ TEST(TcpFraming, ShortOctetFrameAtEofIsFlagged) {
     EXPECT_EQ(h.frames[0], (Frame{"only ten b", Cut::partial_at_eof}));
 }
 
+// Bare LFs between frames are keep-alives: reported, so the connection counts them as activity
+// (a keep-alive sender was idle-closed otherwise; found in review).
+TEST(TcpFraming, ReportsTheSeparatorsItSkips) {
+    Harness h(100);
+    h.feed("\n\r\n\n");
+    EXPECT_TRUE(h.frames.empty());
+    EXPECT_EQ(h.framer.take_skipped().separators, 4U);
+    h.feed("a\n");
+    EXPECT_EQ(h.framer.take_skipped().separators, 0U);  // the LF that ends a frame is not one
+}
+
 TEST(TcpFraming, OversizeNewlineFrameIsCutAndStreamStaysInSync) {
     Harness h(100);
     const std::string big(250, 'a');
