@@ -361,7 +361,9 @@ TEST(HostileReceive, ADripFedFrameThatNeverEndsDoesNotHoldASlot) {
     EXPECT_EQ(cefd.metric("cefd_receive_tcp_idle_closed_total"), 2) << cefd.process().err();
     for (const int fd : drips) EXPECT_TRUE(closed_by_server(fd));
     char byte = 0;
+    errno = 0;
     EXPECT_EQ(::recv(keep_alive, &byte, 1, MSG_DONTWAIT), -1) << "the keep-alive connection was closed";
+    EXPECT_TRUE(errno == EAGAIN || errno == EWOULDBLOCK) << "the keep-alive connection was reset: " << std::strerror(errno);
     send_stamped_tcp(cefd.port(), "drip", 3);
     expect_delivered(azure, "drip", 3);
     for (const int fd : drips) ::close(fd);
