@@ -310,8 +310,9 @@ CheckStep pipeline_step(const Config& config, const CheckOptions& options, const
         return {step, StepStatus::fail,
                 "marker " + marker + " parsed, but " + std::to_string(static_cast<long long>(lost_batches)) +
                     " batch(es) were dead-lettered or dropped meanwhile and it may be among them (" + counters + ")",
-                "see cefd's log for the reason (the dead-letter files are in azure.dead_letter_dir); the "
-                "ingestion step above accepted a small row, so look for a size or column problem"};
+                "see cefd's log for the reason: a dead-lettered batch is in azure.dead_letter_dir (the "
+                "ingestion step accepted a small row, so look for a size or column problem); a spool drop "
+                "is in cefd_spool_drops_total by reason"};
     if (!delivered)
         return {step, StepStatus::fail,
                 "marker " + marker + " parsed but not delivered in " + std::to_string(options.timeout_s) + " s (" + counters + ")",

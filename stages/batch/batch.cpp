@@ -163,14 +163,17 @@ private:
 
         // Counters once per batch, not per row.
         bump(stats_.rows, rows);
-        bump(stats_.batches);
         bump(stats_.json_bytes, json_bytes);
         bump(stats_.gzip_bytes, gz.size());
         stats_.size_rows.observe(rows);
         stats_.size_bytes.observe(static_cast<double>(json_bytes));
         b.used = 0;
         b.rows = 0;
-        if (!sink_.accept(std::move(sealed))) {
+        const bool accepted = sink_.accept(std::move(sealed));
+        // After the hand-over: a reader that sees this batch counted and the spool empty knows
+        // the spool has seen it (cefd check waits on exactly that).
+        bump(stats_.batches);
+        if (!accepted) {
             bump(stats_.sink_refused);
             bump(stats_.sink_refused_rows, rows);
             CEFD_LOG_EVERY(10, warn, "batch: the spool refused a batch of %u rows (see its counters)", rows);
