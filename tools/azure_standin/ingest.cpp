@@ -120,6 +120,8 @@ Reject BodyChecker::split_rows(std::size_t wire_bytes, bool gzip, const BodyLimi
     rows_.clear();
     row_count_ = 0;
     json_bytes_ = 0;
+    long_values_ = 0;  // not looked at here: a checked request's counts must not repeat
+    times_out_of_range_ = 0;
     message_.clear();
     const char* json = wire_.data.get();
     if (gzip) {
