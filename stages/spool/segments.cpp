@@ -230,7 +230,7 @@ void Spool::Impl::sync_dir_locked() {
     }
     const int error = errno;
     dir_dirty_ = true;
-    if (config_.fsync == SpoolConfig::Fsync::interval) note_sync_error_locked(error, "syncing the directory");
+    if (config_.fsync == SpoolConfig::Fsync::interval) note_sync_error_locked(error, "syncing the directory", true);
     else note_write_error_locked(error, "syncing the directory");
 }
 

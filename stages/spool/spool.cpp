@@ -33,6 +33,7 @@ void Spool::Impl::fsync_loop(std::stop_token stop) {
         std::vector<int> fds;
         int dir_fd = -1;         // the directory, when its last fsync failed
         bool dir_left = false;  // ... and it could not be dup()ed: not synced in this pass
+        std::uint64_t errors_before = 0;
         {
             std::unique_lock lock(mutex_);
             fsync_cv_.wait_for(lock, stop, interval, [] { return false; });
@@ -53,6 +54,7 @@ void Spool::Impl::fsync_loop(std::stop_token stop) {
                 dir_fd = ::dup(dir_fd_.get());
                 dir_left = dir_dirty_ = dir_fd < 0;
             }
+            errors_before = sync_errors_seen_;
         }
         bool all_synced = (!fds.empty() || dir_fd >= 0) && !dir_left;
         if (dir_fd >= 0) {
@@ -60,8 +62,7 @@ void Spool::Impl::fsync_loop(std::stop_token stop) {
                 const int error = errno;
                 all_synced = false;
                 std::lock_guard lock(mutex_);
-                dir_dirty_ = true;
-                note_sync_error_locked(error, "syncing the directory");
+                note_sync_error_locked(error, "syncing the directory", true);
             }
             ::close(dir_fd);
         }
@@ -79,7 +80,15 @@ void Spool::Impl::fsync_loop(std::stop_token stop) {
             }
             ::close(fd);
         }
-        if (all_synced && sync_failing_.exchange(false, std::memory_order_relaxed))
+        if (!all_synced) continue;
+        // Clear the alarm only when this pass covered every failure: none came while it ran (a
+        // writer's failed sync of the directory, a full segment's), the directory is synced, and a
+        // file's failed fdatasync was followed by a good one (a pass that synced only the
+        // directory does not prove that).
+        std::lock_guard lock(mutex_);
+        if (!fds.empty()) data_unsynced_ = false;
+        if (sync_errors_seen_ != errors_before || dir_dirty_ || data_unsynced_) continue;
+        if (sync_failing_.exchange(false, std::memory_order_relaxed))
             CEFD_LOG(info, "spool: fdatasync in %s succeeds again", config_.dir.c_str());
     }
 }

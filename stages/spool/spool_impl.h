@@ -159,7 +159,9 @@ private:
     void note_write_error_locked(int error, const char* what);
     /// A failed fdatasync whose data was already in place: counted and logged like a write
     /// error, and spool_write_failing stays 1 until an fdatasync succeeds.
-    void note_sync_error_locked(int error, const char* what);
+    /// A failed fdatasync (of a segment or ack log) or, with `directory`, fsync of the directory:
+    /// counted, and spool_write_failing stays set until the interval thread's sync covers it.
+    void note_sync_error_locked(int error, const char* what, bool directory = false);
     void quarantine_copy_locked(Segment& segment);
     void trim_corrupt_locked();
     void sync_dir_locked();
@@ -207,6 +209,8 @@ private:
     std::uint64_t disk_bytes_ = 0;
     bool active_dirty_ = false;
     bool dir_dirty_ = false;  // the last fsync of the directory failed: retried (sync_dir_locked)
+    bool data_unsynced_ = false;        // a file's fdatasync failed; a later good one clears it
+    std::uint64_t sync_errors_seen_ = 0;  // failed syncs so far: a pass clears the alarm only if none came meanwhile
     UniqueFd dir_fd_;
     // Set when root opens a directory another user owns (`cefd replay-dead-letter` or `cefd check`
     // run with sudo): every file and directory created is handed to that owner, so the service

@@ -59,8 +59,11 @@ void Spool::Impl::note_write_error_locked(int error, const char* what) {
     }
 }
 
-void Spool::Impl::note_sync_error_locked(int error, const char* what) {
+void Spool::Impl::note_sync_error_locked(int error, const char* what, bool directory) {
     note_write_error_locked(error, what);
+    ++sync_errors_seen_;
+    if (directory) dir_dirty_ = true;
+    else data_unsynced_ = true;
     if (!sync_failing_.exchange(true, std::memory_order_relaxed))
         CEFD_LOG(error, "spool: batches written to %s since the last good fdatasync may not survive a crash",
                  config_.dir.c_str());
