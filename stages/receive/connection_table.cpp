@@ -188,24 +188,27 @@ void ConnectionTable::insert(std::unique_ptr<Connection> connection, ConnectionD
 }
 
 bool ConnectionTable::evict_longest_idle() noexcept {
+    // Bounded: each turn either evicts, or finds the oldest at work after all (bytes unread) and
+    // marks it active, so the next turn looks at the next oldest; at most a few turns.
     Connection* oldest = nullptr;
-    for (const auto& connection : connections_) {
-        if (!connection->reserved || connection->closing) continue;  // on its way out already
-        // Paused: not idle but held back by cefd, its frames waiting in the socket buffer (the
-        // sender was told they arrived). Closing it would lose them.
-        if (connection->paused) continue;
-        if (oldest == nullptr || connection->last_activity_ns < oldest->last_activity_ns)
-            oldest = connection.get();
+    for (int turn = 0; turn < 8; ++turn) {
+        oldest = nullptr;
+        for (const auto& connection : connections_) {
+            if (!connection->reserved || connection->closing) continue;  // on its way out already
+            // Paused: not idle but held back by cefd, its frames waiting in the socket buffer (the
+            // sender was told they arrived). Closing it would lose them.
+            if (connection->paused) continue;
+            if (oldest == nullptr || connection->last_activity_ns < oldest->last_activity_ns)
+                oldest = connection.get();
+        }
+        // A connection that brought a frame within evict_idle_min_ns is a sender at work: a
+        // flood of new connections must not push those out, so the newcomer is refused instead.
+        if (oldest == nullptr || monotonic_now_ns_ - oldest->last_activity_ns < evict_idle_min_ns) return false;
+        if (!oldest->driver->has_unread_bytes(*oldest)) break;
+        oldest->last_activity_ns = monotonic_now_ns_;  // bytes arrived since its last read: at work
+        oldest = nullptr;
     }
-    // A connection that brought bytes within evict_idle_min_ns is a sender at work: a flood of
-    // new connections must not push those out, so the newcomer is refused instead.
-    if (oldest == nullptr || monotonic_now_ns_ - oldest->last_activity_ns < evict_idle_min_ns)
-        return false;
-    // Bytes arrived since its last read: at work after all (as in scan()).
-    if (oldest->driver->has_unread_bytes(*oldest)) {
-        oldest->last_activity_ns = monotonic_now_ns_;
-        return false;
-    }
+    if (oldest == nullptr) return false;
     oldest->evicted = true;
     bump(intake_.stats.tcp_evicted);
     CEFD_LOG_EVERY(10, warn,
