@@ -47,6 +47,16 @@ public:
             receiver_ + " addr add 10.231.7.2/30 dev " + veth_r + " && ip -n " + receiver_ + " link set " + veth_r +
             " up && tc -n " + sender_ + " qdisc replace dev " + veth_s + " root tbf rate 20mbit burst 16kb limit 32kb";
         ok_ = run_command(setup + " 2>/dev/null") == 0;
+        // A permanent neighbour entry: datagrams sent while ARP resolves wait in a queue that
+        // drops silently when full, which would look like the loss this test is about.
+        std::string mac;
+        ok_ = ok_ && run_command("ip -n " + receiver_ + " -o link show " + veth_r +
+                                     " | sed -n 's/.*link\\/ether \\([0-9a-f:]*\\).*/\\1/p'",
+                                 &mac) == 0;
+        while (!mac.empty() && (mac.back() == '\n' || mac.back() == ' ')) mac.pop_back();
+        ok_ = ok_ && !mac.empty() &&
+              run_command("ip -n " + sender_ + " neigh replace 10.231.7.2 lladdr " + mac + " dev " + veth_s +
+                          " nud permanent 2>/dev/null") == 0;
     }
     ~Namespaces() { run_command("ip netns del " + sender_ + " 2>/dev/null; ip netns del " + receiver_ + " 2>/dev/null"); }
     Namespaces(const Namespaces&) = delete;
