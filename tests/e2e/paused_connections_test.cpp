@@ -124,6 +124,31 @@ struct Cleanup {
     }
 };
 
+/// Resets `fd` (SO_LINGER 0: an RST, not a FIN; shutdown() first wakes `sender`, blocked in a
+/// send), then returns the CPU seconds cefd uses in the next 2 s, with nothing to do.
+double cpu_after_a_reset(int& fd, std::thread& sender, pid_t cefd_pid) {
+    const linger reset{.l_onoff = 1, .l_linger = 0};
+    ::setsockopt(fd, SOL_SOCKET, SO_LINGER, &reset, sizeof reset);
+    ::shutdown(fd, SHUT_RDWR);
+    sender.join();
+    ::close(std::exchange(fd, -1));
+    std::this_thread::sleep_for(200ms);
+    const double before = cpu_seconds(cefd_pid);
+    std::this_thread::sleep_for(2s);
+    return cpu_seconds(cefd_pid) - before;
+}
+
+/// With the stand-in stopped: connects to cefd, starts `sender` sending 40,000 frames (~9 MB,
+/// more than the ring, the spool and both socket buffers) on `fd`, and returns once the ring is
+/// full (false if it never filled).
+bool start_stalled_sender(const Cefd& cefd, int& fd, std::thread& sender) {
+    fd = connect_to(cefd.port());
+    if (fd < 0) return false;
+    const int socket = fd;
+    sender = std::thread([socket] { send_frames(socket, 40'000); });
+    return wait_for_stall(cefd);
+}
+
 class PausedConnections : public ::testing::TestWithParam<const char*> {};
 
 TEST_P(PausedConnections, AreNotEvictedForANewcomerAndLoseNothing) {
@@ -177,24 +202,12 @@ TEST_P(PausedConnections, ResetByThePeerDoesNotSpinTheReceiveThread) {
     AzureStandin azure(dir);
     Cefd cefd(dir, azure, stalling_options(GetParam()));
     ASSERT_EQ(::kill(azure.process().pid(), SIGSTOP), 0);
-    int a = connect_to(cefd.port());
-    ASSERT_GE(a, 0);
-    std::thread sender([&] { send_frames(a, 40'000); });
+    int a = -1;
+    std::thread sender;
     const Cleanup cleanup{azure.process().pid(), a, sender};
-    ASSERT_TRUE(wait_for_stall(cefd)) << "the ring never filled";
+    ASSERT_TRUE(start_stalled_sender(cefd, a, sender)) << "the ring never filled";
     std::this_thread::sleep_for(200ms);
-    // A reset, not a FIN: SO_LINGER 0. shutdown() first wakes the sender thread blocked in send.
-    const linger reset{.l_onoff = 1, .l_linger = 0};
-    ::setsockopt(a, SOL_SOCKET, SO_LINGER, &reset, sizeof reset);
-    ::shutdown(a, SHUT_RDWR);
-    sender.join();
-    ::close(std::exchange(a, -1));
-    std::this_thread::sleep_for(200ms);
-
-    const pid_t pid = cefd.process().pid();
-    const double before = cpu_seconds(pid);
-    std::this_thread::sleep_for(2s);
-    const double used = cpu_seconds(pid) - before;
+    const double used = cpu_after_a_reset(a, sender, cefd.process().pid());
     // A spinning receive thread takes a whole core (~2 s here); an idle cefd almost nothing.
     EXPECT_LT(used, 0.5) << "cefd used " << used << " CPU-s in 2 s with nothing to do";
 
@@ -210,11 +223,10 @@ TEST_P(PausedConnections, BytesLeftUnreadAtStopAreCountedAndSaid) {
     AzureStandin azure(dir);
     Cefd cefd(dir, azure, stalling_options(GetParam()));
     ASSERT_EQ(::kill(azure.process().pid(), SIGSTOP), 0);
-    int a = connect_to(cefd.port());
-    ASSERT_GE(a, 0);
-    std::thread sender([&] { send_frames(a, 40'000); });
+    int a = -1;
+    std::thread sender;
     const Cleanup cleanup{azure.process().pid(), a, sender};
-    ASSERT_TRUE(wait_for_stall(cefd)) << "the ring never filled";
+    ASSERT_TRUE(start_stalled_sender(cefd, a, sender)) << "the ring never filled";
     std::this_thread::sleep_for(300ms);
 
     ASSERT_EQ(::kill(cefd.process().pid(), SIGTERM), 0);
@@ -265,17 +277,7 @@ TEST(PausedTlsConnection, ResetByThePeerDoesNotSpinTheReceiveThread) {
         const Cleanup cleanup{azure.process().pid(), a, sender};
         ASSERT_TRUE(wait_for_stall(cefd)) << "the ring never filled";
         std::this_thread::sleep_for(200ms);
-        const linger reset{.l_onoff = 1, .l_linger = 0};
-        ::setsockopt(a, SOL_SOCKET, SO_LINGER, &reset, sizeof reset);
-        ::shutdown(a, SHUT_RDWR);
-        sender.join();
-        ::close(std::exchange(a, -1));
-        std::this_thread::sleep_for(200ms);
-
-        const pid_t pid = cefd.process().pid();
-        const double before = cpu_seconds(pid);
-        std::this_thread::sleep_for(2s);
-        const double used = cpu_seconds(pid) - before;
+        const double used = cpu_after_a_reset(a, sender, cefd.process().pid());
         EXPECT_LT(used, 0.5) << "cefd used " << used << " CPU-s in 2 s with nothing to do";
     }
     SSL_free(ssl);
