@@ -110,14 +110,17 @@ void Intake::flush(UdpBatch& batch, int udp_fd) noexcept {
                            "(receive_ring_full_total=%llu): the worker is behind",
                            name.c_str(), static_cast<unsigned long long>(read(s.ring_full)));
     }
-    // The kernel keeps the socket's running total, so the counter follows the largest seen.
-    if (batch.kernel_drops > read(s.kernel_drops)) {
-        s.kernel_drops.store(batch.kernel_drops, std::memory_order_relaxed);
+    // The kernel keeps the socket's running total (32 bits): the counter adds what it grew by. It
+    // followed the largest total seen, which stuck for good once the kernel's count wrapped.
+    const std::uint32_t new_drops = batch.kernel_drops - kernel_drops_seen_;  // modulo 2^32
+    if (batch.kernel_drops != 0 && new_drops != 0) {
+        kernel_drops_seen_ = batch.kernel_drops;
+        bump(s.kernel_drops, new_drops);
         if (warn_drops)
             CEFD_LOG_EVERY(10, warn,
                            "receive: %s kernel dropped UDP datagrams before they were read "
-                           "(receive_kernel_drops_total=%u): raise receive.rcvbuf_bytes or add lanes",
-                           name.c_str(), batch.kernel_drops);
+                           "(receive_kernel_drops_total=%llu): raise receive.rcvbuf_bytes or add lanes",
+                           name.c_str(), static_cast<unsigned long long>(read(s.kernel_drops)));
     }
     if (batch.datagrams != 0) ring_.notify();
     batch = {};

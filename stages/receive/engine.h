@@ -106,6 +106,9 @@ public:
 private:
     ByteRing& ring_;
     std::atomic<bool>& reload_requested_;
+    // The kernel's drop count of this Intake's socket when last read: the counter adds what it
+    // grew by, modulo 2^32 (the kernel's count is 32 bits and wraps).
+    std::uint32_t kernel_drops_seen_ = 0;
 };
 
 /// The lane's UDP socket and TCP listener on config.listen (socket.h does the work; the error
