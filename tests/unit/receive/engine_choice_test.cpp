@@ -113,6 +113,28 @@ TEST(Calibration, DropsAreCountedAndNeitherLoggedAsALaneNorHidingALanesWarning) 
     EXPECT_EQ(read(stats.kernel_drops), 7u);
 }
 
+// The kernel's drop count of a socket is 32 bits. The counter followed the largest total seen,
+// so once the kernel's count wrapped it stood still for good. It adds the growth now. Found in
+// review.
+TEST(IntakeKernelDrops, KeepCountingWhenTheKernelsCountWraps) {
+    ByteRing ring(1 << 20);
+    ReceiveStats stats;
+    std::atomic<bool> reload{false};
+    Intake lane(ReceiveConfig{}, 0, 2, ring, stats, reload);
+    testing::internal::CaptureStderr();
+    UdpBatch batch;
+    batch.kernel_drops = 0xFFFF'FFF0u;
+    lane.flush(batch, -1);
+    EXPECT_EQ(read(stats.kernel_drops), 0xFFFF'FFF0u);
+    batch.kernel_drops = 0xFFFF'FFF0u;  // read again, unchanged: nothing added
+    lane.flush(batch, -1);
+    EXPECT_EQ(read(stats.kernel_drops), 0xFFFF'FFF0u);
+    batch.kernel_drops = 0x10;  // 32 more: the kernel's count went past 2^32
+    lane.flush(batch, -1);
+    (void)testing::internal::GetCapturedStderr();
+    EXPECT_EQ(read(stats.kernel_drops), 0xFFFF'FFF0ull + 0x20);
+}
+
 // The start-up line says when the calibration's own socket lost datagrams (a buffer too small).
 TEST(ChooseAutomaticEngine, SaysWhenTheCalibrationLostDatagrams) {
     if (!probe_uring().ok()) GTEST_SKIP() << "io_uring unusable: nothing is measured";
