@@ -143,5 +143,44 @@ TEST(Tls, AnEvictedHandshakeIsAnEvictionNotAFailedHandshake) {
     for (const int fd : silent) ::close(fd);
 }
 
+// One rate limit covered every handshake failure, so a port scanner's garbage hid, for 10 s, the
+// line that says an appliance's certificate failed the check. Found in review.
+TEST(Tls, ACertificateFailureIsLoggedEvenRightAfterGarbage) {
+    TempDir dir;
+    TlsFiles files(dir);
+    AzureStandin azure(dir);
+    const int tls_port = free_port();
+    Cefd cefd(dir, azure,
+              {.receive_extra = "tls_port = " + std::to_string(tls_port) + "\ntls_cert_file = \"" + dir.file("server.pem") +
+                                "\"\ntls_key_file = \"" + dir.file("server.key") + "\"\ntls_client_ca_file = \"" +
+                                dir.file("ca.pem") + "\"\n"});
+    {  // a scanner: plain text at the TLS port
+        const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        sockaddr_in address{};
+        address.sin_family = AF_INET;
+        address.sin_port = htons(static_cast<std::uint16_t>(tls_port));
+        address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address), 0);
+        const std::string garbage = "GET / HTTP/1.0\r\n\r\n";
+        ASSERT_EQ(::send(fd, garbage.data(), garbage.size(), MSG_NOSIGNAL), static_cast<ssize_t>(garbage.size()));
+        ASSERT_TRUE(wait_until(std::chrono::seconds(10),
+                               [&] { return cefd.metric("cefd_receive_tls_handshake_failures_total") >= 1; }));
+        ::close(fd);
+    }
+    // An appliance with a certificate from a CA cefd does not trust (it trusts cefd's).
+    TempDir rogue_dir;
+    const TlsFiles rogue(rogue_dir);
+    write_cert(rogue_dir.file("ca.pem"), files.ca.cert.get());
+    EXPECT_EQ(send_tls(tls_port, rogue, {"<134>Mar 14 09:15:02 host CEF:0|V|P|1|2|N|3|e2etls=rogue"}), "cefd-server-1");
+    ASSERT_TRUE(wait_until(std::chrono::seconds(10),
+                           [&] { return cefd.metric("cefd_receive_tls_handshake_failures_total") >= 2; }));
+    const std::string log = cefd.process().err();
+    std::size_t lines = 0;
+    for (std::size_t at = log.find("TLS handshake with"); at != std::string::npos; at = log.find("TLS handshake with", at + 1))
+        ++lines;
+    EXPECT_EQ(lines, 2U) << log;
+    EXPECT_NE(log.find("certificate"), std::string::npos) << log;
+}
+
 }  // namespace
 }  // namespace cefd::test
