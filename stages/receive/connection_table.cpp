@@ -6,6 +6,7 @@
 #include <sys/socket.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <mutex>
@@ -163,8 +164,10 @@ bool ConnectionTable::admit(const SourceAddress& peer, Transport transport) noex
     const ReceiveConfig& config = intake_.config;
     ReceiveStats& stats = intake_.stats;
     const char* reason = nullptr;
+    bool per_source = false;
     if (!source_counts().try_add(peer, config.tcp_max_connections_per_source)) {
         bump(stats.tcp_refused_per_source);
+        per_source = true;
         reason = "from this source (receive.tcp_max_connections_per_source)";
     } else if (held_ >= intake_.connection_limit && !evict_longest_idle()) {
         source_counts().remove(peer);
@@ -176,8 +179,13 @@ bool ConnectionTable::admit(const SourceAddress& peer, Transport transport) noex
         return true;
     }
     bump(stats.tcp_rejected);
-    CEFD_LOG_EVERY(10, warn, "receive: lane %u %s connection from %s refused: too many open %s",
-                   intake_.lane, kind_of(transport), peer.to_string().c_str(), reason);
+    // One rate limit per reason: one noisy source over its cap must not hide, for 10 s, that the
+    // lane is full for everyone.
+    static std::atomic<std::int64_t> per_source_logged_ns{0};
+    static std::atomic<std::int64_t> lane_full_logged_ns{0};
+    if (log::should_log(per_source ? per_source_logged_ns : lane_full_logged_ns, 10'000'000'000LL))
+        CEFD_LOG(warn, "receive: lane %u %s connection from %s refused: too many open %s", intake_.lane,
+                 kind_of(transport), peer.to_string().c_str(), reason);
     return false;  // the caller's UniqueFd closes the socket
 }
 

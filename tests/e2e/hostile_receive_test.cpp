@@ -370,6 +370,28 @@ TEST(HostileReceive, ADripFedFrameThatNeverEndsDoesNotHoldASlot) {
     ::close(keep_alive);
 }
 
+// Both refusals shared one log rate limit: a source over its own cap hid, for 10 s, that the
+// lane was full for everyone. Found in review.
+TEST(HostileReceive, ARefusalPerSourceDoesNotHideAFullLane) {
+    TempDir dir;
+    AzureStandin azure(dir);
+    CefdOptions options{.receive_extra = "max_tcp_connections = 2\ntcp_max_connections_per_source = 1\n"};
+    options.workers = 1;
+    Cefd cefd(dir, azure, options);
+    std::vector<int> fds;
+    fds.push_back(connect_from(cefd.port(), "127.0.0.5"));
+    fds.push_back(connect_from(cefd.port(), "127.0.0.5"));  // over its source's cap
+    fds.push_back(connect_from(cefd.port(), "127.0.0.6"));
+    ASSERT_TRUE(wait_until(10s, [&] { return cefd.metric("cefd_receive_tcp_refused_total") >= 1; }));
+    fds.push_back(connect_from(cefd.port(), "127.0.0.7"));  // the lane's 2 are taken, none idle 1 s
+    ASSERT_TRUE(wait_until(10s, [&] { return cefd.metric("cefd_receive_tcp_refused_total") >= 2; }))
+        << cefd.process().err();
+    const std::string log = cefd.process().err();
+    EXPECT_NE(log.find("refused: too many open from this source"), std::string::npos) << log;
+    EXPECT_NE(log.find("refused: too many open on this lane"), std::string::npos) << log;
+    for (const int fd : fds) ::close(fd);
+}
+
 bool send_tls(int port, const std::string& ca_file, const std::vector<std::string>& lines) {
     SSL_CTX* context = SSL_CTX_new(TLS_client_method());
     SSL_CTX_load_verify_locations(context, ca_file.c_str(), nullptr);
