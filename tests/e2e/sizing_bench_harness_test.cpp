@@ -86,7 +86,9 @@ TEST(SizingBenchHarness, CountsSentDeliveredLostAndLatencyOfADeliberatelyDropped
     EXPECT_LE(p50, p99) << lines[0];
     EXPECT_LE(p99, result["max_ms"].get_double().value()) << lines[0];
     EXPECT_EQ(result["bytes_per_event"].get_double().value(), std::round(bytes / events)) << lines[0];
-    EXPECT_GT(result["cefd_cpu_us_per_event"].get_double().value(), 0) << lines[0];
+    // cefd's CPU is read in clock ticks (10 ms) from /proc: 300 events take ~2 ms of it, so a
+    // run can read 0 ticks (seen once in ctest). The field must be there and not negative.
+    EXPECT_GE(result["cefd_cpu_us_per_event"].get_double().value(), 0) << lines[0];
     EXPECT_GT(result["loadgen_cpu_us_per_event"].get_double().value(), 0) << lines[0];
     EXPECT_GT(result["cefd_peak_rss_mib"].get_double().value(), 0) << lines[0];
     EXPECT_GT(result["delivered_eps"].get_double().value(), 0) << lines[0];
