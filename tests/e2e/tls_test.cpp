@@ -35,6 +35,24 @@ struct TlsFiles {
     }
 };
 
+/// A plain TCP connection to 127.0.0.1:port (no TLS), or -1.
+int connect_plain(int port) {
+    const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_port = htons(static_cast<std::uint16_t>(port));
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (::connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0) return fd;
+    ::close(fd);
+    return -1;
+}
+
+/// The [receive] lines of a TLS listener on `port` with the server pair TlsFiles wrote in `dir`.
+std::string tls_receive_lines(const TempDir& dir, int port) {
+    return "tls_port = " + std::to_string(port) + "\ntls_cert_file = \"" + dir.file("server.pem") +
+           "\"\ntls_key_file = \"" + dir.file("server.key") + "\"\n";
+}
+
 /// Connects with TLS (client certificate from `files`), sends each line octet-counted (RFC 5425),
 /// and returns the common name of the server's certificate.
 std::string send_tls(int port, const TlsFiles& files, const std::vector<std::string>& lines) {
@@ -84,9 +102,7 @@ TEST(Tls, MutualTlsFramesArriveAndSighupReloadsTheCertificate) {
     AzureStandin azure(dir);
     const int tls_port = free_port();
     Cefd cefd(dir, azure,
-              {.receive_extra = "tls_port = " + std::to_string(tls_port) + "\ntls_cert_file = \"" + dir.file("server.pem") +
-                                "\"\ntls_key_file = \"" + dir.file("server.key") + "\"\ntls_client_ca_file = \"" +
-                                dir.file("ca.pem") + "\"\n"});
+              {.receive_extra = tls_receive_lines(dir, tls_port) + "tls_client_ca_file = \"" + dir.file("ca.pem") + "\"\n"});
     std::vector<std::string> lines;
     for (int i = 0; i < 50; ++i)
         lines.push_back("<134>Mar 14 09:15:02 dt-master-01 CEF:0|Darktrace|Enterprise Immune System|6.1|26|Over TLS|7|"
@@ -119,19 +135,14 @@ TEST(Tls, AnEvictedHandshakeIsAnEvictionNotAFailedHandshake) {
     TlsFiles files(dir);
     AzureStandin azure(dir);
     const int tls_port = free_port();
-    CefdOptions options{.receive_extra = "tls_port = " + std::to_string(tls_port) + "\ntls_cert_file = \"" +
-                                         dir.file("server.pem") + "\"\ntls_key_file = \"" + dir.file("server.key") +
-                                         "\"\nmax_tcp_connections = 3\ntls_handshake_timeout_ms = 30000\n" +
+    CefdOptions options{.receive_extra = tls_receive_lines(dir, tls_port) +
+                                         "max_tcp_connections = 3\ntls_handshake_timeout_ms = 30000\n" +
                                          "tcp_idle_timeout_ms = 60000\n"};
     options.workers = 1;  // one lane: its share is all 3
     Cefd cefd(dir, azure, options);
     const auto connect_raw = [&] {
-        const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        sockaddr_in address{};
-        address.sin_family = AF_INET;
-        address.sin_port = htons(static_cast<std::uint16_t>(tls_port));
-        address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        EXPECT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address), 0);
+        const int fd = connect_plain(tls_port);
+        EXPECT_GE(fd, 0);
         return fd;
     };
     std::vector<int> silent;
@@ -151,16 +162,10 @@ TEST(Tls, ACertificateFailureIsLoggedEvenRightAfterGarbage) {
     AzureStandin azure(dir);
     const int tls_port = free_port();
     Cefd cefd(dir, azure,
-              {.receive_extra = "tls_port = " + std::to_string(tls_port) + "\ntls_cert_file = \"" + dir.file("server.pem") +
-                                "\"\ntls_key_file = \"" + dir.file("server.key") + "\"\ntls_client_ca_file = \"" +
-                                dir.file("ca.pem") + "\"\n"});
+              {.receive_extra = tls_receive_lines(dir, tls_port) + "tls_client_ca_file = \"" + dir.file("ca.pem") + "\"\n"});
     {  // a scanner: plain text at the TLS port
-        const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        sockaddr_in address{};
-        address.sin_family = AF_INET;
-        address.sin_port = htons(static_cast<std::uint16_t>(tls_port));
-        address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address), 0);
+        const int fd = connect_plain(tls_port);
+        ASSERT_GE(fd, 0);
         const std::string garbage = "GET / HTTP/1.0\r\n\r\n";
         ASSERT_EQ(::send(fd, garbage.data(), garbage.size(), MSG_NOSIGNAL), static_cast<ssize_t>(garbage.size()));
         ASSERT_TRUE(wait_until(std::chrono::seconds(10),
