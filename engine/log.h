@@ -6,6 +6,7 @@
 // things that can happen per message or per request (drops, retries).
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <cstdint>
 
@@ -35,6 +36,16 @@ bool should_log(std::atomic<std::int64_t>& last_ns, std::int64_t interval_ns) no
         static std::atomic<std::int64_t> cefd_log_last_ns_{0};                       \
         if (::cefd::log::should_log(cefd_log_last_ns_, (seconds) * 1'000'000'000LL)) \
             CEFD_LOG(lvl, __VA_ARGS__);                                              \
+    } while (0)
+
+/// CEFD_LOG_EVERY with `slots` rate limits at one call site, `slot` (0 .. slots - 1) picking
+/// one: a flood of one kind (a port scanner's garbage, one source over its cap) does not hide a
+/// line of another kind for `seconds`.
+#define CEFD_LOG_EVERY_PER(seconds, slots, slot, lvl, ...)                                         \
+    do {                                                                                          \
+        static std::array<std::atomic<std::int64_t>, (slots)> cefd_log_last_ns_{};                \
+        if (::cefd::log::should_log(cefd_log_last_ns_[(slot)], (seconds) * 1'000'000'000LL))      \
+            CEFD_LOG(lvl, __VA_ARGS__);                                                           \
     } while (0)
 
 /// A bug: on in release builds. Prints the condition and location, then aborts.

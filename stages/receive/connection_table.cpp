@@ -6,7 +6,6 @@
 #include <sys/socket.h>
 
 #include <algorithm>
-#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <mutex>
@@ -181,11 +180,8 @@ bool ConnectionTable::admit(const SourceAddress& peer, Transport transport) noex
     bump(stats.tcp_rejected);
     // One rate limit per reason: one noisy source over its cap must not hide, for 10 s, that the
     // lane is full for everyone.
-    static std::atomic<std::int64_t> per_source_logged_ns{0};
-    static std::atomic<std::int64_t> lane_full_logged_ns{0};
-    if (log::should_log(per_source ? per_source_logged_ns : lane_full_logged_ns, 10'000'000'000LL))
-        CEFD_LOG(warn, "receive: lane %u %s connection from %s refused: too many open %s", intake_.lane,
-                 kind_of(transport), peer.to_string().c_str(), reason);
+    CEFD_LOG_EVERY_PER(10, 2, per_source ? 0 : 1, warn, "receive: lane %u %s connection from %s refused: too many open %s",
+                       intake_.lane, kind_of(transport), peer.to_string().c_str(), reason);
     return false;  // the caller's UniqueFd closes the socket
 }
 

@@ -10,7 +10,6 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <atomic>
 #include <cstring>
 
 #include "engine/log.h"
@@ -359,16 +358,13 @@ void TlsServer::fail_handshake(TlsConnection& connection, const char* reason) {
     // Two rate limits, not one: a sender whose certificate fails the check (what an operator must
     // see, to fix an appliance) is not hidden behind the garbage a port scanner sends, which
     // fails in other ways and can fill the one slot every 10 s.
-    static std::atomic<std::int64_t> certificate_logged_ns{0};
-    static std::atomic<std::int64_t> other_logged_ns{0};
     const bool certificate = std::strstr(reason, "certificate") != nullptr;
-    if (log::should_log(certificate ? certificate_logged_ns : other_logged_ns, 10'000'000'000LL))
-        CEFD_LOG(warn,
-                 "receive: lane %u TLS handshake with %s port %u on %s failed: %s "
-                 "(receive_tls_handshake_failures_total=%llu)",
-                 intake_.lane, connection.source.to_string().c_str(),
-                 static_cast<unsigned>(connection.source.port), text_.c_str(), reason,
-                 static_cast<unsigned long long>(read(intake_.stats.tls_handshake_failures) + 1));
+    CEFD_LOG_EVERY_PER(10, 2, certificate ? 0 : 1, warn,
+                       "receive: lane %u TLS handshake with %s port %u on %s failed: %s "
+                       "(receive_tls_handshake_failures_total=%llu)",
+                       intake_.lane, connection.source.to_string().c_str(),
+                       static_cast<unsigned>(connection.source.port), text_.c_str(), reason,
+                       static_cast<unsigned long long>(read(intake_.stats.tls_handshake_failures) + 1));
     table_.close(connection);  // on_close counts it
 }
 
