@@ -157,15 +157,6 @@ bool is_ipv6_address(std::string_view token) noexcept {
     return colons >= 2;
 }
 
-/// A TAG with the CEF right behind its colon ("darktrace:CEF:0|..."): the offset of "CEF:" in
-/// `token`, or 0. RFC 3164's TAG ends at the first character that is not alphanumeric, so the
-/// message starts after the colon, with no space.
-std::size_t tag_glued_to_cef(std::string_view token) noexcept {
-    const std::size_t colon = token.find(':');
-    if (colon == 0 || colon == std::string_view::npos || !token.substr(colon + 1).starts_with("CEF:")) return 0;
-    return colon + 1;
-}
-
 /// A 3164 TAG token: "name:", "name[pid]:" or "name[pid]". Fills app_name/procid.
 bool take_tag(std::string_view token, SyslogMessage& out) noexcept {
     if (is_ipv6_address(token)) return false;
@@ -194,14 +185,16 @@ void parse_rfc3164(std::string_view rest, std::size_t ts_length, SyslogMessage& 
     // HOSTNAME, unless the first token already looks like a tag ("darktrace:", "app[12]").
     std::size_t end = find_space(rest, at);
     std::string_view token = rest.substr(at, end - at);
+    // A TAG with the CEF right behind its colon ("darktrace:CEF:0|..."): RFC 3164's TAG ends at
+    // the first character that is not alphanumeric, so the message starts after the colon, with
+    // no space. Not an IPv6 host with a CEF group (2001:CEF:0:1::5), and the message must start
+    // as CEF does ("CEF:0|", not "CEF: 0|", which is a tag of its own).
     const auto glued = [&](std::string_view tag_token) {
-        // An IPv6 host may have "CEF" as a group (2001:CEF:0:1::5); the message must start
-        // as CEF does ("CEF:0|", not "CEF: 0|", which is a tag of its own).
-        const std::size_t cef = tag_glued_to_cef(tag_token);
-        if (cef == 0 || is_ipv6_address(tag_token) || !starts_with_cef(rest.substr(at + cef)) ||
-            !take_tag(tag_token.substr(0, cef), out))
+        const std::size_t colon = tag_token.find(':');
+        if (colon == 0 || colon == std::string_view::npos || is_ipv6_address(tag_token) ||
+            !starts_with_cef(rest.substr(at + colon + 1)) || !take_tag(tag_token.substr(0, colon + 1), out))
             return false;
-        out.message = rest.substr(at + cef);
+        out.message = rest.substr(at + colon + 1);
         return true;
     };
     if (glued(token)) return;
