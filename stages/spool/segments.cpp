@@ -219,17 +219,22 @@ bool Spool::Impl::drop_oldest_segment_locked() {
     return true;
 }
 
+int Spool::Impl::fsync_dir_locked() {
+    if (::fsync(dir_fd_.get()) == 0) {
+        dir_dirty_ = false;
+        return 0;
+    }
+    dir_dirty_ = true;
+    return errno;
+}
+
 void Spool::Impl::sync_dir_locked() {
     // A new or removed file survives a power cut only once its directory is synced. A failure is
     // kept in dir_dirty_ and retried: by the interval thread (the failure stays in
     // spool_write_failing until then), or, with fsync = batch, before the next batch is stored.
     if (config_.fsync == SpoolConfig::Fsync::never) return;
-    if (::fsync(dir_fd_.get()) == 0) {
-        dir_dirty_ = false;
-        return;
-    }
-    const int error = errno;
-    dir_dirty_ = true;
+    const int error = fsync_dir_locked();
+    if (error == 0) return;
     if (config_.fsync == SpoolConfig::Fsync::interval) note_sync_error_locked(error, "syncing the directory", true);
     else note_write_error_locked(error, "syncing the directory");
 }

@@ -157,14 +157,15 @@ private:
     /// Counts `batches` dropped batches holding `rows` rows, then logs (at most every 10 s).
     void count_drop_locked(Drop reason, std::uint64_t rows, std::uint64_t batches = 1);
     void note_write_error_locked(int error, const char* what);
-    /// A failed fdatasync whose data was already in place: counted and logged like a write
-    /// error, and spool_write_failing stays 1 until an fdatasync succeeds.
-    /// A failed fdatasync (of a segment or ack log) or, with `directory`, fsync of the directory:
-    /// counted, and spool_write_failing stays set until the interval thread's sync covers it.
+    /// A failed fdatasync whose data was already in place (of a segment or ack log; with
+    /// `directory`, the fsync of the directory): counted and logged like a write error, and
+    /// spool_write_failing stays 1 until the interval thread's sync covers it.
     void note_sync_error_locked(int error, const char* what, bool directory = false);
     void quarantine_copy_locked(Segment& segment);
     void trim_corrupt_locked();
     void sync_dir_locked();
+    /// fsync of the directory: 0, or its errno; keeps dir_dirty_ (set on failure, cleared on success).
+    int fsync_dir_locked();
     /// Gives a newly created file (fd) or directory (path) to adopt_owner_, if set.
     void adopt(int fd) const;
     void adopt(const std::string& path) const;

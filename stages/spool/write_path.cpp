@@ -77,10 +77,7 @@ int Spool::Impl::append_record_locked(Segment& segment, std::uint64_t id, const 
         add(stats_.fsyncs);
         if (::fdatasync(segment.fd.get()) != 0) rc = errno;
         // A segment whose directory entry is not synced could vanish with the batch in it.
-        if (rc == 0 && dir_dirty_) {
-            if (::fsync(dir_fd_.get()) == 0) dir_dirty_ = false;
-            else rc = errno;
-        }
+        if (rc == 0 && dir_dirty_) rc = fsync_dir_locked();
     }
     if (rc != 0) {
         // Cut off whatever part was written, so the next record follows the last good one.
