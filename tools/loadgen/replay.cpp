@@ -122,9 +122,7 @@ int connect_socket(const ReplayOptions& options, const in_addr* bind_to, std::st
             // A source we cannot take (not a local address) falls back to the default source.
             (void)::bind(fd, reinterpret_cast<const sockaddr*>(&local), sizeof local);
         }
-        const int buffer_bytes = 4 << 20;
-        ::setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &buffer_bytes, sizeof buffer_bytes);
-        if (!options.tcp) report_device_queue_drops(fd, info->ai_family);
+        prepare_send_socket(fd, info->ai_family, !options.tcp);
         if (::connect(fd, info->ai_addr, info->ai_addrlen) != 0) {
             error = std::string("cannot connect: ") + std::strerror(errno);
             ::close(fd);

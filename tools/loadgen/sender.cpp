@@ -134,7 +134,10 @@ std::unique_ptr<SSL_CTX, SslDeleter> make_tls_context(const LoadgenOptions& opti
 
 }  // namespace
 
-void report_device_queue_drops(int fd, int family) {
+void prepare_send_socket(int fd, int family, bool udp) {
+    const int buffer_bytes = 4 << 20;
+    ::setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &buffer_bytes, sizeof buffer_bytes);
+    if (!udp) return;
     // Without RECVERR the kernel drops a datagram its own device queue has no room for and still
     // reports it sent (udp_send_skb turns the qdisc's ENOBUFS into success).
     const int on = 1;
@@ -159,12 +162,7 @@ Socket connect_target(const LoadgenOptions& options, std::string& error) {
     for (const addrinfo* info = found; info != nullptr; info = info->ai_next) {
         Socket candidate(::socket(info->ai_family, info->ai_socktype | SOCK_CLOEXEC, info->ai_protocol));
         if (candidate.fd() < 0) continue;
-        // A bigger send buffer lets bursts queue instead of blocking (capped by wmem_max).
-        const int buffer_bytes = 4 << 20;
-        ::setsockopt(candidate.fd(), SOL_SOCKET, SO_SNDBUF, &buffer_bytes, sizeof buffer_bytes);
-        // sendmmsg then says ENOBUFS and the sender waits and retries (send_udp), so what it
-        // counts as sent left this host.
-        if (info->ai_socktype == SOCK_DGRAM) report_device_queue_drops(candidate.fd(), info->ai_family);
+        prepare_send_socket(candidate.fd(), info->ai_family, info->ai_socktype == SOCK_DGRAM);
         if (::connect(candidate.fd(), info->ai_addr, info->ai_addrlen) == 0) {
             socket_fd = std::move(candidate);
             break;

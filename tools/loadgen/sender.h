@@ -60,10 +60,12 @@ constexpr double sender_cpu_share_max = 0.90;
 
 GeneratorCheck check_generator(const SendReport& report);
 
-/// For a UDP socket of `family`: have the kernel report a datagram its device queue drops
-/// (ENOBUFS from send) instead of counting it in Udp SndbufErrors and reporting it sent. Without
-/// this, a remote generator's own loss reads as the target's.
-void report_device_queue_drops(int fd, int family);
+/// Sets up a sending socket of `family` (run's and replay's alike): a 4 MiB send buffer, so bursts
+/// queue instead of blocking (capped by wmem_max); and for UDP, IP_RECVERR, so that the kernel
+/// reports a datagram its device queue drops (ENOBUFS from send, which the senders wait out)
+/// instead of counting it in Udp SndbufErrors and reporting it sent. Without that, a remote
+/// generator's own loss reads as the target's.
+void prepare_send_socket(int fd, int family, bool udp);
 
 /// Sends until count or duration runs out. `progress` is bumped as events go out (for the
 /// --report-interval-s line); the call blocks until every sender thread is done.
