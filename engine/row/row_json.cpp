@@ -15,6 +15,8 @@
 #include <emmintrin.h>
 #endif
 
+#include "engine/clock.h"
+
 namespace cefd {
 namespace {
 
@@ -165,19 +167,6 @@ void put_digits(char* out, std::int64_t value, int width) noexcept {
     }
 }
 
-/// Days since 1970-01-01 to a civil date (Howard Hinnant's algorithm).
-void civil_from_days(std::int64_t z, std::int64_t& year, unsigned& month, unsigned& day) noexcept {
-    z += 719468;
-    const std::int64_t era = (z >= 0 ? z : z - 146096) / 146097;
-    const auto doe = static_cast<unsigned>(z - era * 146097);
-    const unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    const unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    const unsigned mp = (5 * doy + 2) / 153;
-    day = doy - (153 * mp + 2) / 5 + 1;
-    month = mp < 10 ? mp + 3 : mp - 9;
-    year = static_cast<std::int64_t>(yoe) + era * 400 + (month <= 2 ? 1 : 0);
-}
-
 constexpr std::string_view time_key = "{\"TimeGenerated\":\"";
 constexpr std::size_t time_text_bytes = 27;  // YYYY-MM-DDTHH:MM:SS.ffffffZ
 
@@ -199,10 +188,10 @@ char* write_time(std::int64_t ns, char* out) noexcept {
             second_of_day += 86'400;
             --days;
         }
-        std::int64_t year = 0;
-        unsigned month = 0;
-        unsigned day = 0;
-        civil_from_days(days, year, month, day);
+        const CivilDate date = civil_from_days(days);
+        std::int64_t year = date.year;
+        const unsigned month = date.month;
+        const unsigned day = date.day;
         if (year < 0) year = 0;
         if (year > 9999) year = 9999;
         put_digits(cached, year, 4);

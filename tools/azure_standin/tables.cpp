@@ -4,6 +4,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "engine/clock.h"
 #include "engine/log.h"
 #include "standin_columns_tsv.h"
 
@@ -194,13 +195,7 @@ std::optional<std::int64_t> iso8601_unix_seconds(std::string_view text) noexcept
         minute > 59 || second > 60) {
         return std::nullopt;
     }
-    // Days from 1970-01-01 to the date (the proleptic Gregorian calendar, March-based years).
-    const int y = year - (month <= 2 ? 1 : 0);
-    const int era = (y >= 0 ? y : y - 399) / 400;
-    const int year_of_era = y - era * 400;
-    const int day_of_year = (153 * (month + (month > 2 ? -3 : 9)) + 2) / 5 + day - 1;
-    const int day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
-    const std::int64_t days = static_cast<std::int64_t>(era) * 146'097 + day_of_era - 719'468;
+    const std::int64_t days = days_from_civil(year, static_cast<unsigned>(month), static_cast<unsigned>(day));
     return days * 86'400 + hour * 3'600 + minute * 60 + second - offset_s;
 }
 
