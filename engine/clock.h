@@ -32,6 +32,15 @@ inline std::string utc_iso8601(std::time_t seconds) {
     return text;
 }
 
+/// True for a date the proleptic Gregorian calendar has (no 2023-02-29, no 04-31).
+constexpr bool valid_civil_date(std::int64_t year, int month, int day) noexcept {
+    if (month < 1 || month > 12 || day < 1) return false;
+    constexpr int days[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    if (day > days[month - 1]) return false;
+    if (month == 2 && day == 29) return (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+    return true;
+}
+
 /// Days since 1970-01-01 for a proleptic Gregorian date (Howard Hinnant's algorithm).
 constexpr std::int64_t days_from_civil(std::int64_t y, unsigned m, unsigned d) noexcept {
     y -= m <= 2 ? 1 : 0;

@@ -179,14 +179,6 @@ bool read_clock(std::string_view s, std::size_t& at, std::int64_t& ms_of_day) no
     return true;
 }
 
-bool valid_day(std::int64_t year, int month, int day) noexcept {
-    if (month < 1 || month > 12 || day < 1) return false;
-    static constexpr int days[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-    if (day > days[month - 1]) return false;
-    if (month == 2 && day == 29) return (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
-    return true;
-}
-
 constexpr std::int64_t ms_per_day = 86'400'000;
 /// How far ahead of the receive time a year-less time may be and still count as this year's.
 constexpr std::int64_t future_margin_ms = ms_per_day;
@@ -201,7 +193,7 @@ std::optional<std::int64_t> parse_iso(std::string_view s) noexcept {
         return std::nullopt;
     ++at;
     std::int64_t ms_of_day = 0;
-    if (!valid_day(year, month, day) || !read_clock(s, at, ms_of_day)) return std::nullopt;
+    if (!valid_civil_date(year, month, day) || !read_clock(s, at, ms_of_day)) return std::nullopt;
     int offset = 0;
     if (!read_zone(s, at, offset)) return std::nullopt;
     return days_from_civil(year, static_cast<unsigned>(month), static_cast<unsigned>(day)) * ms_per_day +
@@ -349,7 +341,7 @@ std::optional<std::int64_t> parse_cef_time_ms(std::string_view text, std::int64_
                ms_of_day - std::int64_t{offset} * 60'000;
     };
     if (has_year) {
-        if (!valid_day(year, month, day)) return std::nullopt;
+        if (!valid_civil_date(year, month, day)) return std::nullopt;
         return to_ms(year);
     }
     // No year: the latest of next, this and last year that is at most a day after now, the rule
@@ -359,7 +351,7 @@ std::optional<std::int64_t> parse_cef_time_ms(std::string_view text, std::int64_
     // margin covers clock skew and senders east of UTC (their local time is taken as UTC).
     const std::int64_t this_year = civil_from_days(now_ms / ms_per_day).year;
     for (std::int64_t y = this_year + 1; y >= this_year - 1; --y) {
-        if (!valid_day(y, month, day)) continue;  // Feb 29 outside a leap year
+        if (!valid_civil_date(y, month, day)) continue;  // Feb 29 outside a leap year
         const std::int64_t candidate = to_ms(y);
         if (candidate - now_ms <= future_margin_ms) return candidate;
     }

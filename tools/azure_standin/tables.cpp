@@ -188,13 +188,7 @@ std::optional<std::int64_t> iso8601_unix_seconds(std::string_view text) noexcept
         }
     }
     if (at != text.size()) return std::nullopt;
-    const bool leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
-    constexpr std::array<int, 12> days_in_month{31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-    if (month < 1 || month > 12 || day < 1 ||
-        day > days_in_month[static_cast<std::size_t>(month - 1)] + (month == 2 && leap ? 1 : 0) || hour > 23 ||
-        minute > 59 || second > 60) {
-        return std::nullopt;
-    }
+    if (!valid_civil_date(year, month, day) || hour > 23 || minute > 59 || second > 60) return std::nullopt;
     const std::int64_t days = days_from_civil(year, static_cast<unsigned>(month), static_cast<unsigned>(day));
     return days * 86'400 + hour * 3'600 + minute * 60 + second - offset_s;
 }
