@@ -150,6 +150,7 @@ TEST(SpoolSyncErrors, WithBatchSyncsNoBatchIsStoredInASegmentWhoseDirectoryIsNot
         ASSERT_TRUE(spool->accept(make_batch(1, 3000)));
         EXPECT_FALSE(spool->accept(make_batch(2, 3000)));  // its new segment's entry is not durable
         EXPECT_TRUE(spool->write_failing());
+        EXPECT_EQ(read(spool->stats().dropped_write_error), 1U) << "the refused batch is a counted drop";
     }
     ASSERT_TRUE(spool->accept(make_batch(3, 3000)));
     EXPECT_FALSE(spool->write_failing());
