@@ -436,6 +436,12 @@ std::optional<Config> load_config_text(const std::string& text, const std::strin
         errors.add("azure.drain_timeout_ms", "must be less than runtime.shutdown_timeout_ms (" +
                                                  std::to_string(config.runtime.shutdown_timeout_ms) +
                                                  "), which bounds the whole shutdown");
+    else if (std::uint64_t{config.receive.drain_timeout_ms} + config.azure.drain_timeout_ms >=
+             config.runtime.shutdown_timeout_ms)
+        errors.warn("receive.drain_timeout_ms",
+                    "with azure.drain_timeout_ms it reaches runtime.shutdown_timeout_ms (" +
+                        std::to_string(config.runtime.shutdown_timeout_ms) +
+                        "): a stop that needs both in full is cut short (what is spooled waits for the next start)");
     // deploy/cefd.service gives a stop TimeoutStopSec=60, then SIGKILL: a longer drain is cut.
     if (config.runtime.shutdown_timeout_ms > 55'000)
         errors.warn("runtime.shutdown_timeout_ms",

@@ -88,6 +88,14 @@ bool ConnectionDriver::has_unread_bytes(Connection& connection) {
     return ::recv(connection.fd.get(), &byte, 1, MSG_PEEK | MSG_DONTWAIT) > 0;
 }
 
+std::size_t ConnectionDriver::read_at_stop(Connection& connection) {
+    const ssize_t n = ::recv(connection.fd.get(), connection.read_at(), connection.room(), MSG_DONTWAIT);
+    if (n > 0) return static_cast<std::size_t>(n);
+    // 0: the peer closed; an error other than "nothing now": the stream is over either way.
+    if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) connection.eof = true;
+    return 0;
+}
+
 // ---- AcceptBackoff, PolledListener ----
 
 bool AcceptBackoff::on_error(int error, std::int64_t now_ns, unsigned lane, const char* protocol,
@@ -302,6 +310,39 @@ void ConnectionTable::service() noexcept {
     scan();
 }
 
+bool ConnectionTable::drain_pass() noexcept {
+    constexpr int reads_per_pass_max = 64;  // one fast sender must not hold up the others
+    bool pending = false;
+    // Backwards: a connection that closes is replaced by the last one.
+    for (std::size_t i = connections_.size(); i-- > 0;) {
+        Connection& connection = *connections_[i];
+        if (connection.closing || connection.handshaking) continue;
+        if (connection.paused) {  // the drain reads it itself: no resume_reads
+            connection.paused = false;
+            std::erase(paused_, &connection);
+        }
+        Next next = process(connection);  // what is buffered first (at eof: delivered, closed)
+        for (int reads = 0; next == Next::read; ++reads) {
+            if (reads == reads_per_pass_max) {
+                pending = true;
+                break;
+            }
+            const std::size_t bytes = connection.driver->read_at_stop(connection);
+            if (bytes == 0 && !connection.eof) break;  // nothing more now
+            on_read(connection, bytes);
+            next = process(connection);
+        }
+        if (next == Next::paused) pending = true;
+    }
+    end_pass();
+    return pending;
+}
+
+bool ConnectionTable::any_in_flight() const noexcept {
+    return std::any_of(connections_.begin(), connections_.end(),
+                       [](const auto& connection) { return connection->in_flight; });
+}
+
 void ConnectionTable::account_at_stop() noexcept {
     std::uint64_t bytes = 0;
     std::size_t holding = 0;
@@ -318,8 +359,9 @@ void ConnectionTable::account_at_stop() noexcept {
     bump(intake_.stats.tcp_unread_at_stop_bytes, bytes);
     CEFD_LOG(warn,
              "receive: lane %u stopping with %llu bytes unread on %zu connection(s) "
-             "(receive_tcp_unread_at_stop_bytes_total): their senders were told they arrived, "
-             "and they are not delivered",
+             "(receive_tcp_unread_at_stop_bytes_total) when the stop's drain ended "
+             "(receive.drain_timeout_ms): their senders were told they arrived, and they are not "
+             "delivered",
              intake_.lane, static_cast<unsigned long long>(bytes), holding);
 }
 

@@ -31,6 +31,7 @@
 namespace cefd::receive {
 
 class ConnectionDriver;
+class ConnectionTable;
 
 /// One accepted stream connection. Its read buffer holds at most one partial frame plus what
 /// the last read brought.
@@ -82,12 +83,24 @@ public:
     virtual bool cancel_reads(Connection& connection) = 0;
     /// Bytes that arrived but were not read yet (a recv MSG_PEEK; TLS: SSL_has_pending too).
     virtual bool has_unread_bytes(Connection& connection);
+    /// Stop time, once the engine's own reads have ended: reads what the connection holds now
+    /// into read_at() without blocking (a recv with MSG_DONTWAIT; TLS: SSL_read). Returns the
+    /// bytes read, 0 when there is nothing now; sets `eof` at the end of the stream or an error.
+    virtual std::size_t read_at_stop(Connection& connection);
     /// Just before the connection leaves the table: counters and goodbyes (TLS close_notify).
     virtual void on_close(Connection& connection) = 0;
 
 protected:
     ~ConnectionDriver() = default;
 };
+
+/// The receive thread is stopping (its engine's own event loop has ended, and no read of its
+/// is in the kernel any more): for up to receive.drain_timeout_ms, reads what the lane's UDP
+/// socket (`udp_fd`, -1: none) and its connections still hold and delivers it, waiting for
+/// ring room while the worker catches up; then counts and logs what is left
+/// (receive_udp_unread_at_stop_total, receive_tcp_unread_at_stop_bytes_total). Both engines
+/// end with it, so a restart loses nothing the kernel had already taken in.
+void drain_at_stop(Intake& intake, ConnectionTable& table, int udp_fd) noexcept;
 
 /// Accept errors that mean "out of file descriptors or memory" leave the connection in the
 /// backlog and fail again at once, so the listener rests for retry_ns (all engines, and TLS).
@@ -181,10 +194,22 @@ public:
     /// Once per pass: retries paused connections, and every scan interval closes idle
     /// connections and handshakes over tls_handshake_timeout_ms.
     void service() noexcept;
-    /// The receive thread is stopping: what its connections still hold (a partial frame in the
-    /// buffer, bytes the kernel holds unread, acknowledged to the sender) is not delivered.
-    /// Counts it (receive_tcp_unread_at_stop_bytes_total) and says so once.
+    /// One pass of the stop's drain (see drain_at_stop): every connection whose handshake is
+    /// done is read (read_at_stop) until it has nothing more now, and its frames delivered.
+    /// True while some connection still has work: frames waiting for ring room, or more to
+    /// read than one pass takes. The caller sets the clock and waits between passes.
+    bool drain_pass() noexcept;
+    /// The stop's drain has ended: what connections still hold (a partial frame in the buffer,
+    /// bytes the kernel holds unread, acknowledged to the sender) is not delivered. Counts it
+    /// (receive_tcp_unread_at_stop_bytes_total) and says so once.
     void account_at_stop() noexcept;
+    /// True while some connection has a read in the kernel (io_uring).
+    [[nodiscard]] bool any_in_flight() const noexcept;
+    /// Calls f(Connection&) for every connection in the table (not for those closed this pass).
+    template <class F>
+    void for_each(F&& f) {
+        for (const auto& connection : connections_) f(*connection);
+    }
     /// Frees the connections closed this pass. Once per pass, after every event was handled.
     void end_pass() noexcept { graveyard_.clear(); }
 

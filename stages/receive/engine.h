@@ -78,6 +78,8 @@ public:
         return write_message_record(ring_, meta, bytes);
     }
     void notify() noexcept { ring_.notify(); }
+    /// Free bytes in the lane ring, as this (the producing) thread sees them.
+    [[nodiscard]] std::size_t ring_room() const noexcept { return ring_.capacity() - ring_.used_bytes(); }
 
     /// Handles one UDP datagram that arrived with `truncated` (MSG_TRUNC) or not.
     void on_datagram(const sockaddr* peer, std::string_view payload, bool truncated,

@@ -98,6 +98,7 @@ Result<EngineCost> measure_engine(ReceiveConfig::Engine engine, const ReceiveCon
     c.tls_cert_file.clear();
     c.tls_key_file.clear();
     c.tls_client_ca_file.clear();
+    c.drain_timeout_ms = 0;  // nothing consumes the ring after the round: no waiting for room at stop
     // No more than net.core.rmem_max grants without privilege: no SO_RCVBUF warning from here.
     c.rcvbuf_bytes = std::min(c.rcvbuf_bytes, receive_buffer_cap());
 

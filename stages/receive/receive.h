@@ -65,6 +65,11 @@ struct ReceiveConfig {
     /// shorter) is closed, however slowly its bytes trickle in (counted as a handshake failure
     /// and in `tls_handshake_timeouts`).
     std::uint32_t tls_handshake_timeout_ms = 10'000;
+    /// At stop (SIGTERM), the longest each lane spends reading and delivering what its sockets
+    /// still hold (datagrams queued in the UDP socket, bytes in accepted connections) before it
+    /// closes them. 0: close at once. What is still there when it ends is counted
+    /// (`udp_unread_at_stop`, `tcp_unread_at_stop_bytes`) and logged.
+    std::uint32_t drain_timeout_ms = 1'000;
     enum class Engine : std::uint8_t { automatic, io_uring, recvmmsg };
     /// "auto" uses recvmmsg/epoll: measured cheaper than io_uring here (bench/README.md).
     /// "io_uring" fails to start if io_uring is unusable. The start-up line names the engine.
@@ -112,7 +117,9 @@ struct ReceiveStats {
     Counter tcp_bad_frames{0};  // octet count over 16 MiB (9-19 digits): to the next LF
     Counter tcp_skipped_bytes{0};  // bytes skipped for tcp_bad_frames
     Counter tcp_cut_bytes{0};  // the rest of tcp_oversize_frames, past max_frame_bytes: dropped
-    Counter tcp_unread_at_stop_bytes{0};  // left in connections when the receive thread stopped
+    Counter tcp_unread_at_stop_bytes{0};  // left in connections when the stop's drain ended
+    Counter udp_unread_at_stop{0};        // datagrams left in the UDP socket when the stop's drain ended
+    Counter drained_at_stop{0};           // datagrams and frames the stop's drain read and delivered
     Counter tcp_idle_closed{0}; // connections closed by the idle timeout
     Counter empty{0};           // empty datagrams / TCP frames (health probes): not written
     Counter tcp_partial_frames{0};  // octet-counted frame cut short by the peer closing: kept, flagged
@@ -140,7 +147,8 @@ public:
     Receiver(const Receiver&) = delete;
     Receiver& operator=(const Receiver&) = delete;
 
-    /// The receive thread's body: returns soon (within about 100 ms) after `stop` is requested.
+    /// The receive thread's body: returns soon after `stop` is requested (within about 100 ms,
+    /// plus the stop's drain: at most drain_timeout_ms, connection_table.h drain_at_stop).
     void run(std::stop_token stop);
 
     /// Asks the receive thread to reload the TLS certificate, key and client CA at its next pass

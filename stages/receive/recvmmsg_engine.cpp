@@ -127,7 +127,7 @@ public:
             listener_.rewatch_if_due(monotonic_now_ns_);
             if (!serve_streams(intake_, table_, tls_.get(), tls_ready)) coalesce = false;
         }
-        table_.account_at_stop();
+        drain_at_stop(intake_, table_, udp_fd());  // no read outlives a pass: nothing to cancel
     }
 
 private:

@@ -385,6 +385,27 @@ bool TlsServer::has_unread_bytes(Connection& connection) {
            ConnectionDriver::has_unread_bytes(connection);
 }
 
+std::size_t TlsServer::read_at_stop(Connection& connection) {
+    auto& tls = static_cast<TlsConnection&>(connection);
+    if (tls.ssl == nullptr || tls.handshaking || tls.fatal) return 0;
+    std::size_t n = 0;
+    ERR_clear_error();
+    const int rc = SSL_read_ex(tls.ssl, connection.read_at(), connection.room(), &n);
+    if (rc == 1) return n;
+    switch (SSL_get_error(tls.ssl, rc)) {
+        case SSL_ERROR_WANT_READ:
+        case SSL_ERROR_WANT_WRITE:
+            return 0;  // nothing more now
+        case SSL_ERROR_ZERO_RETURN:
+            break;  // close_notify
+        default:    // a reset, EOF without close_notify, or worse
+            tls.fatal = true;
+            ERR_clear_error();
+    }
+    connection.eof = true;
+    return 0;
+}
+
 void TlsServer::on_close(Connection& connection) {
     auto& tls = static_cast<TlsConnection&>(connection);
     if (tls.ready) std::erase(ready_, &tls);

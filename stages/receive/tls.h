@@ -120,6 +120,7 @@ private:
     void pause_reads(Connection& connection) override;
     bool cancel_reads(Connection&) override { return false; }  // SSL_read never outlives a pass
     bool has_unread_bytes(Connection& connection) override;
+    std::size_t read_at_stop(Connection& connection) override;
     void on_close(Connection& connection) override;
 
     Intake& intake_;

@@ -291,11 +291,49 @@ public:
             if (tls_rearm_) arm_tls();
             (void)serve_streams(intake_, table_, tls_.get(), tls_ready_);
         }
-        table_.account_at_stop();  // a completion not reaped yet is not counted: a lower bound
-        io_uring_submit(ring_.get());  // cancels queued by cancel_reads() still reach the kernel
+        quiesce();
+        drain_at_stop(intake_, table_, udp_fd());
     }
 
 private:
+    // Stop: every request still in the kernel is cancelled and its completion handled (datagrams
+    // and bytes that completed first are delivered), so that drain_at_stop may read the sockets
+    // itself and no buffer is the kernel's any more. Bounded: a second at most.
+    void quiesce() {
+        stopping_ = true;
+        auto cancel = [&](void* user_data) {
+            io_uring_sqe* sqe = ring_.sqe();
+            io_uring_prep_cancel(sqe, user_data, 0);
+            io_uring_sqe_set_data(sqe, nullptr);  // the cancel's own completion: ignored
+        };
+        if (udp_armed()) cancel(&udp_completion_);
+        if (accept_armed()) cancel(&listener_completion_);
+        if (tls_armed()) cancel(&tls_completion_);
+        table_.for_each([&](Connection& connection) {
+            if (connection.in_flight && !connection.closing) cancel(connection.completion());
+        });
+        const std::int64_t give_up = monotonic_ns() + 1'000'000'000;
+        while (udp_armed() || accept_armed() || tls_armed() || table_.any_in_flight()) {
+            if (monotonic_ns() >= give_up) {
+                CEFD_LOG(error, "receive: %s io_uring requests not cancelled within 1 s of the stop",
+                         intake_.name.c_str());
+                break;
+            }
+            __kernel_timespec timeout{.tv_sec = 0, .tv_nsec = 10'000'000};
+            io_uring_cqe* first = nullptr;
+            (void)io_uring_submit_and_wait_timeout(ring_.get(), &first, 1, &timeout, nullptr);
+            now_ns_ = wall_clock_ns();
+            monotonic_now_ns_ = monotonic_ns();
+            table_.set_clock(now_ns_, monotonic_now_ns_);
+            drain_completions();
+            intake_.flush(batch_, udp_fd());
+            table_.end_pass();
+        }
+    }
+    [[nodiscard]] bool udp_armed() const noexcept { return udp_fd_.valid() && !udp_rearm_; }
+    [[nodiscard]] bool accept_armed() const noexcept { return tcp_fd_.valid() && !accept_rearm_; }
+    [[nodiscard]] bool tls_armed() const noexcept { return tls_ != nullptr && !tls_rearm_; }
+
     void arm_udp() {
         io_uring_sqe* sqe = ring_.sqe();
         io_uring_prep_recvmsg_multishot(sqe, udp_fd_.get(), &udp_msg_, 0);
@@ -327,7 +365,9 @@ private:
     }
 
     // ConnectionDriver.
-    void resume_reads(Connection& connection) override { arm_recv(connection); }
+    void resume_reads(Connection& connection) override {
+        if (!stopping_) arm_recv(connection);  // stopping: drain_at_stop reads it
+    }
     void pause_reads(Connection&) override {}  // no recv is armed until resume_reads
     bool cancel_reads(Connection& connection) override {
         if (!connection.in_flight) return false;
@@ -373,6 +413,7 @@ private:
     void on_udp(const io_uring_cqe& cqe) {
         if ((cqe.flags & IORING_CQE_F_MORE) == 0) udp_rearm_ = true;
         if (cqe.res < 0) {
+            if (stopping_ && cqe.res == -ECANCELED) return;
             if (cqe.res == -ENOBUFS) {
                 // Every provided buffer was in use: the kernel kept the datagrams in the socket
                 // buffer (or dropped them, which udp_socket_drops counts). Re-armed this pass.
@@ -423,7 +464,7 @@ private:
             std::move(fd), SourceAddress::from_sockaddr(peer_address), Transport::tcp, *this);
         if (connection == nullptr) return;  // refused, counted
         bump(intake_.stats.tcp_accepted);
-        arm_recv(*connection);
+        if (!stopping_) arm_recv(*connection);  // stopping: drain_at_stop reads it
     }
 
     void on_recv(Connection& connection, int res) {
@@ -438,12 +479,14 @@ private:
             table_.on_read(connection, static_cast<std::size_t>(res));
         } else if (res == 0 || res == -ECONNRESET || res == -ETIMEDOUT || res == -EPIPE) {
             connection.eof = true;  // closed or reset by the peer: deliver what is left
+        } else if (stopping_ && res == -ECANCELED) {
+            // quiesce() took the read back: drain_at_stop reads what is there.
         } else {
             CEFD_LOG_EVERY(10, warn, "receive: lane %u TCP recv from %s failed: %s", intake_.lane,
                            connection.source.to_string().c_str(), std::strerror(-res));
             connection.eof = true;
         }
-        if (table_.process(connection) == ConnectionTable::Next::read) arm_recv(connection);
+        if (table_.process(connection) == ConnectionTable::Next::read && !stopping_) arm_recv(connection);
     }
 
     Intake intake_;
@@ -467,6 +510,7 @@ private:
     bool accept_rearm_ = false;
     bool tls_rearm_ = false;
     bool tls_ready_ = false;  // the TLS epoll set signalled this pass
+    bool stopping_ = false;   // quiesce(): nothing is armed again
     // Last, so it is destroyed first: no request may outlive the memory it points into.
     Ring ring_;
 };

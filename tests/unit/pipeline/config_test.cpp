@@ -186,6 +186,22 @@ TEST(Config, TheSenderDrainMustFitInTheShutdownTime) {
     EXPECT_TRUE(has_error(errors, "azure.drain_timeout_ms: must be less than runtime.shutdown_timeout_ms")) << all(errors);
 }
 
+// The receive drain runs before the sender's: together they must fit too, or the stop is cut.
+TEST(Config, TheReceiveAndSenderDrainsTogetherOverTheShutdownTimeAreAWarning) {
+    ConfigErrors errors;
+    ASSERT_TRUE(load_config_text(azure_minimal + "drain_timeout_ms = 10000\n[receive]\ndrain_timeout_ms = 5000\n"
+                                                 "[runtime]\nshutdown_timeout_ms = 15000\n",
+                                 "<test>", errors))
+        << all(errors);
+    ASSERT_EQ(errors.warnings().size(), 1U);
+    EXPECT_EQ(errors.warnings()[0].rfind("receive.drain_timeout_ms: ", 0), 0U) << errors.warnings()[0];
+    ConfigErrors fine;  // the defaults: 1 s + 10 s of 15 s
+    ASSERT_TRUE(load_config_text(azure_minimal, "<test>", fine)) << all(fine);
+    EXPECT_TRUE(fine.warnings().empty()) << fine.warnings().front();
+    ConfigErrors over;
+    EXPECT_FALSE(load_config_text(azure_minimal + "[receive]\ndrain_timeout_ms = 60001\n", "<test>", over));
+}
+
 // The metrics endpoint and a receive listener on one TCP port: refused before start, not a
 // bind failure (or, with SO_REUSEPORT, one port serving both) at start.
 // The shipped unit SIGKILLs 60 s after SIGTERM: a drain allowed longer is cut without a word.

@@ -1,0 +1,166 @@
+// stages/receive/drain.cpp: what a lane's receive thread does last (connection_table.h,
+// drain_at_stop). At a stop the kernel still holds what senders were told had arrived: UDP
+// datagrams queued in the socket (up to rcvbuf_bytes), TCP bytes acknowledged but unread. Both
+// engines end their event loop, make sure none of their reads is still in the kernel, and then
+// this reads the sockets with plain non-blocking calls and delivers into the lane ring like any
+// other message, while the worker (still running) empties the ring into the spool.
+#include <sys/socket.h>
+#include <time.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <vector>
+
+#include "engine/clock.h"
+#include "engine/log.h"
+#include "engine/record.h"
+#include "stages/receive/connection_table.h"
+#include "stages/receive/engine.h"
+#include "stages/receive/socket.h"
+
+namespace cefd::receive {
+namespace {
+
+/// The lane's UDP socket, read with recvmmsg until it is empty.
+class UdpDrain {
+public:
+    UdpDrain(Intake& intake, int fd) : intake_(intake), fd_(fd) {
+        if (fd_ < 0) return;
+        const std::size_t limit = intake_.datagram_limit;
+        payloads_.resize(per_call * limit);
+        for (unsigned i = 0; i < per_call; ++i) {
+            iovecs_[i] = {payloads_.data() + i * limit, limit};
+            messages_[i].msg_hdr.msg_iov = &iovecs_[i];
+            messages_[i].msg_hdr.msg_iovlen = 1;
+            messages_[i].msg_hdr.msg_name = &names_[i];
+        }
+        record_max_ = message_record_bytes(limit) + 64;  // with the ring's header and alignment
+    }
+
+    /// Reads up to calls_per_pass recvmmsg calls' worth while the ring has room for a whole
+    /// call. True while the socket may hold more; false once it is empty (or UDP is off).
+    bool pass() noexcept {
+        if (empty_) return false;
+        for (unsigned call = 0; call < calls_per_pass; ++call) {
+            // Only as many as surely fit: a datagram read is one the ring must take.
+            const auto fit = static_cast<unsigned>(std::min<std::size_t>(per_call, intake_.ring_room() / record_max_));
+            if (fit == 0) return true;  // the worker is behind: wait
+            for (auto& message : messages_) {
+                message.msg_hdr.msg_namelen = sizeof(sockaddr_storage);
+                message.msg_hdr.msg_flags = 0;
+            }
+            const int received = ::recvmmsg(fd_, messages_, fit, MSG_DONTWAIT, nullptr);
+            if (received <= 0) {
+                if (received < 0 && errno == EINTR) continue;
+                if (received < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
+                    CEFD_LOG(error, "receive: %s recvmmsg at stop failed: %s", intake_.name.c_str(),
+                             std::strerror(errno));
+                empty_ = true;
+                return false;
+            }
+            const std::int64_t now = wall_clock_ns();
+            for (int i = 0; i < received; ++i) {
+                const msghdr& msg = messages_[i].msg_hdr;
+                const auto* peer = msg.msg_namelen != 0 ? static_cast<const sockaddr*>(msg.msg_name) : nullptr;
+                intake_.on_datagram(peer, {static_cast<const char*>(msg.msg_iov->iov_base), messages_[i].msg_len},
+                                    (msg.msg_flags & MSG_TRUNC) != 0, now, batch_);
+            }
+            delivered_ += batch_.datagrams;
+            intake_.flush(batch_, fd_);  // counters, and the worker is woken
+        }
+        return true;
+    }
+
+    /// The drain's time is up: counts what the socket still holds (read and thrown away, at
+    /// most a second's worth, so a sender that never pauses cannot hold the stop) and says so.
+    void account() noexcept {
+        if (empty_) return;
+        std::uint64_t unread = 0;
+        const std::int64_t give_up = monotonic_ns() + 1'000'000'000;
+        char byte = 0;
+        iovec tiny[per_call];
+        for (unsigned i = 0; i < per_call; ++i) {
+            tiny[i] = {&byte, 1};
+            messages_[i].msg_hdr.msg_iov = &tiny[i];
+            messages_[i].msg_hdr.msg_name = nullptr;
+            messages_[i].msg_hdr.msg_namelen = 0;
+        }
+        bool complete = false;
+        while (monotonic_ns() < give_up) {
+            const int received = ::recvmmsg(fd_, messages_, per_call, MSG_DONTWAIT, nullptr);
+            if (received < 0 && errno == EINTR) continue;
+            if (received <= 0) {
+                complete = true;
+                break;
+            }
+            unread += static_cast<std::uint64_t>(received);
+        }
+        if (unread == 0) return;
+        batch_ = {};
+        batch_.kernel_drops = udp_socket_drops(fd_);  // what overflowed while the drain waited
+        intake_.flush(batch_, -1);
+        bump(intake_.stats.udp_unread_at_stop, unread);
+        CEFD_LOG(warn,
+                 "receive: %s stopping with %s%llu UDP datagrams still queued in its socket when "
+                 "the stop's drain ended (receive.drain_timeout_ms; receive_udp_unread_at_stop_total): "
+                 "not delivered",
+                 intake_.name.c_str(), complete ? "" : "at least ", static_cast<unsigned long long>(unread));
+    }
+
+    [[nodiscard]] std::uint64_t delivered() const noexcept { return delivered_; }
+
+private:
+    static constexpr unsigned per_call = 64;
+    static constexpr unsigned calls_per_pass = 16;
+    Intake& intake_;
+    const int fd_;
+    bool empty_ = fd_ < 0;
+    std::vector<char> payloads_;
+    sockaddr_storage names_[per_call]{};
+    iovec iovecs_[per_call]{};
+    mmsghdr messages_[per_call]{};
+    UdpBatch batch_;
+    std::size_t record_max_ = 0;  // ring bytes the longest datagram takes
+    std::uint64_t delivered_ = 0;
+};
+
+std::uint64_t frames_delivered(const ReceiveStats& stats) noexcept {
+    return read(stats.tcp_frames) + read(stats.tls_frames);
+}
+
+}  // namespace
+
+void drain_at_stop(Intake& intake, ConnectionTable& table, int udp_fd) noexcept {
+    const std::int64_t started = monotonic_ns();
+    const std::int64_t deadline = started + std::int64_t{intake.config.drain_timeout_ms} * 1'000'000;
+    const std::uint64_t frames_before = frames_delivered(intake.stats);
+    UdpDrain udp(intake, udp_fd);
+    bool done = false;
+    while (!done) {
+        table.set_clock(wall_clock_ns(), monotonic_ns());
+        // Datagrams first: a full socket buffer drops, a connection only waits.
+        const bool udp_more = udp.pass();
+        const bool streams_more = table.drain_pass();
+        done = !udp_more && !streams_more;
+        if (done || monotonic_ns() >= deadline) break;
+        const timespec pause{.tv_sec = 0, .tv_nsec = 1'000'000};  // the worker frees ring room
+        ::clock_nanosleep(CLOCK_MONOTONIC, 0, &pause, nullptr);
+    }
+    const std::uint64_t frames = frames_delivered(intake.stats) - frames_before;
+    const std::uint64_t drained = udp.delivered() + frames;
+    if (drained != 0) {
+        bump(intake.stats.drained_at_stop, drained);
+        if (intake.lane != calibration_lane)
+            CEFD_LOG(
+                info,
+                "receive: %s read %llu datagrams and %llu TCP/TLS frames its sockets still held at stop, in %lld ms",
+                intake.name.c_str(), static_cast<unsigned long long>(udp.delivered()),
+                static_cast<unsigned long long>(frames),
+                static_cast<long long>((monotonic_ns() - started) / 1'000'000));
+    }
+    udp.account();
+    table.account_at_stop();
+}
+
+}  // namespace cefd::receive

@@ -1,0 +1,138 @@
+// The stop's drain (receive.drain_timeout_ms, stages/receive/drain.cpp): at SIGTERM, what the
+// kernel still holds for cefd is read and delivered before the sockets close. The TCP side is in
+// paused_connections_test.cpp (FramesHeldAtStopAreDelivered); this is UDP.
+//
+// Datagrams queued in the UDP socket when cefd stopped were thrown away with the socket,
+// uncounted: a restart under load lost up to a socket buffer's worth (rcvbuf_bytes) silently.
+#include <signal.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "tests/e2e/harness.h"
+
+namespace cefd::test {
+namespace {
+
+using namespace std::chrono_literals;
+
+long long logged_number(const std::string& log, const std::string& key) {
+    const std::size_t at = log.rfind(key + "=");
+    return at == std::string::npos ? -1 : std::atoll(log.c_str() + at + key.size() + 1);
+}
+
+class StopDrain : public ::testing::TestWithParam<const char*> {};
+
+// cefd is stopped (SIGSTOP) while the datagrams arrive, so they wait in its socket; it is told
+// to stop before it runs again. Its last passes read some; the drain must read the rest.
+TEST_P(StopDrain, DatagramsQueuedInTheSocketAtStopAreDelivered) {
+    TempDir dir;
+    AzureStandin azure(dir);
+    CefdOptions options;
+    options.workers = 1;
+    options.receive_extra = std::string("engine = \"") + GetParam() + "\"\n";
+    Cefd cefd(dir, azure, options);
+
+    constexpr int count = 6'000;  // ~1.3 MB of payload: well inside the 8 MiB socket buffer
+    std::vector<std::string> lines;
+    lines.reserve(count);
+    for (int i = 0; i < count; ++i) {
+        char line[256];
+        std::snprintf(line, sizeof line, "<134>Mar 14 09:15:02 host CEF:0|Vendor|Product|1|2|Name|3|msg=d%d cs1=%0120d",
+                      i, i);
+        lines.emplace_back(line);
+    }
+    ASSERT_EQ(::kill(cefd.process().pid(), SIGSTOP), 0);
+    send_udp(cefd.port(), lines);
+    ASSERT_EQ(::kill(cefd.process().pid(), SIGTERM), 0);  // pending until it runs again
+    ASSERT_EQ(::kill(cefd.process().pid(), SIGCONT), 0);
+    ASSERT_EQ(cefd.process().wait(60s), 0) << cefd.process().err();
+
+    const std::string log = cefd.process().err();
+    ASSERT_EQ(logged_number(log, "kernel"), 0) << "the socket buffer overflowed: the test's premise failed\n" << log;
+    EXPECT_EQ(logged_number(log, "udp"), count) << log;
+    EXPECT_EQ(logged_number(log, "udp_unread_at_stop"), 0) << log;
+    std::set<std::string> messages;
+    for (const auto& row : azure.rows()) {
+        const auto found = row.find("Message");
+        if (found != row.end()) messages.insert(found->second);
+    }
+    EXPECT_EQ(messages.size(), static_cast<std::size_t>(count)) << "rows " << azure.row_count() << "\n" << log;
+}
+
+// The drain cannot finish when the worker cannot take more (the spool is full and blocks, the
+// stand-in is stopped): what the socket still holds when its time is up is counted, so that every
+// datagram sent is accounted for in the final line.
+TEST_P(StopDrain, DatagramsItCannotDeliverInTimeAreCounted) {
+    TempDir dir;
+    AzureStandin azure(dir);
+    CefdOptions options;
+    options.workers = 1;
+    options.ring_bytes = 1 << 20;
+    options.receive_extra = std::string("engine = \"") + GetParam() + "\"\ndrain_timeout_ms = 1000\n";
+    options.batch_extra = "max_bytes = 16384\n";
+    options.spool_extra = "segment_bytes = 4096\nmax_bytes = 8192\nwhen_full = \"block\"\nblock_timeout_ms = 600000\n";
+    Cefd cefd(dir, azure, options);
+    ASSERT_EQ(::kill(azure.process().pid(), SIGSTOP), 0);
+    struct Resume {
+        pid_t pid;
+        ~Resume() { ::kill(pid, SIGCONT); }
+    } resume{azure.process().pid()};
+
+    int sent = 0;
+    auto send_some = [&](int n) {
+        std::vector<std::string> lines;
+        for (int i = 0; i < n; ++i, ++sent) {
+            char line[256];
+            std::snprintf(line, sizeof line,
+                          "<134>Mar 14 09:15:02 host CEF:0|Vendor|Product|1|2|Name|3|msg=u%d cs1=%0120d", sent, sent);
+            lines.emplace_back(line);
+        }
+        send_udp(cefd.port(), lines);
+    };
+    // Fill the ring until it drops: the worker is blocked on the spool.
+    for (int round = 0; round < 100 && cefd.metric("cefd_receive_ring_full_total") == 0; ++round) {
+        send_some(1'000);
+        std::this_thread::sleep_for(20ms);
+    }
+    ASSERT_GT(cefd.metric("cefd_receive_ring_full_total"), 0) << "the ring never filled";
+    ASSERT_EQ(::kill(cefd.process().pid(), SIGTERM), 0);
+    // For the first 100 ms of the drain (it waits up to 1 s for room that does not come), more
+    // arrive and stay in the socket; none is sent once its time is up, when the socket closes.
+    for (int round = 0; round < 20; ++round) {
+        send_some(200);
+        std::this_thread::sleep_for(5ms);
+    }
+    ASSERT_TRUE(wait_until(30s, [&] {
+        return cefd.process().err().find("UDP datagrams still queued") != std::string::npos;
+    })) << cefd.process().err();
+    ::kill(azure.process().pid(), SIGCONT);  // the worker and the sender finish their part
+    ASSERT_EQ(cefd.process().wait(60s), 0) << cefd.process().err();
+
+    const std::string log = cefd.process().err();
+    const long long written = logged_number(log, "udp");
+    const long long unread = logged_number(log, "udp_unread_at_stop");
+    EXPECT_GT(unread, 0) << log;
+    EXPECT_EQ(written + logged_number(log, "ring_full") + logged_number(log, "kernel") + unread, sent) << log;
+    std::set<std::string> messages;  // what reached the ring is delivered
+    for (const auto& row : azure.rows()) {
+        const auto found = row.find("Message");
+        if (found != row.end()) messages.insert(found->second);
+    }
+    EXPECT_EQ(static_cast<long long>(messages.size()), written) << log;
+}
+
+INSTANTIATE_TEST_SUITE_P(Engines, StopDrain, ::testing::Values("recvmmsg", "io_uring"),
+                         [](const ::testing::TestParamInfo<const char*>& info) {
+                             return std::string(info.param) == "io_uring" ? "io_uring" : "recvmmsg";
+                         });
+
+}  // namespace
+}  // namespace cefd::test
