@@ -1,5 +1,6 @@
 #include "stages/receive/connection_table.h"
 
+#include <fcntl.h>
 #include <linux/sockios.h>
 #include <sys/epoll.h>
 #include <sys/ioctl.h>
@@ -94,6 +95,26 @@ std::size_t ConnectionDriver::read_at_stop(Connection& connection) {
     // 0: the peer closed; an error other than "nothing now": the stream is over either way.
     if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) connection.eof = true;
     return 0;
+}
+
+void take_backlog_at_stop(UniqueFd& listener, ConnectionTable& table, ConnectionDriver& driver,
+                          ReceiveStats& stats) noexcept {
+    if (!listener.valid()) return;
+    // The io_uring engine's listener blocks: accept must not wait for a newcomer here.
+    const int flags = ::fcntl(listener.get(), F_GETFL);
+    if (flags >= 0) (void)::fcntl(listener.get(), F_SETFL, flags | O_NONBLOCK);
+    for (int i = 0; flags >= 0 && i < 65'536; ++i) {
+        sockaddr_storage peer{};
+        int error = 0;
+        UniqueFd fd = accept_pending(listener.get(), peer, error);
+        if (!fd.valid()) {
+            if (error == EINTR || error == ECONNABORTED) continue;
+            break;  // EAGAIN: the backlog is empty; EMFILE and the like: what is left is reset
+        }
+        const SourceAddress source = SourceAddress::from_sockaddr(reinterpret_cast<const sockaddr*>(&peer));
+        if (table.accept(std::move(fd), source, Transport::tcp, driver) != nullptr) bump(stats.tcp_accepted);
+    }
+    listener.reset();
 }
 
 // ---- AcceptBackoff, PolledListener ----

@@ -102,6 +102,13 @@ protected:
 /// end with it, so a restart loses nothing the kernel had already taken in.
 void drain_at_stop(Intake& intake, ConnectionTable& table, int udp_fd) noexcept;
 
+/// Stop time, before drain_at_stop: accepts what `listener`'s backlog holds (connections the
+/// kernel completed, whose senders may have sent already) into `table` as TCP connections read
+/// by `driver`, then closes the listener, so that a sender connecting later is refused (and
+/// retries) instead of being reset, its data with it, when the process exits.
+void take_backlog_at_stop(UniqueFd& listener, ConnectionTable& table, ConnectionDriver& driver,
+                          ReceiveStats& stats) noexcept;
+
 /// Accept errors that mean "out of file descriptors or memory" leave the connection in the
 /// backlog and fail again at once, so the listener rests for retry_ns (all engines, and TLS).
 class AcceptBackoff {

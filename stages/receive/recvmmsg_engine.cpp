@@ -127,7 +127,10 @@ public:
             listener_.rewatch_if_due(monotonic_now_ns_);
             if (!serve_streams(intake_, table_, tls_.get(), tls_ready)) coalesce = false;
         }
-        drain_at_stop(intake_, table_, udp_fd());  // no read outlives a pass: nothing to cancel
+        // No read outlives a pass: nothing to cancel before the drain.
+        take_backlog_at_stop(listener_.fd, table_, *this, intake_.stats);
+        if (tls_ != nullptr) tls_->stop_listening();
+        drain_at_stop(intake_, table_, udp_fd());
     }
 
 private:

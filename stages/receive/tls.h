@@ -103,6 +103,10 @@ public:
     /// left while the listener rests after an accept error, else -1 (no limit). Paused connections are the table's (ConnectionTable::any_paused).
     [[nodiscard]] std::int64_t wait_ns_max() const noexcept;
 
+    /// Stop time: closes the listener, so that newcomers are refused. Connections in its backlog
+    /// are reset: they cannot have sent syslog yet (their handshake has not started).
+    void stop_listening() noexcept { listener_.fd.reset(); }
+
     /// Builds a new SSL_CTX from the config's files and swaps it in; keeps the old on failure.
     void reload();
 

@@ -292,6 +292,8 @@ public:
             (void)serve_streams(intake_, table_, tls_.get(), tls_ready_);
         }
         quiesce();
+        take_backlog_at_stop(tcp_fd_, table_, *this, intake_.stats);
+        if (tls_ != nullptr) tls_->stop_listening();
         drain_at_stop(intake_, table_, udp_fd());
     }
 
