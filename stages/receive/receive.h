@@ -105,6 +105,7 @@ struct ReceiveStats {
     Counter no_buffers{0};      // -ENOBUFS: the provided-buffer ring was empty; multishot re-armed
     Counter ring_full{0};       // UDP datagrams dropped because the lane ring was full
     Counter kernel_drops{0};    // SO_MEMINFO drops: dropped by the kernel before we could read them
+    Counter bad_completions{0};  // io_uring recvmsg completions too short to hold a datagram: dropped
     Counter tcp_accepted{0};    // TCP connections accepted
     Counter tcp_rejected{0};    // TCP connections closed at once: the sum of the two below
     Counter tcp_refused_max_connections{0};  // total full and nothing on this lane to evict

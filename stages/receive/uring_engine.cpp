@@ -438,6 +438,10 @@ private:
                                    ? static_cast<const sockaddr*>(io_uring_recvmsg_name(out))
                                    : nullptr;
             intake_.on_datagram(peer, std::string_view(payload, length), truncated, now_ns_, batch_);
+        } else {
+            // Shorter than the header the kernel writes: no datagram can be read from it. Never
+            // seen; counted so that it could not hide.
+            bump(intake_.stats.bad_completions);
         }
         buffers_.give_back(id);
     }

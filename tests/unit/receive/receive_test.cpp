@@ -801,8 +801,9 @@ TEST_P(ReceiverTest, RegistersEveryCounterWithItsLane) {
     EXPECT_EQ(registry.value("receive_datagrams_total", "lane=\"3\""), 1.0);
     EXPECT_EQ(registry.value("receive_bytes_total", "lane=\"3\""), 7.0);
     const std::string text = registry.render();
-    for (const char* name : {"receive_ring_full_total", "receive_kernel_drops_total",
-                             "receive_no_buffers_total", "receive_tcp_bad_frames_total"})
+    for (const char* name : {"receive_ring_full_total", "receive_kernel_drops_total", "receive_no_buffers_total",
+                             "receive_tcp_bad_frames_total", "receive_bad_completions_total",
+                             "receive_udp_unread_at_stop_total", "receive_drained_at_stop_total"})
         EXPECT_NE(text.find(name), std::string::npos) << name;
     ::close(fd);
 }
