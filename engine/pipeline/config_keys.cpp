@@ -60,7 +60,9 @@ const std::vector<Key>& keys() {
         {{"receive", "tls_handshake_timeout_ms", "", "close TLS connections whose handshake takes longer", restart},
          CEFD_FIELD(receive.tls_handshake_timeout_ms)},
         {{"receive", "drain_timeout_ms", "",
-          "at stop, longest time a lane reads and delivers what its sockets still hold; 0 = close at once", restart},
+          "at stop, longest time a lane reads and delivers what its sockets still hold; 0 = no drain (what is left is "
+          "counted)",
+          restart},
          CEFD_FIELD(receive.drain_timeout_ms)},
         {{"receive", "engine", "",
           "\"auto\" (the cheaper per datagram, measured at start), \"io_uring\" or \"recvmmsg\"", restart},

@@ -44,6 +44,9 @@ public:
     ByteRing& operator=(const ByteRing&) = delete;
 
     [[nodiscard]] std::size_t capacity() const noexcept { return capacity_; }
+    /// Ring bytes a record of `bytes` takes: its header and alignment (not the skip a record
+    /// that does not fit before the end of the ring leaves behind: up to one more record).
+    static constexpr std::size_t footprint(std::size_t bytes) noexcept { return header_bytes + round_up(bytes); }
     [[nodiscard]] std::size_t max_record_bytes() const noexcept { return capacity_ / 4 - header_bytes; }
 
     // ---- producer ----

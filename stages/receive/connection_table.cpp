@@ -337,7 +337,8 @@ bool ConnectionTable::drain_pass() noexcept {
     // Backwards: a connection that closes is replaced by the last one.
     for (std::size_t i = connections_.size(); i-- > 0;) {
         Connection& connection = *connections_[i];
-        if (connection.closing || connection.handshaking) continue;
+        // A read still in the kernel (io_uring gave up waiting for its cancel) owns the buffer.
+        if (connection.closing || connection.handshaking || connection.in_flight) continue;
         if (connection.paused) {  // the drain reads it itself: no resume_reads
             connection.paused = false;
             std::erase(paused_, &connection);

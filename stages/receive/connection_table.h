@@ -99,7 +99,8 @@ protected:
 /// socket (`udp_fd`, -1: none) and its connections still hold and delivers it, waiting for
 /// ring room while the worker catches up; then counts and logs what is left
 /// (receive_udp_unread_at_stop_total, receive_tcp_unread_at_stop_bytes_total). Both engines
-/// end with it, so a restart loses nothing the kernel had already taken in.
+/// end with it, so that a restart delivers what the kernel had already taken in, or counts it
+/// (stages/receive/README.md, "At stop", names what it cannot read).
 void drain_at_stop(Intake& intake, ConnectionTable& table, int udp_fd) noexcept;
 
 /// Stop time, before drain_at_stop: accepts what `listener`'s backlog holds (connections the

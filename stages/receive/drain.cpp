@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <new>
 #include <vector>
 
 #include "engine/clock.h"
@@ -22,29 +23,23 @@
 namespace cefd::receive {
 namespace {
 
-/// The lane's UDP socket, read with recvmmsg until it is empty.
+/// The lane's UDP socket, read with recvmmsg until it is empty. Its buffers are allocated at the
+/// first pass (a stop is not the hot path; a lane whose drain is off never needs them).
 class UdpDrain {
 public:
-    UdpDrain(Intake& intake, int fd) : intake_(intake), fd_(fd) {
-        if (fd_ < 0) return;
-        const std::size_t limit = intake_.datagram_limit;
-        payloads_.resize(per_call * limit);
-        for (unsigned i = 0; i < per_call; ++i) {
-            iovecs_[i] = {payloads_.data() + i * limit, limit};
-            messages_[i].msg_hdr.msg_iov = &iovecs_[i];
-            messages_[i].msg_hdr.msg_iovlen = 1;
-            messages_[i].msg_hdr.msg_name = &names_[i];
-        }
-        record_max_ = message_record_bytes(limit) + 64;  // with the ring's header and alignment
-    }
+    UdpDrain(Intake& intake, int fd) : intake_(intake), fd_(fd) {}
 
-    /// Reads up to calls_per_pass recvmmsg calls' worth while the ring has room for a whole
-    /// call. True while the socket may hold more; false once it is empty (or UDP is off).
+    /// Reads up to calls_per_pass recvmmsg calls' worth, each only as many datagrams as the ring
+    /// surely takes. True while the socket may hold more (or the ring has no room now); false
+    /// when it was empty this pass (or UDP is off). A later pass looks again: datagrams go on
+    /// arriving while connections keep the drain going.
     bool pass() noexcept {
-        if (empty_) return false;
+        if (fd_ < 0 || !allocate()) return false;
         for (unsigned call = 0; call < calls_per_pass; ++call) {
-            // Only as many as surely fit: a datagram read is one the ring must take.
-            const auto fit = static_cast<unsigned>(std::min<std::size_t>(per_call, intake_.ring_room() / record_max_));
+            // One record's worth is kept back for the skip a record leaves at the ring's end.
+            const std::size_t room = intake_.ring_room();
+            const auto fit = static_cast<unsigned>(
+                room > record_max_ ? std::min<std::size_t>(per_call, (room - record_max_) / record_max_) : 0);
             if (fit == 0) return true;  // the worker is behind: wait
             for (auto& message : messages_) {
                 message.msg_hdr.msg_namelen = sizeof(sockaddr_storage);
@@ -56,7 +51,6 @@ public:
                 if (received < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
                     CEFD_LOG(error, "receive: %s recvmmsg at stop failed: %s", intake_.name.c_str(),
                              std::strerror(errno));
-                empty_ = true;
                 return false;
             }
             const std::int64_t now = wall_clock_ns();
@@ -72,17 +66,18 @@ public:
         return true;
     }
 
-    /// The drain's time is up: counts what the socket still holds (read and thrown away, at
-    /// most a second's worth, so a sender that never pauses cannot hold the stop) and says so.
+    /// The drain has ended: counts what the socket still holds (read and thrown away, for at
+    /// most count_ns, so a sender that never pauses cannot hold the stop) and says so.
     void account() noexcept {
-        if (empty_) return;
+        if (fd_ < 0) return;
         std::uint64_t unread = 0;
-        const std::int64_t give_up = monotonic_ns() + 1'000'000'000;
+        const std::int64_t give_up = monotonic_ns() + count_ns;
         char byte = 0;
         iovec tiny[per_call];
         for (unsigned i = 0; i < per_call; ++i) {
             tiny[i] = {&byte, 1};
             messages_[i].msg_hdr.msg_iov = &tiny[i];
+            messages_[i].msg_hdr.msg_iovlen = 1;
             messages_[i].msg_hdr.msg_name = nullptr;
             messages_[i].msg_hdr.msg_namelen = 0;
         }
@@ -101,21 +96,45 @@ public:
         batch_.kernel_drops = udp_socket_drops(fd_);  // what overflowed while the drain waited
         intake_.flush(batch_, -1);
         bump(intake_.stats.udp_unread_at_stop, unread);
-        CEFD_LOG(warn,
-                 "receive: %s stopping with %s%llu UDP datagrams still queued in its socket when "
-                 "the stop's drain ended (receive.drain_timeout_ms; receive_udp_unread_at_stop_total): "
-                 "not delivered",
-                 intake_.name.c_str(), complete ? "" : "at least ", static_cast<unsigned long long>(unread));
+        if (intake_.lane != calibration_lane)
+            CEFD_LOG(warn,
+                     "receive: %s stopping with %s%llu UDP datagrams still queued in its socket when "
+                     "the stop's drain ended (receive.drain_timeout_ms; receive_udp_unread_at_stop_total): "
+                     "not delivered",
+                     intake_.name.c_str(), complete ? "" : "at least ", static_cast<unsigned long long>(unread));
     }
 
     [[nodiscard]] std::uint64_t delivered() const noexcept { return delivered_; }
 
 private:
+    bool allocate() noexcept {
+        if (record_max_ != 0) return true;
+        const std::size_t limit = intake_.datagram_limit;
+        try {
+            payloads_.resize(per_call * limit);
+        } catch (const std::bad_alloc&) {
+            CEFD_LOG(
+                error,
+                "receive: %s has no memory for the stop's UDP drain: what its socket holds is counted, not delivered",
+                intake_.name.c_str());
+            fd_ = -1;  // not even counted: nothing to read with
+            return false;
+        }
+        for (unsigned i = 0; i < per_call; ++i) {
+            iovecs_[i] = {payloads_.data() + i * limit, limit};
+            messages_[i].msg_hdr.msg_iov = &iovecs_[i];
+            messages_[i].msg_hdr.msg_iovlen = 1;
+            messages_[i].msg_hdr.msg_name = &names_[i];
+        }
+        record_max_ = ByteRing::footprint(message_record_bytes(limit));
+        return true;
+    }
+
     static constexpr unsigned per_call = 64;
     static constexpr unsigned calls_per_pass = 16;
+    static constexpr std::int64_t count_ns = 200'000'000;
     Intake& intake_;
-    const int fd_;
-    bool empty_ = fd_ < 0;
+    int fd_;
     std::vector<char> payloads_;
     sockaddr_storage names_[per_call]{};
     iovec iovecs_[per_call]{};
@@ -136,7 +155,7 @@ void drain_at_stop(Intake& intake, ConnectionTable& table, int udp_fd) noexcept 
     const std::int64_t deadline = started + std::int64_t{intake.config.drain_timeout_ms} * 1'000'000;
     const std::uint64_t frames_before = frames_delivered(intake.stats);
     UdpDrain udp(intake, udp_fd);
-    bool done = false;
+    bool done = intake.config.drain_timeout_ms == 0;  // 0: no drain, only the counting
     while (!done) {
         table.set_clock(wall_clock_ns(), monotonic_ns());
         // Datagrams first: a full socket buffer drops, a connection only waits.

@@ -67,8 +67,9 @@ struct ReceiveConfig {
     std::uint32_t tls_handshake_timeout_ms = 10'000;
     /// At stop (SIGTERM), the longest each lane spends reading and delivering what its sockets
     /// still hold (datagrams queued in the UDP socket, bytes in accepted connections) before it
-    /// closes them. 0: close at once. What is still there when it ends is counted
-    /// (`udp_unread_at_stop`, `tcp_unread_at_stop_bytes`) and logged.
+    /// closes them. 0: no drain. What is still there when it ends is counted
+    /// (`udp_unread_at_stop`, `tcp_unread_at_stop_bytes`; counting the datagrams takes at most
+    /// 0.2 s more) and logged.
     std::uint32_t drain_timeout_ms = 1'000;
     enum class Engine : std::uint8_t { automatic, io_uring, recvmmsg };
     /// "auto" uses recvmmsg/epoll: measured cheaper than io_uring here (bench/README.md).
@@ -149,7 +150,9 @@ public:
     Receiver& operator=(const Receiver&) = delete;
 
     /// The receive thread's body: returns soon after `stop` is requested (within about 100 ms,
-    /// plus the stop's drain: at most drain_timeout_ms, connection_table.h drain_at_stop).
+    /// plus the stop's drain: drain_timeout_ms and 0.2 s to count what is left; io_uring waits
+    /// up to 1 s more for its cancelled requests, normally none: connection_table.h
+    /// drain_at_stop).
     void run(std::stop_token stop);
 
     /// Asks the receive thread to reload the TLS certificate, key and client CA at its next pass

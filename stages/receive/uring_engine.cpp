@@ -294,7 +294,8 @@ public:
         quiesce();
         take_backlog_at_stop(tcp_fd_, table_, *this, intake_.stats);
         if (tls_ != nullptr) tls_->stop_listening();
-        drain_at_stop(intake_, table_, udp_fd());
+        // A multishot receive the kernel did not give back would race the drain's own reads.
+        drain_at_stop(intake_, table_, udp_armed() ? -1 : udp_fd());
     }
 
 private:
@@ -415,7 +416,7 @@ private:
     void on_udp(const io_uring_cqe& cqe) {
         if ((cqe.flags & IORING_CQE_F_MORE) == 0) udp_rearm_ = true;
         if (cqe.res < 0) {
-            if (stopping_ && cqe.res == -ECANCELED) return;
+            if (stopping_ && (cqe.res == -ECANCELED || cqe.res == -EINTR)) return;
             if (cqe.res == -ENOBUFS) {
                 // Every provided buffer was in use: the kernel kept the datagrams in the socket
                 // buffer (or dropped them, which udp_socket_drops counts). Re-armed this pass.
@@ -485,7 +486,7 @@ private:
             table_.on_read(connection, static_cast<std::size_t>(res));
         } else if (res == 0 || res == -ECONNRESET || res == -ETIMEDOUT || res == -EPIPE) {
             connection.eof = true;  // closed or reset by the peer: deliver what is left
-        } else if (stopping_ && res == -ECANCELED) {
+        } else if (stopping_ && (res == -ECANCELED || res == -EINTR)) {
             // quiesce() took the read back: drain_at_stop reads what is there.
         } else {
             CEFD_LOG_EVERY(10, warn, "receive: lane %u TCP recv from %s failed: %s", intake_.lane,

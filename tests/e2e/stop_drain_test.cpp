@@ -82,6 +82,9 @@ TEST_P(StopDrain, DatagramsQueuedInTheSocketAtStopAreDelivered) {
     ASSERT_EQ(cefd.process().wait(60s), 0) << cefd.process().err();
 
     const std::string log = cefd.process().err();
+    // Without CAP_NET_ADMIN the socket buffer is net.core.rmem_max's, which may not hold them.
+    if (log.find("SO_RCVBUF capped") != std::string::npos && logged_number(log, "kernel") != 0)
+        GTEST_SKIP() << "the socket buffer is capped below what the test sends: " << log;
     ASSERT_EQ(logged_number(log, "kernel"), 0) << "the socket buffer overflowed: the test's premise failed\n" << log;
     EXPECT_EQ(logged_number(log, "udp"), count) << log;
     EXPECT_EQ(logged_number(log, "udp_unread_at_stop"), 0) << log;

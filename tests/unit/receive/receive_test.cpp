@@ -359,6 +359,43 @@ TEST_P(ReceiverTest, RingFullDropsAreCounted) {
     ::close(fd);
 }
 
+// The stop's drain (drain.cpp) goes on while a connection waits for ring room. Datagrams that
+// arrive meanwhile were neither read nor counted once the drain had found the UDP socket empty
+// at its first pass (found in review): they went with the socket.
+TEST_P(ReceiverTest, DatagramsArrivingWhileAConnectionHoldsTheStopsDrainAreTaken) {
+    config.drain_timeout_ms = 1'500;
+    config.datagram_bytes_max = 2'048;
+    config.max_frame_bytes = 200'000;
+    auto lane = start_lane(0, 1 << 20);  // the test does not drain the ring
+    ASSERT_TRUE(lane);
+    // Six 150 KB frames fill the 1 MiB ring but for ~150 KB: the connection is paused, and
+    // there is room left for small datagrams.
+    const int tcp = tcp_connect(port);
+    ASSERT_GE(tcp, 0);
+    std::thread writer([tcp] {
+        const std::string frame = std::string(150'000, 'f') + "\n";
+        for (int i = 0; i < 10; ++i)
+            if (::send(tcp, frame.data(), frame.size(), MSG_NOSIGNAL) <= 0) return;
+    });
+    ASSERT_TRUE(wait_until(10s, [&] { return read(lane->stats().tcp_frames) == 6; })) << read(lane->stats().tcp_frames);
+    lane->request_stop();
+    std::this_thread::sleep_for(300ms);  // the drain has begun, found the socket empty, waits for the ring
+    const int udp = udp_sender();
+    constexpr std::uint64_t sent = 300;
+    for (std::uint64_t i = 0; i < sent; ++i) send_to(udp, port, "late " + std::to_string(i));
+    lane->stop();
+    ::shutdown(tcp, SHUT_RDWR);
+    writer.join();
+    ::close(tcp);
+    ::close(udp);
+    const ReceiveStats& stats = lane->stats();
+    EXPECT_EQ(read(stats.datagrams) + read(stats.ring_full) + read(stats.kernel_drops) + read(stats.udp_unread_at_stop),
+              sent)
+        << "datagrams " << read(stats.datagrams) << " ring_full " << read(stats.ring_full) << " unread "
+        << read(stats.udp_unread_at_stop);
+    EXPECT_EQ(read(stats.datagrams), sent);  // the ring had room for them all
+}
+
 TEST_P(ReceiverTest, OversizeAndEmptyDatagramsAreCountedAndDropped) {
     config.datagram_bytes_max = 2048;
     auto lane = start_lane();

@@ -41,6 +41,8 @@ public:
     void start() {
         thread_ = std::jthread([this](std::stop_token stop) { receiver_->run(stop); });
     }
+    /// Asks the receive thread to stop without waiting (stop() joins it: the stop's drain runs between).
+    void request_stop() { thread_.request_stop(); }
     void stop() {
         if (thread_.joinable()) {
             thread_.request_stop();
