@@ -351,6 +351,7 @@ bool ConnectionTable::drain_pass() noexcept {
             }
             const std::size_t bytes = connection.driver->read_at_stop(connection);
             if (bytes == 0 && !connection.eof) break;  // nothing more now
+            pending = true;                            // it brought something: its sender may have more on the way
             on_read(connection, bytes);
             next = process(connection);
         }

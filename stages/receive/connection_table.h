@@ -204,8 +204,9 @@ public:
     void service() noexcept;
     /// One pass of the stop's drain (see drain_at_stop): every connection whose handshake is
     /// done is read (read_at_stop) until it has nothing more now, and its frames delivered.
-    /// True while some connection still has work: frames waiting for ring room, or more to
-    /// read than one pass takes. The caller sets the clock and waits between passes.
+    /// True while some connection still has work (frames waiting for ring room, more to read
+    /// than one pass takes) or brought bytes this pass. The caller sets the clock and waits
+    /// between passes.
     bool drain_pass() noexcept;
     /// The stop's drain has ended: what connections still hold (a partial frame in the buffer,
     /// bytes the kernel holds unread, acknowledged to the sender) is not delivered. Counts it

@@ -193,6 +193,55 @@ TEST_P(StopDrain, AConnectionMadeAsCefdStopsIsRead) {
     EXPECT_EQ(messages.size(), static_cast<std::size_t>(count)) << "rows " << azure.row_count() << "\n" << log;
 }
 
+// What a sender has written but its own kernel still holds (its send buffer, waiting for the
+// window our reads open) arrives only after the drain has read the socket empty once. The
+// drain stopped at that first empty read, and the close reset the rest. It now goes on until
+// nothing has come for 20 ms.
+TEST_P(StopDrain, BytesStillInTheSendersBufferAreWaitedFor) {
+    TempDir dir;
+    AzureStandin azure(dir);
+    CefdOptions options;
+    options.workers = 1;
+    options.receive_extra = std::string("engine = \"") + GetParam() + "\"\ndrain_timeout_ms = 5000\n";
+    Cefd cefd(dir, azure, options);
+    const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    const int send_buffer = 8 << 20;
+    if (::setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &send_buffer, sizeof send_buffer) != 0) {
+        ::close(fd);
+        GTEST_SKIP() << "SO_SNDBUFFORCE needs CAP_NET_ADMIN: " << std::strerror(errno);
+    }
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_port = htons(static_cast<std::uint16_t>(cefd.port()));
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address), 0) << std::strerror(errno);
+    ASSERT_EQ(::kill(cefd.process().pid(), SIGSTOP), 0);
+    constexpr int count = 10'000;  // ~1.6 MB: more than cefd's receive window, less than the send buffer
+    std::string all;
+    for (int i = 0; i < count; ++i) {
+        char line[256];
+        std::snprintf(line, sizeof line,
+                      "<134>Mar 14 09:15:02 host CEF:0|Vendor|Product|1|2|Name|3|msg=w%d cs1=%0120d\n", i, i);
+        all += line;
+    }
+    const timeval wait_at_most{.tv_sec = 5, .tv_usec = 0};
+    ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &wait_at_most, sizeof wait_at_most);
+    std::size_t sent = 0;
+    while (sent < all.size()) {
+        const ssize_t n = ::send(fd, all.data() + sent, all.size() - sent, MSG_NOSIGNAL);
+        if (n <= 0) break;
+        sent += static_cast<std::size_t>(n);
+    }
+    ASSERT_EQ(sent, all.size()) << "the send buffer did not take it all";
+    ASSERT_EQ(::kill(cefd.process().pid(), SIGTERM), 0);
+    ASSERT_EQ(::kill(cefd.process().pid(), SIGCONT), 0);
+    ASSERT_EQ(cefd.process().wait(60s), 0) << cefd.process().err();
+    ::close(fd);
+    const std::string log = cefd.process().err();
+    EXPECT_EQ(logged_number(log, "tcp_frames"), count) << log;
+    EXPECT_EQ(azure.row_count(), static_cast<std::size_t>(count)) << log;
+}
+
 // Once the stop has begun, the listener is closed (after its backlog was taken): a sender that
 // connects during the drain is refused and can retry. It used to be accepted by the kernel into
 // the backlog, its data acknowledged, and reset with it at the exit.
