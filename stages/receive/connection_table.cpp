@@ -22,7 +22,10 @@ namespace {
 // mutex is fine; an entry is allocated with a source's first connection and erased with its last.
 class SourceCounts {
 public:
+    // An unknown address (the peer reset before getpeername) is no sender's: not counted, or
+    // every such connection would share one count.
     bool try_add(const SourceAddress& source, std::uint32_t cap) {
+        if (source.family == 0) return true;
         const std::lock_guard lock(mutex_);
         std::uint32_t& count = counts_[key(source)];  // a new entry is 0, below any cap
         if (cap != 0 && count >= cap) return false;
@@ -30,6 +33,7 @@ public:
         return true;
     }
     void remove(const SourceAddress& source) noexcept {
+        if (source.family == 0) return;
         const std::lock_guard lock(mutex_);
         const auto it = counts_.find(key(source));
         CEFD_ASSERT(it != counts_.end() && it->second != 0);
