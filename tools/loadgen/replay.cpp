@@ -137,8 +137,7 @@ int connect_socket(const ReplayOptions& options, const in_addr* bind_to, std::st
 bool send_datagram(int fd, std::string_view bytes) {
     for (int tries = 0; tries < 10'000; ++tries) {
         if (::send(fd, bytes.data(), bytes.size(), 0) == static_cast<ssize_t>(bytes.size())) return true;
-        if (errno != EINTR && errno != ENOBUFS && errno != EAGAIN) return false;
-        if (errno != EINTR) std::this_thread::sleep_for(std::chrono::microseconds(50));
+        if (!wait_to_retry_udp_send(errno)) return false;
     }
     return false;
 }

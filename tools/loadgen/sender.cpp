@@ -134,6 +134,13 @@ std::unique_ptr<SSL_CTX, SslDeleter> make_tls_context(const LoadgenOptions& opti
 
 }  // namespace
 
+bool wait_to_retry_udp_send(int error) {
+    if (error == EINTR) return true;
+    if (error != ENOBUFS && error != EAGAIN) return false;
+    std::this_thread::sleep_for(std::chrono::microseconds(50));
+    return true;
+}
+
 void prepare_send_socket(int fd, int family, bool udp) {
     const int buffer_bytes = 4 << 20;
     ::setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &buffer_bytes, sizeof buffer_bytes);
@@ -340,9 +347,8 @@ private:
                 sent += static_cast<std::uint64_t>(rc);
                 continue;
             }
-            if (errno == EINTR || errno == ENOBUFS || errno == EAGAIN) {  // full queue: try again
+            if (wait_to_retry_udp_send(errno)) {  // a full queue
                 ++retries;
-                if (errno != EINTR) std::this_thread::sleep_for(std::chrono::microseconds(50));
                 continue;
             }
             // ECONNREFUSED: an ICMP port-unreachable from an earlier datagram (nobody listening).

@@ -67,6 +67,11 @@ GeneratorCheck check_generator(const SendReport& report);
 /// generator's own loss reads as the target's.
 void prepare_send_socket(int fd, int family, bool udp);
 
+/// After a UDP send that failed with `error`: true when trying again may succeed, which for a full
+/// device or socket queue (ENOBUFS, EAGAIN) is after a 50 µs wait; false for any other error.
+/// Callers bound their retries (10,000: about 0.5 s of a full queue).
+bool wait_to_retry_udp_send(int error);
+
 /// Sends until count or duration runs out. `progress` is bumped as events go out (for the
 /// --report-interval-s line); the call blocks until every sender thread is done.
 SendReport send_events(const LoadgenOptions& options, const std::vector<std::string>& lines,
