@@ -113,7 +113,14 @@ void take_backlog_at_stop(UniqueFd& listener, ConnectionTable& table, Connection
         UniqueFd fd = accept_pending(listener.get(), peer, error);
         if (!fd.valid()) {
             if (error == EINTR || error == ECONNABORTED) continue;
-            break;  // EAGAIN: the backlog is empty; EMFILE and the like: what is left is reset
+            if (error != EAGAIN && error != EWOULDBLOCK) {  // EMFILE and the like
+                bump(stats.tcp_accept_errors);
+                CEFD_LOG(warn,
+                         "receive: accepting the TCP backlog at stop failed: %s; the connections "
+                         "still in it are reset (receive_tcp_accept_errors_total)",
+                         std::strerror(error));
+            }
+            break;
         }
         const SourceAddress source = SourceAddress::from_sockaddr(reinterpret_cast<const sockaddr*>(&peer));
         if (table.accept(std::move(fd), source, Transport::tcp, driver) != nullptr) bump(stats.tcp_accepted);
@@ -342,7 +349,9 @@ bool ConnectionTable::drain_pass() noexcept {
     for (std::size_t i = connections_.size(); i-- > 0;) {
         Connection& connection = *connections_[i];
         // A read still in the kernel (io_uring gave up waiting for its cancel) owns the buffer.
-        if (connection.closing || connection.handshaking || connection.in_flight) continue;
+        // A TLS handshake goes on (read_at_stop): a TLS 1.3 client sends syslog right behind
+        // its Finished.
+        if (connection.closing || connection.in_flight) continue;
         if (connection.paused) {  // the drain reads it itself: no resume_reads
             connection.paused = false;
             std::erase(paused_, &connection);
@@ -363,6 +372,16 @@ bool ConnectionTable::drain_pass() noexcept {
     }
     end_pass();
     return pending;
+}
+
+void ConnectionTable::close_all_at_stop() noexcept {
+    for (std::size_t i = connections_.size(); i-- > 0;) {
+        Connection& connection = *connections_[i];
+        if (connection.closing || connection.in_flight) continue;
+        connection.stopped = true;
+        close(connection);
+    }
+    end_pass();
 }
 
 bool ConnectionTable::any_in_flight() const noexcept {

@@ -67,6 +67,7 @@ struct Connection : Completion {
     bool in_flight = false; // io_uring: a recv is submitted
     bool closed = false;    // gone from the table; freed at end_pass()
     bool evicted = false;   // closed to make room for a newcomer (not a failed TLS handshake)
+    bool stopped = false;   // closed because cefd stopped (not a failed TLS handshake either)
     bool reserved = true;   // holds a slot of the lane's share and of its source's cap
 };
 
@@ -98,7 +99,9 @@ protected:
 /// is in the kernel any more): for up to receive.drain_timeout_ms, reads what the lane's UDP
 /// socket (`udp_fd`, -1: none) and its connections still hold and delivers it, waiting for
 /// ring room while the worker catches up; then counts and logs what is left
-/// (receive_udp_unread_at_stop_total, receive_tcp_unread_at_stop_bytes_total). Both engines
+/// (receive_udp_unread_at_stop_total, receive_tcp_unread_at_stop_bytes_total) and closes the
+/// connections. The engine closes `udp_fd` when this returns: nothing is taken in after the
+/// count. Both engines
 /// end with it, so that a restart delivers what the kernel had already taken in, or counts it
 /// (stages/receive/README.md, "At stop", names what it cannot read).
 void drain_at_stop(Intake& intake, ConnectionTable& table, int udp_fd) noexcept;
@@ -212,6 +215,11 @@ public:
     /// bytes the kernel holds unread, acknowledged to the sender) is not delivered. Counts it
     /// (receive_tcp_unread_at_stop_bytes_total) and says so once.
     void account_at_stop() noexcept;
+    /// The stop's last step, right after account_at_stop: closes every connection (one with
+    /// unread bytes is reset, so its sender learns it), so that nothing more is acknowledged
+    /// that no one will read. A connection with a read still in the kernel is left to the
+    /// engine's destruction.
+    void close_all_at_stop() noexcept;
     /// True while some connection has a read in the kernel (io_uring).
     [[nodiscard]] bool any_in_flight() const noexcept;
     /// Calls f(Connection&) for every connection in the table (not for those closed this pass).

@@ -191,6 +191,7 @@ void drain_at_stop(Intake& intake, ConnectionTable& table, int udp_fd) noexcept 
     }
     udp.account();
     table.account_at_stop();
+    table.close_all_at_stop();
 }
 
 }  // namespace cefd::receive

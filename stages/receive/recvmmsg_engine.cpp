@@ -131,6 +131,7 @@ public:
         take_backlog_at_stop(listener_.fd, table_, *this, intake_.stats);
         if (tls_ != nullptr) tls_->stop_listening();
         drain_at_stop(intake_, table_, udp_fd());
+        udp_fd_.reset();  // counted up to here: from now on senders get a port unreachable
     }
 
 private:

@@ -387,22 +387,39 @@ bool TlsServer::has_unread_bytes(Connection& connection) {
 
 std::size_t TlsServer::read_at_stop(Connection& connection) {
     auto& tls = static_cast<TlsConnection&>(connection);
-    if (tls.ssl == nullptr || tls.handshaking || tls.fatal) return 0;
+    if (tls.ssl == nullptr || tls.fatal) return 0;
+    int rc = 0;
     std::size_t n = 0;
     ERR_clear_error();
-    const int rc = SSL_read_ex(tls.ssl, connection.read_at(), connection.room(), &n);
-    if (rc == 1) return n;
+    if (tls.handshaking) {  // a TLS 1.3 client may have sent syslog right behind its Finished
+        rc = SSL_accept(tls.ssl);
+        if (rc == 1) {
+            tls.handshaking = false;
+            bump(intake_.stats.tls_accepted);
+            ERR_clear_error();
+        }
+    }
+    if (!tls.handshaking) {
+        rc = SSL_read_ex(tls.ssl, connection.read_at(), connection.room(), &n);
+        if (rc == 1) return n;
+    }
     switch (SSL_get_error(tls.ssl, rc)) {
         case SSL_ERROR_WANT_READ:
         case SSL_ERROR_WANT_WRITE:
             return 0;  // nothing more now
         case SSL_ERROR_ZERO_RETURN:
             break;  // close_notify
-        default:    // a reset, EOF without close_notify, or worse
+        case SSL_ERROR_SYSCALL:
             tls.fatal = true;
-            ERR_clear_error();
+            break;  // a reset or EOF without close_notify
+        default:
+            tls.fatal = true;
+            if (ERR_GET_REASON(ERR_peek_error()) != SSL_R_UNEXPECTED_EOF_WHILE_READING)
+                CEFD_LOG_EVERY(10, warn, "receive: lane %u TLS read from %s at stop failed: %s", intake_.lane,
+                               connection.source.to_string().c_str(), openssl_errors().c_str());
     }
-    connection.eof = true;
+    ERR_clear_error();
+    connection.eof = true;  // a handshake that failed here is counted as one when it closes
     return 0;
 }
 
@@ -410,8 +427,9 @@ void TlsServer::on_close(Connection& connection) {
     auto& tls = static_cast<TlsConnection&>(connection);
     if (tls.ready) std::erase(ready_, &tls);
     if (tls.handshaking) {
-        // An eviction is counted as one (receive_tcp_evicted_total), not as a failed handshake.
-        if (!tls.evicted) bump(intake_.stats.tls_handshake_failures);
+        // An eviction is counted as one (receive_tcp_evicted_total), not as a failed handshake;
+        // nor is a handshake the stop cut short.
+        if (!tls.evicted && !tls.stopped) bump(intake_.stats.tls_handshake_failures);
         return;
     }
     bump(intake_.stats.tls_closed);

@@ -296,6 +296,9 @@ public:
         if (tls_ != nullptr) tls_->stop_listening();
         // A multishot receive the kernel did not give back would race the drain's own reads.
         drain_at_stop(intake_, table_, udp_armed() ? -1 : udp_fd());
+        // Counted up to here: from now on senders get a port unreachable. (A request the kernel
+        // did not give back holds the socket open until the ring goes.)
+        udp_fd_.reset();
     }
 
 private:

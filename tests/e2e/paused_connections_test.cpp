@@ -348,7 +348,9 @@ TEST(PausedTlsConnection, ResetByThePeerDoesNotSpinTheReceiveThread) {
 
 // The stop's drain over TLS: what OpenSSL and the kernel hold for a paused TLS connection is read
 // (SSL_read, TlsServer::read_at_stop) and delivered.
-TEST(PausedTlsConnection, FramesHeldAtStopAreDelivered) {
+class PausedTlsConnections : public ::testing::TestWithParam<const char*> {};
+
+TEST_P(PausedTlsConnections, FramesHeldAtStopAreDelivered) {
     ::signal(SIGPIPE, SIG_IGN);
     TempDir dir;
     const Identity ca = make_identity("cefd test CA", nullptr, 1);
@@ -357,7 +359,7 @@ TEST(PausedTlsConnection, FramesHeldAtStopAreDelivered) {
     write_key(dir.file("server.key"), server.key.get());
     AzureStandin azure(dir);
     const int tls_port = free_port();
-    CefdOptions options = stalling_options("io_uring");
+    CefdOptions options = stalling_options(GetParam());
     options.receive_extra += "drain_timeout_ms = 30000\ntls_port = " + std::to_string(tls_port) +
                              "\ntls_cert_file = \"" + dir.file("server.pem") + "\"\ntls_key_file = \"" +
                              dir.file("server.key") + "\"\n";
@@ -405,6 +407,10 @@ TEST(PausedTlsConnection, FramesHeldAtStopAreDelivered) {
 
 INSTANTIATE_TEST_SUITE_P(Engines, PausedConnections, ::testing::Values("recvmmsg", "io_uring"),
                          [](const auto& info) { return std::string(info.param) == "io_uring" ? "io_uring" : "recvmmsg"; });
+INSTANTIATE_TEST_SUITE_P(Engines, PausedTlsConnections, ::testing::Values("recvmmsg", "io_uring"),
+                         [](const auto& info) {
+                             return std::string(info.param) == "io_uring" ? "io_uring" : "recvmmsg";
+                         });
 
 }  // namespace
 }  // namespace cefd::test
