@@ -27,6 +27,33 @@ AzureStandin::AzureStandin(const TempDir& dir, std::vector<std::string> extra_ar
     while (!url_.empty() && (url_.back() == '\n' || url_.back() == '\r')) url_.pop_back();
 }
 
+std::set<std::string> AzureStandin::messages() const {
+    std::set<std::string> out;
+    for (const auto& row : rows()) {
+        const auto found = row.find("Message");
+        if (found != row.end()) out.insert(found->second);
+    }
+    return out;
+}
+
+CefdOptions stalling_options(const char* engine) {
+    CefdOptions options;
+    options.workers = 1;
+    options.ring_bytes = 1 << 20;
+    options.receive_extra = std::string("engine = \"") + engine + "\"\n";
+    options.batch_extra = "max_bytes = 16384\n";
+    options.spool_extra = "segment_bytes = 4096\nmax_bytes = 8192\nwhen_full = \"block\"\nblock_timeout_ms = 600000\n";
+    return options;
+}
+
+sockaddr_in loopback(int port) {
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_port = htons(static_cast<std::uint16_t>(port));
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    return address;
+}
+
 std::vector<std::map<std::string, std::string>> AzureStandin::rows() const {
     std::vector<std::map<std::string, std::string>> out;
     simdjson::dom::parser parser;

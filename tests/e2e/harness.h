@@ -2,9 +2,12 @@
 // HTTPS with its generated CA; Cefd writes a config pointing at it and runs `cefd run`.
 #pragma once
 
+#include <netinet/in.h>
+
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -21,6 +24,8 @@ public:
     /// Every accepted row, parsed: column name -> value as text (numbers as written).
     [[nodiscard]] std::vector<std::map<std::string, std::string>> rows() const;
     [[nodiscard]] std::size_t row_count() const;
+    /// The distinct Message values of every accepted row (a row sent twice counts once).
+    [[nodiscard]] std::set<std::string> messages() const;
     /// GET /stats, raw JSON.
     [[nodiscard]] std::string stats() const;
     Process& process() { return *process_; }
@@ -42,6 +47,14 @@ struct CefdOptions {
     std::string batch_extra;  // lines appended inside [batch]
     std::string spool_extra;  // lines appended inside [spool]
 };
+
+/// One lane with a 1 MiB ring, batches of 16 KiB and a spool of two 4 KiB segments that blocks
+/// when full, on receive `engine`: once the stand-in is stopped, the worker blocks and the ring
+/// fills (tests of backpressure and of the stop's drain).
+CefdOptions stalling_options(const char* engine);
+
+/// 127.0.0.1:port.
+sockaddr_in loopback(int port);
 
 class Cefd {
 public:

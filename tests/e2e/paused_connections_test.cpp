@@ -40,11 +40,8 @@ using namespace std::chrono_literals;
 
 int connect_to(int port) {
     const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in address{};
-    address.sin_family = AF_INET;
-    address.sin_port = htons(static_cast<std::uint16_t>(port));
-    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (::connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0) {
+    const sockaddr_in address = loopback(port);
+    if (::connect(fd, reinterpret_cast<const sockaddr*>(&address), sizeof address) != 0) {
         ::close(fd);
         return -1;
     }
@@ -66,16 +63,10 @@ double cpu_seconds(pid_t pid) {
     return ticks / static_cast<double>(::sysconf(_SC_CLK_TCK));
 }
 
-/// One lane with a 1 MiB ring, 3 connections at most, a spool of two 4 KiB segments that blocks
-/// when full: once the stand-in is stopped, the ring fills and cefd pauses its connections.
-CefdOptions stalling_options(const char* engine) {
-    CefdOptions options;
-    options.workers = 1;
-    options.ring_bytes = 1 << 20;
-    options.receive_extra = std::string("engine = \"") + engine +
-                            "\"\nmax_tcp_connections = 3\ntcp_idle_timeout_ms = 600000\n";
-    options.batch_extra = "max_bytes = 16384\n";
-    options.spool_extra = "segment_bytes = 4096\nmax_bytes = 8192\nwhen_full = \"block\"\nblock_timeout_ms = 600000\n";
+/// The harness's stalling pipeline with at most 3 connections and no idle timeout in the test.
+CefdOptions paused_options(const char* engine) {
+    CefdOptions options = stalling_options(engine);
+    options.receive_extra += "max_tcp_connections = 3\ntcp_idle_timeout_ms = 600000\n";
     return options;
 }
 
@@ -155,7 +146,7 @@ class PausedConnections : public ::testing::TestWithParam<const char*> {};
 TEST_P(PausedConnections, AreNotEvictedForANewcomerAndLoseNothing) {
     TempDir dir;
     AzureStandin azure(dir);
-    Cefd cefd(dir, azure, stalling_options(GetParam()));
+    Cefd cefd(dir, azure, paused_options(GetParam()));
     ASSERT_EQ(::kill(azure.process().pid(), SIGSTOP), 0);
 
     constexpr int count = 40'000;  // ~9 MB: more than the ring, the spool and both socket buffers
@@ -201,7 +192,7 @@ TEST_P(PausedConnections, AreNotEvictedForANewcomerAndLoseNothing) {
 TEST_P(PausedConnections, ResetByThePeerDoesNotSpinTheReceiveThread) {
     TempDir dir;
     AzureStandin azure(dir);
-    Cefd cefd(dir, azure, stalling_options(GetParam()));
+    Cefd cefd(dir, azure, paused_options(GetParam()));
     ASSERT_EQ(::kill(azure.process().pid(), SIGSTOP), 0);
     int a = -1;
     std::thread sender;
@@ -228,7 +219,7 @@ long long logged_number(const std::string& log, const std::string& key) {
 TEST_P(PausedConnections, FramesHeldAtStopAreDelivered) {
     TempDir dir;
     AzureStandin azure(dir);
-    CefdOptions options = stalling_options(GetParam());
+    CefdOptions options = paused_options(GetParam());
     options.receive_extra += "drain_timeout_ms = 30000\n";
     Cefd cefd(dir, azure, options);
     ASSERT_EQ(::kill(azure.process().pid(), SIGSTOP), 0);
@@ -268,11 +259,7 @@ TEST_P(PausedConnections, FramesHeldAtStopAreDelivered) {
     // Only the frame send() took a part of is left (cefd cannot know where it would have ended).
     EXPECT_EQ(logged_number(log, "tcp_unread_at_stop_bytes"), static_cast<long long>(sent - whole_end)) << log;
     EXPECT_NE(log.find("TCP/TLS frames its sockets still held at stop"), std::string::npos) << log;
-    std::set<std::string> messages;
-    for (const auto& row : azure.rows()) {
-        const auto found = row.find("Message");
-        if (found != row.end()) messages.insert(found->second);
-    }
+    const std::set<std::string> messages = azure.messages();
     EXPECT_EQ(messages.size(), static_cast<std::size_t>(whole)) << "rows " << azure.row_count();
 }
 
@@ -282,7 +269,7 @@ TEST_P(PausedConnections, FramesHeldAtStopAreDelivered) {
 TEST_P(PausedConnections, BytesLeftUnreadAtStopAreCountedAndSaid) {
     TempDir dir;
     AzureStandin azure(dir);
-    Cefd cefd(dir, azure, stalling_options(GetParam()));
+    Cefd cefd(dir, azure, paused_options(GetParam()));
     ASSERT_EQ(::kill(azure.process().pid(), SIGSTOP), 0);
     int a = -1;
     std::thread sender;
@@ -305,13 +292,10 @@ TEST_P(PausedConnections, BytesLeftUnreadAtStopAreCountedAndSaid) {
 TEST(PausedTlsConnection, ResetByThePeerDoesNotSpinTheReceiveThread) {
     ::signal(SIGPIPE, SIG_IGN);  // OpenSSL writes with write(2): the reset would kill the test
     TempDir dir;
-    const Identity ca = make_identity("cefd test CA", nullptr, 1);
-    const Identity server = make_identity("cefd-server-1", &ca, 2);
-    write_cert(dir.file("server.pem"), server.cert.get());
-    write_key(dir.file("server.key"), server.key.get());
+    write_test_server_identity(dir.file("server.pem"), dir.file("server.key"));
     AzureStandin azure(dir);
     const int tls_port = free_port();
-    CefdOptions options = stalling_options("recvmmsg");
+    CefdOptions options = paused_options("recvmmsg");
     options.receive_extra += "tls_port = " + std::to_string(tls_port) + "\ntls_cert_file = \"" + dir.file("server.pem") +
                              "\"\ntls_key_file = \"" + dir.file("server.key") + "\"\n";
     Cefd cefd(dir, azure, options);
@@ -353,13 +337,10 @@ class PausedTlsConnections : public ::testing::TestWithParam<const char*> {};
 TEST_P(PausedTlsConnections, FramesHeldAtStopAreDelivered) {
     ::signal(SIGPIPE, SIG_IGN);
     TempDir dir;
-    const Identity ca = make_identity("cefd test CA", nullptr, 1);
-    const Identity server = make_identity("cefd-server-1", &ca, 2);
-    write_cert(dir.file("server.pem"), server.cert.get());
-    write_key(dir.file("server.key"), server.key.get());
+    write_test_server_identity(dir.file("server.pem"), dir.file("server.key"));
     AzureStandin azure(dir);
     const int tls_port = free_port();
-    CefdOptions options = stalling_options(GetParam());
+    CefdOptions options = paused_options(GetParam());
     options.receive_extra += "drain_timeout_ms = 30000\ntls_port = " + std::to_string(tls_port) +
                              "\ntls_cert_file = \"" + dir.file("server.pem") + "\"\ntls_key_file = \"" +
                              dir.file("server.key") + "\"\n";
@@ -396,11 +377,7 @@ TEST_P(PausedTlsConnections, FramesHeldAtStopAreDelivered) {
     SSL_CTX_free(context);
     const std::string log = cefd.process().err();
     EXPECT_NE(log.find("TCP/TLS frames its sockets still held at stop"), std::string::npos) << log;
-    std::set<std::string> messages;
-    for (const auto& row : azure.rows()) {
-        const auto found = row.find("Message");
-        if (found != row.end()) messages.insert(found->second);
-    }
+    const std::set<std::string> messages = azure.messages();
     // The record cut by the stall is the only thing left (cefd cannot decrypt half a record).
     EXPECT_EQ(messages.size(), static_cast<std::size_t>(whole)) << "rows " << azure.row_count() << "\n" << log;
 }

@@ -39,11 +39,8 @@ long long logged_number(const std::string& log, const std::string& key) {
 /// the server (a stopped cefd answers nothing).
 void send_tcp_and_leave(int port, const std::vector<std::string>& lines) {
     const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in address{};
-    address.sin_family = AF_INET;
-    address.sin_port = htons(static_cast<std::uint16_t>(port));
-    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address), 0) << std::strerror(errno);
+    const sockaddr_in address = loopback(port);
+    ASSERT_EQ(::connect(fd, reinterpret_cast<const sockaddr*>(&address), sizeof address), 0) << std::strerror(errno);
     std::string all;
     for (const auto& line : lines) all += line + "\n";
     for (std::size_t sent = 0; sent < all.size();) {
@@ -54,6 +51,57 @@ void send_tcp_and_leave(int port, const std::vector<std::string>& lines) {
     ::close(fd);
 }
 
+/// Lines `first`..`first + n - 1` of a ~180-byte CEF event, each with its own Message `<tag><i>`.
+std::vector<std::string> cef_lines(char tag, int first, int n) {
+    std::vector<std::string> lines;
+    lines.reserve(static_cast<std::size_t>(n));
+    for (int i = first; i < first + n; ++i) {
+        char line[256];
+        std::snprintf(line, sizeof line,
+                      "<134>Mar 14 09:15:02 host CEF:0|Vendor|Product|1|2|Name|3|msg=%c%d cs1=%0120d", tag, i, i);
+        lines.emplace_back(line);
+    }
+    return lines;
+}
+
+/// One lane on `engine`, with `receive_lines` added to [receive].
+CefdOptions one_lane(const char* engine, const std::string& receive_lines = "") {
+    CefdOptions options;
+    options.workers = 1;
+    options.receive_extra = std::string("engine = \"") + engine + "\"\n" + receive_lines;
+    return options;
+}
+
+/// Stops the stand-in (SIGSTOP) for its lifetime, so that cefd's sender and then its worker
+/// block; it continues at resume() or on any way out of the test.
+class StoppedStandin {
+public:
+    explicit StoppedStandin(AzureStandin& azure) : pid_(azure.process().pid()) {
+        stopped_ = ::kill(pid_, SIGSTOP) == 0;
+    }
+    ~StoppedStandin() { resume(); }
+    StoppedStandin(const StoppedStandin&) = delete;
+    StoppedStandin& operator=(const StoppedStandin&) = delete;
+    [[nodiscard]] bool stopped() const { return stopped_; }
+    void resume() { ::kill(pid_, SIGCONT); }
+
+private:
+    pid_t pid_;
+    bool stopped_ = false;
+};
+
+/// With the stand-in stopped and stalling_options: sends UDP (`send`, 1,000 events a round)
+/// until the lane ring is full and drops. False if it never filled.
+template <class Send>
+bool fill_the_ring(const Cefd& cefd, Send&& send) {
+    for (int round = 0; round < 100; ++round) {
+        if (cefd.metric("cefd_receive_ring_full_total") > 0) return true;
+        send(1'000);
+        std::this_thread::sleep_for(20ms);
+    }
+    return cefd.metric("cefd_receive_ring_full_total") > 0;
+}
+
 class StopDrain : public ::testing::TestWithParam<const char*> {};
 
 // cefd is stopped (SIGSTOP) while the datagrams arrive, so they wait in its socket; it is told
@@ -61,20 +109,10 @@ class StopDrain : public ::testing::TestWithParam<const char*> {};
 TEST_P(StopDrain, DatagramsQueuedInTheSocketAtStopAreDelivered) {
     TempDir dir;
     AzureStandin azure(dir);
-    CefdOptions options;
-    options.workers = 1;
-    options.receive_extra = std::string("engine = \"") + GetParam() + "\"\n";
-    Cefd cefd(dir, azure, options);
+    Cefd cefd(dir, azure, one_lane(GetParam()));
 
     constexpr int count = 6'000;  // ~1.3 MB of payload: well inside the 8 MiB socket buffer
-    std::vector<std::string> lines;
-    lines.reserve(count);
-    for (int i = 0; i < count; ++i) {
-        char line[256];
-        std::snprintf(line, sizeof line, "<134>Mar 14 09:15:02 host CEF:0|Vendor|Product|1|2|Name|3|msg=d%d cs1=%0120d",
-                      i, i);
-        lines.emplace_back(line);
-    }
+    const std::vector<std::string> lines = cef_lines('d', 0, count);
     ASSERT_EQ(::kill(cefd.process().pid(), SIGSTOP), 0);
     send_udp(cefd.port(), lines);
     ASSERT_EQ(::kill(cefd.process().pid(), SIGTERM), 0);  // pending until it runs again
@@ -88,11 +126,7 @@ TEST_P(StopDrain, DatagramsQueuedInTheSocketAtStopAreDelivered) {
     ASSERT_EQ(logged_number(log, "kernel"), 0) << "the socket buffer overflowed: the test's premise failed\n" << log;
     EXPECT_EQ(logged_number(log, "udp"), count) << log;
     EXPECT_EQ(logged_number(log, "udp_unread_at_stop"), 0) << log;
-    std::set<std::string> messages;
-    for (const auto& row : azure.rows()) {
-        const auto found = row.find("Message");
-        if (found != row.end()) messages.insert(found->second);
-    }
+    const std::set<std::string> messages = azure.messages();
     EXPECT_EQ(messages.size(), static_cast<std::size_t>(count)) << "rows " << azure.row_count() << "\n" << log;
 }
 
@@ -102,36 +136,18 @@ TEST_P(StopDrain, DatagramsQueuedInTheSocketAtStopAreDelivered) {
 TEST_P(StopDrain, DatagramsItCannotDeliverInTimeAreCounted) {
     TempDir dir;
     AzureStandin azure(dir);
-    CefdOptions options;
-    options.workers = 1;
-    options.ring_bytes = 1 << 20;
-    options.receive_extra = std::string("engine = \"") + GetParam() + "\"\ndrain_timeout_ms = 1000\n";
-    options.batch_extra = "max_bytes = 16384\n";
-    options.spool_extra = "segment_bytes = 4096\nmax_bytes = 8192\nwhen_full = \"block\"\nblock_timeout_ms = 600000\n";
+    CefdOptions options = stalling_options(GetParam());
+    options.receive_extra += "drain_timeout_ms = 1000\n";
     Cefd cefd(dir, azure, options);
-    ASSERT_EQ(::kill(azure.process().pid(), SIGSTOP), 0);
-    struct Resume {
-        pid_t pid;
-        ~Resume() { ::kill(pid, SIGCONT); }
-    } resume{azure.process().pid()};
+    StoppedStandin stopped(azure);
+    ASSERT_TRUE(stopped.stopped());
 
     int sent = 0;
     auto send_some = [&](int n) {
-        std::vector<std::string> lines;
-        for (int i = 0; i < n; ++i, ++sent) {
-            char line[256];
-            std::snprintf(line, sizeof line,
-                          "<134>Mar 14 09:15:02 host CEF:0|Vendor|Product|1|2|Name|3|msg=u%d cs1=%0120d", sent, sent);
-            lines.emplace_back(line);
-        }
-        send_udp(cefd.port(), lines);
+        send_udp(cefd.port(), cef_lines('u', sent, n));
+        sent += n;
     };
-    // Fill the ring until it drops: the worker is blocked on the spool.
-    for (int round = 0; round < 100 && cefd.metric("cefd_receive_ring_full_total") == 0; ++round) {
-        send_some(1'000);
-        std::this_thread::sleep_for(20ms);
-    }
-    ASSERT_GT(cefd.metric("cefd_receive_ring_full_total"), 0) << "the ring never filled";
+    ASSERT_TRUE(fill_the_ring(cefd, send_some)) << "the ring never filled";  // the worker is blocked on the spool
     ASSERT_EQ(::kill(cefd.process().pid(), SIGTERM), 0);
     // For the first 100 ms of the drain (it waits up to 1 s for room that does not come), more
     // arrive and stay in the socket; none is sent once its time is up, when the socket closes.
@@ -142,7 +158,7 @@ TEST_P(StopDrain, DatagramsItCannotDeliverInTimeAreCounted) {
     ASSERT_TRUE(wait_until(30s, [&] {
         return cefd.process().err().find("UDP datagrams still queued") != std::string::npos;
     })) << cefd.process().err();
-    ::kill(azure.process().pid(), SIGCONT);  // the worker and the sender finish their part
+    stopped.resume();  // the worker and the sender finish their part
     ASSERT_EQ(cefd.process().wait(60s), 0) << cefd.process().err();
 
     const std::string log = cefd.process().err();
@@ -150,11 +166,7 @@ TEST_P(StopDrain, DatagramsItCannotDeliverInTimeAreCounted) {
     const long long unread = logged_number(log, "udp_unread_at_stop");
     EXPECT_GT(unread, 0) << log;
     EXPECT_EQ(written + logged_number(log, "ring_full") + logged_number(log, "kernel") + unread, sent) << log;
-    std::set<std::string> messages;  // what reached the ring is delivered
-    for (const auto& row : azure.rows()) {
-        const auto found = row.find("Message");
-        if (found != row.end()) messages.insert(found->second);
-    }
+    const std::set<std::string> messages = azure.messages();
     EXPECT_EQ(static_cast<long long>(messages.size()), written) << log;
 }
 
@@ -164,19 +176,10 @@ TEST_P(StopDrain, DatagramsItCannotDeliverInTimeAreCounted) {
 TEST_P(StopDrain, AConnectionMadeAsCefdStopsIsRead) {
     TempDir dir;
     AzureStandin azure(dir);
-    CefdOptions options;
-    options.workers = 1;
-    options.receive_extra = std::string("engine = \"") + GetParam() + "\"\n";
-    Cefd cefd(dir, azure, options);
+    Cefd cefd(dir, azure, one_lane(GetParam()));
 
     constexpr int count = 200;  // ~40 KB: inside the new connection's first receive window
-    std::vector<std::string> lines;
-    for (int i = 0; i < count; ++i) {
-        char line[256];
-        std::snprintf(line, sizeof line, "<134>Mar 14 09:15:02 host CEF:0|Vendor|Product|1|2|Name|3|msg=b%d cs1=%0120d",
-                      i, i);
-        lines.emplace_back(line);
-    }
+    const std::vector<std::string> lines = cef_lines('b', 0, count);
     ASSERT_EQ(::kill(cefd.process().pid(), SIGSTOP), 0);
     send_tcp_and_leave(cefd.port(), lines);  // the kernel completes the connection and takes the bytes
     ASSERT_EQ(::kill(cefd.process().pid(), SIGTERM), 0);
@@ -185,11 +188,7 @@ TEST_P(StopDrain, AConnectionMadeAsCefdStopsIsRead) {
 
     const std::string log = cefd.process().err();
     EXPECT_EQ(logged_number(log, "tcp_frames"), count) << log;
-    std::set<std::string> messages;
-    for (const auto& row : azure.rows()) {
-        const auto found = row.find("Message");
-        if (found != row.end()) messages.insert(found->second);
-    }
+    const std::set<std::string> messages = azure.messages();
     EXPECT_EQ(messages.size(), static_cast<std::size_t>(count)) << "rows " << azure.row_count() << "\n" << log;
 }
 
@@ -201,30 +200,19 @@ TEST_P(StopDrain, AConnectionMadeAsCefdStopsIsRead) {
 TEST_P(StopDrain, BytesStillInTheSendersBufferAreWaitedFor) {
     TempDir dir;
     AzureStandin azure(dir);
-    CefdOptions options;
-    options.workers = 1;
-    options.receive_extra = std::string("engine = \"") + GetParam() + "\"\ndrain_timeout_ms = 5000\n";
-    Cefd cefd(dir, azure, options);
+    Cefd cefd(dir, azure, one_lane(GetParam(), "drain_timeout_ms = 5000\n"));
     const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     const int send_buffer = 8 << 20;
     if (::setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &send_buffer, sizeof send_buffer) != 0) {
         ::close(fd);
         GTEST_SKIP() << "SO_SNDBUFFORCE needs CAP_NET_ADMIN: " << std::strerror(errno);
     }
-    sockaddr_in address{};
-    address.sin_family = AF_INET;
-    address.sin_port = htons(static_cast<std::uint16_t>(cefd.port()));
-    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address), 0) << std::strerror(errno);
+    const sockaddr_in address = loopback(cefd.port());
+    ASSERT_EQ(::connect(fd, reinterpret_cast<const sockaddr*>(&address), sizeof address), 0) << std::strerror(errno);
     ASSERT_EQ(::kill(cefd.process().pid(), SIGSTOP), 0);
     constexpr int count = 10'000;  // ~1.6 MB: more than cefd's receive window, less than the send buffer
     std::string all;
-    for (int i = 0; i < count; ++i) {
-        char line[256];
-        std::snprintf(line, sizeof line,
-                      "<134>Mar 14 09:15:02 host CEF:0|Vendor|Product|1|2|Name|3|msg=w%d cs1=%0120d\n", i, i);
-        all += line;
-    }
+    for (const std::string& line : cef_lines('w', 0, count)) all += line + "\n";
     const timeval wait_at_most{.tv_sec = 5, .tv_usec = 0};
     ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &wait_at_most, sizeof wait_at_most);
     std::size_t sent = 0;
@@ -249,33 +237,20 @@ TEST_P(StopDrain, BytesStillInTheSendersBufferAreWaitedFor) {
 TEST_P(StopDrain, ANewcomerDuringTheDrainIsRefused) {
     TempDir dir;
     AzureStandin azure(dir);
-    CefdOptions options;
-    options.workers = 1;
-    options.ring_bytes = 1 << 20;
-    const Identity ca = make_identity("cefd test CA", nullptr, 1);
-    const Identity server = make_identity("cefd-server-1", &ca, 2);
-    write_cert(dir.file("server.pem"), server.cert.get());
-    write_key(dir.file("server.key"), server.key.get());
+    CefdOptions options = stalling_options(GetParam());
+    write_test_server_identity(dir.file("server.pem"), dir.file("server.key"));
     const int tls_port = free_port();
-    options.receive_extra = std::string("engine = \"") + GetParam() +
-                            "\"\ndrain_timeout_ms = 3000\ntls_port = " + std::to_string(tls_port) +
-                            "\ntls_cert_file = \"" + dir.file("server.pem") + "\"\ntls_key_file = \"" +
-                            dir.file("server.key") + "\"\n";
-    options.batch_extra = "max_bytes = 16384\n";
-    options.spool_extra = "segment_bytes = 4096\nmax_bytes = 8192\nwhen_full = \"block\"\nblock_timeout_ms = 600000\n";
+    options.receive_extra += "drain_timeout_ms = 3000\ntls_port = " + std::to_string(tls_port) +
+                             "\ntls_cert_file = \"" + dir.file("server.pem") + "\"\ntls_key_file = \"" +
+                             dir.file("server.key") + "\"\n";
     Cefd cefd(dir, azure, options);
-    ASSERT_EQ(::kill(azure.process().pid(), SIGSTOP), 0);
-    struct Resume {
-        pid_t pid;
-        ~Resume() { ::kill(pid, SIGCONT); }
-    } resume{azure.process().pid()};
-    std::vector<std::string> lines(
-        1'000, "<134>Mar 14 09:15:02 host CEF:0|Vendor|Product|1|2|Name|3|cs1=" + std::string(150, 'x'));
-    for (int round = 0; round < 100 && cefd.metric("cefd_receive_ring_full_total") == 0; ++round) {
-        send_udp(cefd.port(), lines);
-        std::this_thread::sleep_for(20ms);
-    }
-    ASSERT_GT(cefd.metric("cefd_receive_ring_full_total"), 0) << "the ring never filled";
+    StoppedStandin stopped(azure);
+    ASSERT_TRUE(stopped.stopped());
+    int sent = 0;
+    ASSERT_TRUE(fill_the_ring(cefd, [&](int n) {
+        send_udp(cefd.port(), cef_lines('f', sent, n));
+        sent += n;
+    })) << "the ring never filled";
     ASSERT_EQ(::kill(cefd.process().pid(), SIGTERM), 0);
     // Within 2 s (the drain waits 3 s for ring room that does not come), both are refused.
     for (const int port : {cefd.port(), tls_port}) {
@@ -283,18 +258,16 @@ TEST_P(StopDrain, ANewcomerDuringTheDrainIsRefused) {
         EXPECT_TRUE(wait_until(2s,
                                [&] {
                                    const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-                                   sockaddr_in address{};
-                                   address.sin_family = AF_INET;
-                                   address.sin_port = htons(static_cast<std::uint16_t>(port));
-                                   address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-                                   const int rc = ::connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address);
+                                   const sockaddr_in address = loopback(port);
+                                   const int rc =
+                                       ::connect(fd, reinterpret_cast<const sockaddr*>(&address), sizeof address);
                                    error = rc == 0 ? 0 : errno;
                                    ::close(fd);
                                    return error == ECONNREFUSED;
                                }))
             << "port " << port << " of a cefd that is stopping: " << (error == 0 ? "connected" : std::strerror(error));
     }
-    ::kill(azure.process().pid(), SIGCONT);
+    stopped.resume();
     EXPECT_EQ(cefd.process().wait(60s), 0) << cefd.process().err();
 }
 
@@ -305,26 +278,17 @@ TEST_P(StopDrain, ANewcomerDuringTheDrainIsRefused) {
 TEST_P(StopDrain, AfterTheDrainItsSocketsAreClosed) {
     TempDir dir;
     AzureStandin azure(dir);
-    CefdOptions options;
-    options.workers = 1;
-    options.receive_extra = std::string("engine = \"") + GetParam() + "\"\n";
-    Cefd cefd(dir, azure, options);
-    sockaddr_in address{};
-    address.sin_family = AF_INET;
-    address.sin_port = htons(static_cast<std::uint16_t>(cefd.port()));
-    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    Cefd cefd(dir, azure, one_lane(GetParam()));
+    const sockaddr_in address = loopback(cefd.port());
     const int tcp = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    ASSERT_EQ(::connect(tcp, reinterpret_cast<sockaddr*>(&address), sizeof address), 0) << std::strerror(errno);
+    ASSERT_EQ(::connect(tcp, reinterpret_cast<const sockaddr*>(&address), sizeof address), 0) << std::strerror(errno);
     const int udp = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    ASSERT_EQ(::connect(udp, reinterpret_cast<sockaddr*>(&address), sizeof address), 0) << std::strerror(errno);
+    ASSERT_EQ(::connect(udp, reinterpret_cast<const sockaddr*>(&address), sizeof address), 0) << std::strerror(errno);
     ASSERT_TRUE(wait_until(10s, [&] { return cefd.metric("cefd_receive_tcp_accepted_total") == 1; }));
     // A row the stopped stand-in cannot take keeps cefd in the sender's drain (10 s) after the
     // receive drain.
-    ASSERT_EQ(::kill(azure.process().pid(), SIGSTOP), 0);
-    struct Resume {
-        pid_t pid;
-        ~Resume() { ::kill(pid, SIGCONT); }
-    } resume{azure.process().pid()};
+    StoppedStandin stopped(azure);
+    ASSERT_TRUE(stopped.stopped());
     const char first[] = "<134>Mar 14 09:15:02 host CEF:0|V|P|1|2|N|3|msg=before";
     ASSERT_GT(::send(udp, first, sizeof first - 1, 0), 0);
     ASSERT_TRUE(wait_until(10s, [&] { return cefd.metric("cefd_batch_batches_total") == 1; }));
@@ -346,7 +310,7 @@ TEST_P(StopDrain, AfterTheDrainItsSocketsAreClosed) {
     EXPECT_TRUE(cefd.process().running()) << "cefd exited before the check: the test proves nothing";
     ::close(tcp);
     ::close(udp);
-    ::kill(azure.process().pid(), SIGCONT);
+    stopped.resume();
     EXPECT_EQ(cefd.process().wait(60s), 0) << cefd.process().err();
 }
 

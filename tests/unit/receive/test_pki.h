@@ -88,4 +88,13 @@ inline std::string common_name_of(X509* cert) {
     return text;
 }
 
+/// A test CA and a server identity it signed ("cefd-server-1"), written to `cert_path` (PEM) and
+/// `key_path` (0600): what a TLS listener in a test needs.
+inline void write_test_server_identity(const std::string& cert_path, const std::string& key_path) {
+    const Identity ca = make_identity("cefd test CA", nullptr, 1);
+    const Identity server = make_identity("cefd-server-1", &ca, 2);
+    write_cert(cert_path, server.cert.get());
+    write_key(key_path, server.key.get());
+}
+
 }  // namespace cefd::test
