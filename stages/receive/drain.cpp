@@ -161,21 +161,19 @@ void drain_at_stop(Intake& intake, ConnectionTable& table, int udp_fd) noexcept 
     // buffer, which the window our reads opened lets through only now (measured: without the
     // wait, up to 4 % of a flat-out TCP run was reset on the way, bench/README.md "Stop drain").
     std::int64_t last_busy = started;
-    bool off = intake.config.drain_timeout_ms == 0;  // 0: no drain, only the counting
-    while (!off) {
+    // drain_timeout_ms = 0: no drain, only the counting.
+    for (bool draining = intake.config.drain_timeout_ms != 0; draining;) {
         table.set_clock(wall_clock_ns(), monotonic_ns());
         // Datagrams first: a full socket buffer drops, a connection only waits.
         const bool udp_busy = udp.pass();
         const bool streams_busy = table.drain_pass();
         const std::int64_t now = monotonic_ns();
-        if (udp_busy || streams_busy) {
-            last_busy = now;
-        } else if (now - last_busy >= quiet_ns) {
-            break;
+        if (udp_busy || streams_busy) last_busy = now;
+        draining = now - last_busy < quiet_ns && now < deadline;
+        if (draining) {
+            const timespec pause{.tv_sec = 0, .tv_nsec = 1'000'000};  // the worker frees ring room
+            ::clock_nanosleep(CLOCK_MONOTONIC, 0, &pause, nullptr);
         }
-        if (now >= deadline) break;
-        const timespec pause{.tv_sec = 0, .tv_nsec = 1'000'000};  // the worker frees ring room
-        ::clock_nanosleep(CLOCK_MONOTONIC, 0, &pause, nullptr);
     }
     const std::uint64_t frames = frames_delivered(intake.stats) - frames_before;
     const std::uint64_t drained = udp.delivered() + frames;
