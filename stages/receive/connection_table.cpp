@@ -112,14 +112,14 @@ void take_backlog_at_stop(UniqueFd& listener, ConnectionTable& table, Connection
         int error = 0;
         UniqueFd fd = accept_pending(listener.get(), peer, error);
         if (!fd.valid()) {
+            if (error == EAGAIN || error == EWOULDBLOCK) break;  // the backlog is empty
             if (error == EINTR || error == ECONNABORTED) continue;
-            if (error != EAGAIN && error != EWOULDBLOCK) {  // EMFILE and the like
-                bump(stats.tcp_accept_errors);
-                CEFD_LOG(warn,
-                         "receive: accepting the TCP backlog at stop failed: %s; the connections "
-                         "still in it are reset (receive_tcp_accept_errors_total)",
-                         std::strerror(error));
-            }
+            bump(stats.tcp_accept_errors);
+            if (error != EMFILE && error != ENFILE && error != ENOBUFS && error != ENOMEM) continue;  // that one only
+            CEFD_LOG(warn,
+                     "receive: accepting the TCP backlog at stop failed: %s; the connections still in "
+                     "it are reset (receive_tcp_accept_errors_total)",
+                     std::strerror(error));
             break;
         }
         const SourceAddress source = SourceAddress::from_sockaddr(reinterpret_cast<const sockaddr*>(&peer));

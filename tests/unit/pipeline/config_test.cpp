@@ -198,6 +198,13 @@ TEST(Config, TheReceiveAndSenderDrainsTogetherOverTheShutdownTimeAreAWarning) {
     ConfigErrors fine;  // the defaults: 1 s + 10 s of 15 s
     ASSERT_TRUE(load_config_text(azure_minimal, "<test>", fine)) << all(fine);
     EXPECT_TRUE(fine.warnings().empty()) << fine.warnings().front();
+    // The 1.2 s margin (counting and io_uring's cancels): 4 s + 10 s + 1.2 s reach 15 s, 3 s do not.
+    ConfigErrors close_call;
+    ASSERT_TRUE(load_config_text(azure_minimal + "[receive]\ndrain_timeout_ms = 4000\n", "<test>", close_call));
+    EXPECT_EQ(close_call.warnings().size(), 1U);
+    ConfigErrors inside;
+    ASSERT_TRUE(load_config_text(azure_minimal + "[receive]\ndrain_timeout_ms = 3000\n", "<test>", inside));
+    EXPECT_TRUE(inside.warnings().empty()) << inside.warnings().front();
     ConfigErrors over;
     EXPECT_FALSE(load_config_text(azure_minimal + "[receive]\ndrain_timeout_ms = 60001\n", "<test>", over));
 }
