@@ -113,9 +113,9 @@ void take_backlog_at_stop(UniqueFd& listener, ConnectionTable& table, Connection
         UniqueFd fd = accept_pending(listener.get(), peer, error);
         if (!fd.valid()) {
             if (error == EAGAIN || error == EWOULDBLOCK) break;  // the backlog is empty
-            if (error == EINTR || error == ECONNABORTED) continue;
-            bump(stats.tcp_accept_errors);
-            if (error != EMFILE && error != ENFILE && error != ENOBUFS && error != ENOMEM) continue;  // that one only
+            const AcceptFailure failure = accept_failure(error);
+            if (failure != AcceptFailure::none) bump(stats.tcp_accept_errors);
+            if (failure != AcceptFailure::resources) continue;  // that one only, if any
             CEFD_LOG(warn,
                      "receive: accepting the TCP backlog at stop failed: %s; the connections still in "
                      "it are reset (receive_tcp_accept_errors_total)",
@@ -130,18 +130,29 @@ void take_backlog_at_stop(UniqueFd& listener, ConnectionTable& table, Connection
 
 // ---- AcceptBackoff, PolledListener ----
 
-bool AcceptBackoff::on_error(int error, std::int64_t now_ns, unsigned lane, const char* protocol,
-                             ReceiveStats& stats) noexcept {
+AcceptFailure accept_failure(int error) noexcept {
     switch (error) {
         case EAGAIN:        // no more pending connections
         case ECONNABORTED:  // the peer gave up before we accepted
         case EINTR:
         case ECANCELED:     // io_uring: the accept was cancelled at shutdown
-            return false;
+            return AcceptFailure::none;
         case EMFILE:  // RLIMIT_NOFILE reached: the connection stays queued, accept fails again
         case ENFILE:  // the system-wide file table is full: likewise
         case ENOBUFS:
         case ENOMEM:
+            return AcceptFailure::resources;
+        default:
+            return AcceptFailure::this_connection;
+    }
+}
+
+bool AcceptBackoff::on_error(int error, std::int64_t now_ns, unsigned lane, const char* protocol,
+                             ReceiveStats& stats) noexcept {
+    switch (accept_failure(error)) {
+        case AcceptFailure::none:
+            return false;
+        case AcceptFailure::resources:
             bump(stats.tcp_accept_errors);
             retry_at_ns_ = now_ns + retry_ns;
             CEFD_LOG_EVERY(10, error,
@@ -150,12 +161,13 @@ bool AcceptBackoff::on_error(int error, std::int64_t now_ns, unsigned lane, cons
                            lane, protocol, std::strerror(error),
                            static_cast<long long>(retry_ns / 1'000'000));
             return true;
-        default:  // a per-connection error (EPROTO, EPERM from a firewall): that one is gone
+        case AcceptFailure::this_connection:
             bump(stats.tcp_accept_errors);
             CEFD_LOG_EVERY(10, error, "receive: lane %u %s accept failed: %s", lane, protocol,
                            std::strerror(error));
             return false;
     }
+    return false;
 }
 
 bool PolledListener::watch(int epoll, void* event_tag) noexcept {

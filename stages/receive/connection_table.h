@@ -113,6 +113,13 @@ void drain_at_stop(Intake& intake, ConnectionTable& table, int udp_fd) noexcept;
 void take_backlog_at_stop(UniqueFd& listener, ConnectionTable& table, ConnectionDriver& driver,
                           ReceiveStats& stats) noexcept;
 
+/// What a failed accept's errno means: nothing to count (the backlog is empty, the peer gave up,
+/// a signal, an io_uring cancel), this connection only (EPROTO, EPERM from a firewall: it is
+/// gone), or the process is out of descriptors or memory (the connection stays queued and the
+/// next accept fails the same way).
+enum class AcceptFailure : std::uint8_t { none, this_connection, resources };
+AcceptFailure accept_failure(int error) noexcept;
+
 /// Accept errors that mean "out of file descriptors or memory" leave the connection in the
 /// backlog and fail again at once, so the listener rests for retry_ns (all engines, and TLS).
 class AcceptBackoff {
