@@ -10,8 +10,8 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <memory>
 #include <new>
-#include <vector>
 
 #include "engine/clock.h"
 #include "engine/log.h"
@@ -41,24 +41,13 @@ public:
             const auto fit = static_cast<unsigned>(
                 room > record_max_ ? std::min<std::size_t>(per_call, (room - record_max_) / record_max_) : 0);
             if (fit == 0) return true;  // the worker is behind: wait
-            for (auto& message : messages_) {
-                message.msg_hdr.msg_namelen = sizeof(sockaddr_storage);
-                message.msg_hdr.msg_flags = 0;
-            }
-            const int received = ::recvmmsg(fd_, messages_, fit, MSG_DONTWAIT, nullptr);
+            const int received = reader_->read(fd_, fit, wall_clock_ns(), batch_);
             if (received <= 0) {
                 if (received < 0 && errno == EINTR) continue;
                 if (received < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
                     CEFD_LOG(error, "receive: %s recvmmsg at stop failed: %s", intake_.name.c_str(),
                              std::strerror(errno));
                 return call != 0;
-            }
-            const std::int64_t now = wall_clock_ns();
-            for (int i = 0; i < received; ++i) {
-                const msghdr& msg = messages_[i].msg_hdr;
-                const auto* peer = msg.msg_namelen != 0 ? static_cast<const sockaddr*>(msg.msg_name) : nullptr;
-                intake_.on_datagram(peer, {static_cast<const char*>(msg.msg_iov->iov_base), messages_[i].msg_len},
-                                    (msg.msg_flags & MSG_TRUNC) != 0, now, batch_);
             }
             delivered_ += batch_.datagrams;
             intake_.flush(batch_, fd_);  // counters, and the worker is woken
@@ -74,16 +63,15 @@ public:
         const std::int64_t give_up = monotonic_ns() + count_ns;
         char byte = 0;
         iovec tiny[per_call];
+        mmsghdr messages[per_call]{};
         for (unsigned i = 0; i < per_call; ++i) {
             tiny[i] = {&byte, 1};
-            messages_[i].msg_hdr.msg_iov = &tiny[i];
-            messages_[i].msg_hdr.msg_iovlen = 1;
-            messages_[i].msg_hdr.msg_name = nullptr;
-            messages_[i].msg_hdr.msg_namelen = 0;
+            messages[i].msg_hdr.msg_iov = &tiny[i];
+            messages[i].msg_hdr.msg_iovlen = 1;
         }
         bool complete = false;
         while (monotonic_ns() < give_up) {
-            const int received = ::recvmmsg(fd_, messages_, per_call, MSG_DONTWAIT, nullptr);
+            const int received = ::recvmmsg(fd_, messages, per_call, MSG_DONTWAIT, nullptr);
             if (received < 0 && errno == EINTR) continue;
             if (received <= 0) {
                 complete = true;
@@ -108,37 +96,29 @@ public:
 
 private:
     bool allocate() noexcept {
-        if (record_max_ != 0) return true;
-        const std::size_t limit = intake_.datagram_limit;
+        if (reader_ != nullptr) return true;
+        if (no_memory_) return false;
         try {
-            payloads_.resize(per_call * limit);
+            reader_ = std::make_unique<DatagramReader>(intake_);
         } catch (const std::bad_alloc&) {
             CEFD_LOG(
                 error,
                 "receive: %s has no memory for the stop's UDP drain: what its socket holds is counted, not delivered",
                 intake_.name.c_str());
-            fd_ = -1;  // not even counted: nothing to read with
+            no_memory_ = true;  // account() still counts: it needs no buffers
             return false;
         }
-        for (unsigned i = 0; i < per_call; ++i) {
-            iovecs_[i] = {payloads_.data() + i * limit, limit};
-            messages_[i].msg_hdr.msg_iov = &iovecs_[i];
-            messages_[i].msg_hdr.msg_iovlen = 1;
-            messages_[i].msg_hdr.msg_name = &names_[i];
-        }
-        record_max_ = ByteRing::footprint(message_record_bytes(limit));
+        record_max_ = ByteRing::footprint(message_record_bytes(intake_.datagram_limit));
         return true;
     }
 
-    static constexpr unsigned per_call = 64;
+    static constexpr unsigned per_call = DatagramReader::batch_max;
     static constexpr unsigned calls_per_pass = 16;
     static constexpr std::int64_t count_ns = 200'000'000;
     Intake& intake_;
-    int fd_;
-    std::vector<char> payloads_;
-    sockaddr_storage names_[per_call]{};
-    iovec iovecs_[per_call]{};
-    mmsghdr messages_[per_call]{};
+    const int fd_;
+    std::unique_ptr<DatagramReader> reader_;  // made at the first pass
+    bool no_memory_ = false;                  // making it failed
     UdpBatch batch_;
     std::size_t record_max_ = 0;  // ring bytes the longest datagram takes
     std::uint64_t delivered_ = 0;

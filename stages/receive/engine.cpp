@@ -85,6 +85,39 @@ void Intake::on_datagram(const sockaddr* peer, std::string_view payload, bool tr
     batch.bytes += payload.size();
 }
 
+DatagramReader::DatagramReader(Intake& intake)
+    : intake_(intake),
+      payloads_(std::size_t{batch_max} * intake.datagram_limit),
+      names_(batch_max),
+      iovecs_(batch_max),
+      messages_(batch_max) {
+    const std::size_t limit = intake.datagram_limit;
+    for (unsigned i = 0; i < batch_max; ++i) {
+        iovecs_[i] = {payloads_.data() + i * limit, limit};
+        msghdr& msg = messages_[i].msg_hdr;
+        msg.msg_name = &names_[i];
+        msg.msg_iov = &iovecs_[i];
+        msg.msg_iovlen = 1;
+    }
+}
+
+int DatagramReader::read(int fd, unsigned max, std::int64_t now_ns, UdpBatch& batch) noexcept {
+    max = std::min(max, batch_max);
+    for (unsigned i = 0; i < max; ++i) {
+        messages_[i].msg_hdr.msg_namelen = sizeof(sockaddr_storage);
+        messages_[i].msg_hdr.msg_flags = 0;
+    }
+    const int received = ::recvmmsg(fd, messages_.data(), max, MSG_DONTWAIT, nullptr);
+    for (int i = 0; i < received; ++i) {
+        const mmsghdr& message = messages_[static_cast<std::size_t>(i)];
+        const msghdr& msg = message.msg_hdr;
+        const auto* peer = msg.msg_namelen != 0 ? static_cast<const sockaddr*>(msg.msg_name) : nullptr;
+        intake_.on_datagram(peer, {static_cast<const char*>(msg.msg_iov->iov_base), message.msg_len},
+                            (msg.msg_flags & MSG_TRUNC) != 0, now_ns, batch);
+    }
+    return received;
+}
+
 void Intake::flush(UdpBatch& batch, int udp_fd) noexcept {
     ReceiveStats& s = stats;
     if (udp_fd >= 0 && batch.seen() != 0) batch.kernel_drops = udp_socket_drops(udp_fd);

@@ -11,6 +11,8 @@
 // once per pass.
 #pragma once
 
+#include <sys/socket.h>
+
 #include <atomic>
 #include <cstdint>
 #include <memory>
@@ -18,12 +20,11 @@
 #include <string>
 #include <string_view>
 #include <utility>
+#include <vector>
 
 #include "engine/record.h"
 #include "engine/unique_fd.h"
 #include "stages/receive/receive.h"
-
-struct sockaddr;
 
 namespace cefd::receive {
 
@@ -111,6 +112,26 @@ private:
     // The kernel's drop count of this Intake's socket when last read: the counter adds what it
     // grew by, modulo 2^32 (the kernel's count is 32 bits and wraps).
     std::uint32_t kernel_drops_seen_ = 0;
+};
+
+/// recvmmsg into buffers of the lane's datagram limit, each datagram handed to
+/// Intake::on_datagram: the recvmmsg engine's UDP path, and every engine's stop drain.
+class DatagramReader {
+public:
+    static constexpr unsigned batch_max = 64;
+    /// Allocates batch_max buffers of intake.datagram_limit bytes (std::bad_alloc if it cannot).
+    explicit DatagramReader(Intake& intake);
+    /// One recvmmsg of at most `max` (<= batch_max) datagrams from `fd`, without waiting, each
+    /// given to on_datagram with `now_ns` and `batch`. Returns how many were read, or -1 with
+    /// errno set (EAGAIN: none were there).
+    int read(int fd, unsigned max, std::int64_t now_ns, UdpBatch& batch) noexcept;
+
+private:
+    Intake& intake_;
+    std::vector<char> payloads_;
+    std::vector<sockaddr_storage> names_;
+    std::vector<iovec> iovecs_;
+    std::vector<mmsghdr> messages_;
 };
 
 /// The lane's UDP socket and TCP listener on config.listen (socket.h does the work; the error

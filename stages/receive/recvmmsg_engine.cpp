@@ -22,7 +22,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
-#include <vector>
+#include <optional>
 
 #include "engine/clock.h"
 #include "engine/log.h"
@@ -33,7 +33,7 @@
 namespace cefd::receive {
 namespace {
 
-constexpr unsigned datagrams_per_call = 64;
+constexpr unsigned datagrams_per_call = DatagramReader::batch_max;
 constexpr unsigned calls_per_event_max = 16;
 constexpr unsigned accepts_per_event_max = 256;
 constexpr int events_max = 256;
@@ -58,18 +58,7 @@ public:
             if (usable_receive_buffer(udp_fd_.get()) >= coalesce_long_rcvbuf) coalesce_ns_ = coalesce_long_ns;
             if (!watch(udp_fd_.get(), EPOLLIN, &udp_completion_))
                 return Error{Errc::io, errno, "receive: epoll_ctl for UDP"};
-            const std::uint32_t limit = intake_.datagram_limit;
-            payloads_.resize(std::size_t{datagrams_per_call} * limit);
-            names_.resize(datagrams_per_call);
-            iovecs_.resize(datagrams_per_call);
-            messages_.resize(datagrams_per_call);
-            for (unsigned i = 0; i < datagrams_per_call; ++i) {
-                iovecs_[i] = {payloads_.data() + std::size_t{i} * limit, limit};
-                msghdr& msg = messages_[i].msg_hdr;
-                msg.msg_name = &names_[i];
-                msg.msg_iov = &iovecs_[i];
-                msg.msg_iovlen = 1;
-            }
+            datagrams_.emplace(intake_);
         }
         if (intake_.config.tcp_port != 0) {
             auto fd = open_tcp_listener(intake_, true);
@@ -165,26 +154,12 @@ private:
 
     void on_udp() {
         for (unsigned call = 0; call < calls_per_event_max; ++call) {
-            for (auto& message : messages_) {
-                message.msg_hdr.msg_namelen = sizeof(sockaddr_storage);
-                message.msg_hdr.msg_flags = 0;
-            }
-            const int received = ::recvmmsg(udp_fd_.get(), messages_.data(), datagrams_per_call,
-                                            MSG_DONTWAIT, nullptr);
+            const int received = datagrams_->read(udp_fd_.get(), datagrams_per_call, now_ns_, batch_);
             if (received < 0) {
                 if (errno != EAGAIN && errno != EINTR)
                     CEFD_LOG_EVERY(10, error, "receive: %s recvmmsg failed: %s", intake_.name.c_str(),
                                    std::strerror(errno));
                 return;
-            }
-            for (int i = 0; i < received; ++i) {
-                const msghdr& msg = messages_[static_cast<std::size_t>(i)].msg_hdr;
-                const std::string_view payload(static_cast<const char*>(msg.msg_iov->iov_base),
-                                               messages_[static_cast<std::size_t>(i)].msg_len);
-                const auto* peer = msg.msg_namelen != 0 ? static_cast<const sockaddr*>(msg.msg_name)
-                                                        : nullptr;
-                const bool truncated = (msg.msg_flags & MSG_TRUNC) != 0;
-                intake_.on_datagram(peer, payload, truncated, now_ns_, batch_);
             }
             if (static_cast<unsigned>(received) < datagrams_per_call) return;
         }
@@ -235,10 +210,7 @@ private:
     Completion udp_completion_{Completion::Kind::udp};
     Completion listener_completion_{Completion::Kind::listener};
     Completion tls_completion_{Completion::Kind::tls};
-    std::vector<char> payloads_;
-    std::vector<sockaddr_storage> names_;
-    std::vector<iovec> iovecs_;
-    std::vector<mmsghdr> messages_;
+    std::optional<DatagramReader> datagrams_;  // UDP on
     UdpBatch batch_;
     std::int64_t now_ns_ = 0;
     std::int64_t monotonic_now_ns_ = 0;
