@@ -54,6 +54,11 @@ sockaddr_in loopback(int port) {
     return address;
 }
 
+std::string tls_receive_lines(const TempDir& dir, int tls_port) {
+    return "tls_port = " + std::to_string(tls_port) + "\ntls_cert_file = \"" + dir.file("server.pem") +
+           "\"\ntls_key_file = \"" + dir.file("server.key") + "\"\n";
+}
+
 std::vector<std::map<std::string, std::string>> AzureStandin::rows() const {
     std::vector<std::map<std::string, std::string>> out;
     simdjson::dom::parser parser;

@@ -56,6 +56,9 @@ CefdOptions stalling_options(const char* engine);
 /// 127.0.0.1:port.
 sockaddr_in loopback(int port);
 
+/// [receive] lines for a TLS listener on `tls_port` with `dir`'s server.pem and server.key.
+std::string tls_receive_lines(const TempDir& dir, int tls_port);
+
 class Cefd {
 public:
     Cefd(const TempDir& dir, const AzureStandin& azure, CefdOptions options = {});

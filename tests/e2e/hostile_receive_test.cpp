@@ -424,11 +424,8 @@ TEST(HostileReceive, TlsPlaintextTruncatedAndStalledHandshakesAreBounded) {
     const int tls_port = free_port(false);
     AzureStandin azure(dir);
     Cefd cefd(dir, azure,
-              {.receive_extra = "tls_port = " + std::to_string(tls_port) + "\ntls_cert_file = \"" +
-                                dir.file("server.pem") + "\"\ntls_key_file = \"" +
-                                dir.file("server.key") +
-                                "\"\ntls_handshake_timeout_ms = 500\n"
-                                "tcp_max_connections_per_source = 0\n"});
+              {.receive_extra = tls_receive_lines(dir, tls_port) +
+                                "tls_handshake_timeout_ms = 500\ntcp_max_connections_per_source = 0\n"});
     const std::string tag = "tls";
     int stamp = 0;
     auto valid = [&] { EXPECT_TRUE(send_tls(tls_port, dir.file("ca.pem"), {stamped(tag, stamp++)})); };

@@ -179,11 +179,7 @@ TEST_P(PausedConnections, AreNotEvictedForANewcomerAndLoseNothing) {
     std::set<std::string> messages;
     ASSERT_TRUE(wait_until(120s, [&] {
         if (azure.row_count() < static_cast<std::size_t>(count)) return false;
-        messages.clear();
-        for (const auto& row : azure.rows()) {
-            const auto found = row.find("Message");
-            if (found != row.end()) messages.insert(found->second);
-        }
+        messages = azure.messages();
         return messages.size() >= static_cast<std::size_t>(count);
     })) << "rows " << azure.row_count() << ", distinct " << messages.size();
     EXPECT_EQ(messages.size(), static_cast<std::size_t>(count));
@@ -296,8 +292,7 @@ TEST(PausedTlsConnection, ResetByThePeerDoesNotSpinTheReceiveThread) {
     AzureStandin azure(dir);
     const int tls_port = free_port();
     CefdOptions options = paused_options("recvmmsg");
-    options.receive_extra += "tls_port = " + std::to_string(tls_port) + "\ntls_cert_file = \"" + dir.file("server.pem") +
-                             "\"\ntls_key_file = \"" + dir.file("server.key") + "\"\n";
+    options.receive_extra += tls_receive_lines(dir, tls_port);
     Cefd cefd(dir, azure, options);
     ASSERT_EQ(::kill(azure.process().pid(), SIGSTOP), 0);
 
@@ -341,9 +336,7 @@ TEST_P(PausedTlsConnections, FramesHeldAtStopAreDelivered) {
     AzureStandin azure(dir);
     const int tls_port = free_port();
     CefdOptions options = paused_options(GetParam());
-    options.receive_extra += "drain_timeout_ms = 30000\ntls_port = " + std::to_string(tls_port) +
-                             "\ntls_cert_file = \"" + dir.file("server.pem") + "\"\ntls_key_file = \"" +
-                             dir.file("server.key") + "\"\n";
+    options.receive_extra += "drain_timeout_ms = 30000\n" + tls_receive_lines(dir, tls_port);
     Cefd cefd(dir, azure, options);
     ASSERT_EQ(::kill(azure.process().pid(), SIGSTOP), 0);
 

@@ -24,9 +24,7 @@ TEST(SizingLoadgenTls, EveryEventOfBothFramingsArrivesOnceWithLatency) {
     write_key(dir.file("server.key"), server.key.get());
     AzureStandin azure(dir, {"--accept-log", dir.file("rows.jsonl.accept")});
     const int tls_port = free_port();
-    Cefd cefd(dir, azure,
-              {.receive_extra = "tls_port = " + std::to_string(tls_port) + "\ntls_cert_file = \"" +
-                                dir.file("server.pem") + "\"\ntls_key_file = \"" + dir.file("server.key") + "\"\n"});
+    Cefd cefd(dir, azure, {.receive_extra = tls_receive_lines(dir, tls_port)});
     for (const std::string framing : {"octet", "newline"}) {
         Process loadgen({binary_path("tools/loadgen/cefd-loadgen"), "--proto", "tls", "--framing", framing, "--target",
                          "127.0.0.1:" + std::to_string(tls_port), "--cacert", dir.file("ca.pem"), "--payload",

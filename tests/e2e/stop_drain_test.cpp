@@ -240,9 +240,7 @@ TEST_P(StopDrain, ANewcomerDuringTheDrainIsRefused) {
     CefdOptions options = stalling_options(GetParam());
     write_test_server_identity(dir.file("server.pem"), dir.file("server.key"));
     const int tls_port = free_port();
-    options.receive_extra += "drain_timeout_ms = 3000\ntls_port = " + std::to_string(tls_port) +
-                             "\ntls_cert_file = \"" + dir.file("server.pem") + "\"\ntls_key_file = \"" +
-                             dir.file("server.key") + "\"\n";
+    options.receive_extra += "drain_timeout_ms = 3000\n" + tls_receive_lines(dir, tls_port);
     Cefd cefd(dir, azure, options);
     StoppedStandin stopped(azure);
     ASSERT_TRUE(stopped.stopped());

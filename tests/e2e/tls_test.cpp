@@ -48,11 +48,6 @@ int connect_plain(int port) {
 }
 
 /// The [receive] lines of a TLS listener on `port` with the server pair TlsFiles wrote in `dir`.
-std::string tls_receive_lines(const TempDir& dir, int port) {
-    return "tls_port = " + std::to_string(port) + "\ntls_cert_file = \"" + dir.file("server.pem") +
-           "\"\ntls_key_file = \"" + dir.file("server.key") + "\"\n";
-}
-
 /// Connects with TLS (client certificate from `files`), sends each line octet-counted (RFC 5425),
 /// and returns the common name of the server's certificate.
 std::string send_tls(int port, const TlsFiles& files, const std::vector<std::string>& lines) {
